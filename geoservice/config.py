@@ -1,0 +1,154 @@
+"""Every setting of geoservice, typed and documented in one place.
+
+Settings are read once, when :func:`load_settings` is called (normally by the app factory or the CLI), from
+environment variables, optionally overlaid on a TOML file named by ``GEOSERVICE_CONFIG``. Nothing is read at
+import time. Environment variables win over the file; explicit overrides (tests) win over both.
+
+Settings (environment variable → meaning, default):
+
+``DATABASE_URL``
+    SQLAlchemy URL of an external PostgreSQL with PostGIS and pgRouting, e.g.
+    ``postgresql://user:pw@host:5432/geoservice``. Unset (the default): use the embedded cluster below.
+``GEOSERVICE_PG_DIR``
+    Folder the embedded cluster lives in (data, socket, log, password). Default ``var/pg`` relative to the
+    working directory.
+``GEOSERVICE_PG_PORT``
+    TCP port the embedded cluster listens on, on 127.0.0.1 only. Default ``55432``.
+``GEOSERVICE_PG_OS_USER``
+    When the caller is root, the unprivileged system user that owns and runs the embedded cluster
+    (PostgreSQL refuses to run as root). Default ``postgres`` (created by Debian's postgresql package).
+``GEOSERVICE_PG_BIN``
+    Folder with ``initdb``, ``pg_ctl`` and ``postgres``. Default ``/usr/lib/postgresql/15/bin``.
+``GEOSERVICE_DB_NAME``
+    Name of the database inside the embedded cluster. Default ``geoservice``.
+``GEOSERVICE_METRIC_CRS``
+    Projected CRS for metric work (lengths, buffers). Default ``EPSG:4547`` (CGCS2000 / 3-degree
+    Gauss-Kruger CM 114E, right for Xuchang).
+``GEOSERVICE_CITY_CENTER``
+    ``lon,lat`` the maps open on. Default ``113.826,34.026`` (Weidu district, Xuchang).
+``GEOSERVICE_BASEMAP``
+    ``osm`` (OpenStreetMap tiles, default), ``tianditu`` (needs ``GEOSERVICE_TIANDITU_KEY``) or ``none``
+    (offline: our own streets, grids and outlines are the basemap).
+``GEOSERVICE_TIANDITU_KEY``
+    The ``tk`` key for Tianditu tiles. Default empty.
+``GEOSERVICE_TIMEZONE``
+    The city's time zone, for opening hours. Default ``Asia/Shanghai``.
+``GEOSERVICE_HEALTH_TIMEOUT``
+    Seconds ``/healthz`` waits for the database before answering 503. Default ``3``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from geoservice.errors import ConfigError
+
+BASEMAPS = ("osm", "tianditu", "none")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The settings of one geoservice process; see the module docstring for each one."""
+
+    database_url: str | None = None
+    pg_dir: Path = field(default_factory=lambda: Path("var/pg"))
+    pg_port: int = 55432
+    pg_os_user: str = "postgres"
+    pg_bin: Path = field(default_factory=lambda: Path("/usr/lib/postgresql/15/bin"))
+    db_name: str = "geoservice"
+    metric_crs: str = "EPSG:4547"
+    city_center: tuple[float, float] = (113.826, 34.026)
+    basemap: str = "osm"
+    tianditu_key: str = ""
+    timezone: str = "Asia/Shanghai"
+    health_timeout: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.basemap not in BASEMAPS:
+            raise ConfigError(f"basemap must be one of {', '.join(BASEMAPS)}, got {self.basemap!r}")
+        if self.basemap == "tianditu" and not self.tianditu_key:
+            raise ConfigError("basemap 'tianditu' needs GEOSERVICE_TIANDITU_KEY (the Tianditu 'tk' key)")
+        if not 0 < self.pg_port < 65536:
+            raise ConfigError(f"pg_port must be between 1 and 65535, got {self.pg_port}")
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+ENV_NAMES = {
+    "database_url": "DATABASE_URL",
+    "pg_dir": "GEOSERVICE_PG_DIR",
+    "pg_port": "GEOSERVICE_PG_PORT",
+    "pg_os_user": "GEOSERVICE_PG_OS_USER",
+    "pg_bin": "GEOSERVICE_PG_BIN",
+    "db_name": "GEOSERVICE_DB_NAME",
+    "metric_crs": "GEOSERVICE_METRIC_CRS",
+    "city_center": "GEOSERVICE_CITY_CENTER",
+    "basemap": "GEOSERVICE_BASEMAP",
+    "tianditu_key": "GEOSERVICE_TIANDITU_KEY",
+    "timezone": "GEOSERVICE_TIMEZONE",
+    "health_timeout": "GEOSERVICE_HEALTH_TIMEOUT",
+}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    """Turn a raw (string or TOML) value into the type the setting ``name`` declares."""
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+        if kind == "tuple[float, float]":
+            parts = raw.split(",") if isinstance(raw, str) else list(raw)
+            lon, lat = (float(p) for p in parts)
+            return (lon, lat)
+        if kind == "str | None":
+            return str(raw) or None
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {ENV_NAMES[name]} has an invalid value {raw!r} ({kind} expected)") from exc
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Read the settings from a TOML file (``GEOSERVICE_CONFIG``), the environment and ``overrides``.
+
+    Args:
+        env: the environment to read; ``os.environ`` when omitted.
+        overrides: values that win over everything else (already typed), keyed by setting name.
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: a value does not parse or is not allowed.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    config_file = env.get("GEOSERVICE_CONFIG")
+    if config_file:
+        try:
+            with open(config_file, "rb") as fh:
+                from_file = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read GEOSERVICE_CONFIG file {config_file}: {exc}") from exc
+        unknown = set(from_file) - set(ENV_NAMES)
+        if unknown:
+            raise ConfigError(f"unknown settings in {config_file}: {', '.join(sorted(unknown))}")
+        values.update({k: _coerce(k, v) for k, v in from_file.items()})
+    for name, var in ENV_NAMES.items():
+        if env.get(var):
+            values[name] = _coerce(name, env[var])
+    values.update(overrides or {})
+    return Settings(**values)
