@@ -1,0 +1,57 @@
+"""Loading a generated city (the Weidu demo or a benchmark city) into the database.
+
+``load_city`` replaces every row of the data model with the city's, in the caller's transaction: it is
+all-or-nothing and, because the generator is deterministic, loading the same city twice gives the same rows.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from geoalchemy2.shape import from_shape
+from sqlalchemy.engine import Connection
+
+from geoservice import models
+from geoservice.citygen import City, CitySpec, demo_spec, generate_city
+from geoservice.health import row_counts
+
+_MODEL_OF = {
+    "district": (models.District, "districts"),
+    "subdistrict": (models.Subdistrict, "subdistricts"),
+    "community": (models.Community, "communities"),
+    "squad": (models.Squad, "squads"),
+    "grid": (models.Grid, "grids"),
+    "street": (models.Street, "streets"),
+    "point": (models.Point, "points"),
+}
+_IDENTITY_TABLES = ("squad", "street", "point")
+
+
+def _rows_for_insert(rows: list[dict]) -> list[dict]:
+    out = []
+    for row in rows:
+        row = dict(row)
+        if "geom" in row:
+            row["geom"] = from_shape(row["geom"], srid=4326)
+        out.append(row)
+    return out
+
+
+def load_city(conn: Connection, city: City) -> dict[str, int]:
+    """Replace all data with ``city`` inside the caller's transaction; returns the row counts after."""
+    conn.execute(sa.text("TRUNCATE " + ", ".join(reversed(models.TABLES)) + " RESTART IDENTITY CASCADE"))
+    for table in models.TABLES:
+        model, attr = _MODEL_OF[table]
+        rows = getattr(city, attr)
+        if not rows:
+            continue
+        conn.execute(sa.insert(model.__table__), _rows_for_insert(rows))
+    for table in _IDENTITY_TABLES:
+        conn.execute(sa.text(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce(max(id), 0) + 1, false) FROM {table}"
+        ))
+    return row_counts(conn)
+
+
+def load_demo(conn: Connection, spec: CitySpec | None = None) -> dict[str, int]:
+    """Load the Weidu demo city (or another spec) into the database; returns the row counts."""
+    return load_city(conn, generate_city(spec or demo_spec()))
