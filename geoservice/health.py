@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from geoservice.models import TABLES
 
@@ -31,3 +31,23 @@ def database_health(conn: Connection) -> dict:
         "schema_revision": revision,
         "counts": row_counts(conn) if revision else {},
     }
+
+
+class Unreachable(Exception):
+    """The database did not answer; the message is safe to show (no URL, no password)."""
+
+
+def probe(engine: Engine, *, timeout_s: float) -> dict:
+    """Connect, and report :func:`database_health` within ``timeout_s`` seconds of server time.
+
+    Raises:
+        Unreachable: the connection or the queries failed.
+    """
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT set_config('statement_timeout', :ms, true)"),
+                         {"ms": str(int(timeout_s * 1000))})
+            return database_health(conn)
+    except sa.exc.SQLAlchemyError as exc:
+        reason = type(getattr(exc, "orig", exc) or exc).__name__
+        raise Unreachable(f"database not reachable ({reason})") from exc

@@ -1,0 +1,156 @@
+"""The ``geoservice`` command line: thin click commands that call the core, print, and set the exit code.
+
+Every failure exits non-zero with one line on stderr that says what went wrong (never a traceback, never a
+password).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+import sqlalchemy as sa
+
+from geoservice import db
+from geoservice.config import Settings, load_settings
+from geoservice.db.embedded import EmbeddedCluster
+from geoservice.errors import GeoserviceError
+
+
+def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn known errors into a one-line message on stderr and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GeoserviceError as exc:
+            click.echo(f"geoservice: {exc.description}", err=True)
+            sys.exit(1)
+        except sa.exc.OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
+            reason = reason.split("password")[0].rstrip(" :") or "connection failed"
+            click.echo(f"geoservice: database not reachable: {reason}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj
+
+
+@click.group()
+@click.version_option(package_name="geoservice")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """geoservice: city map service for convenience points, streets and unit grids on PostGIS."""
+    try:
+        ctx.obj = load_settings()
+    except GeoserviceError as exc:
+        click.echo(f"geoservice: {exc.description}", err=True)
+        sys.exit(2)
+
+
+@main.group("db")
+def db_group() -> None:
+    """Run the embedded PostGIS and manage the schema."""
+
+
+@db_group.command("up")
+@click.pass_context
+@_one_line_errors
+def db_up(ctx: click.Context) -> None:
+    """Create (first time) and start the embedded cluster, then apply pending migrations."""
+    settings = _settings(ctx)
+    if settings.database_url:
+        click.echo("DATABASE_URL is set: using that server, no embedded cluster to start")
+    else:
+        click.echo(f"database at {EmbeddedCluster(settings).up()}")
+    _upgrade(settings)
+
+
+@db_group.command("down")
+@click.pass_context
+@_one_line_errors
+def db_down(ctx: click.Context) -> None:
+    """Stop the embedded cluster."""
+    settings = _settings(ctx)
+    if settings.database_url:
+        click.echo("DATABASE_URL is set: there is no embedded cluster to stop")
+        return
+    stopped = EmbeddedCluster(settings).down()
+    click.echo("stopped" if stopped else "not running")
+
+
+@db_group.command("status")
+@click.pass_context
+@_one_line_errors
+def db_status(ctx: click.Context) -> None:
+    """Say whether the database runs, where, and at which schema revision. Exit 1 when it is down."""
+    settings = _settings(ctx)
+    if not settings.database_url:
+        status = EmbeddedCluster(settings).status()
+        if not status.running:
+            state = "stopped" if status.initialized else "not created"
+            click.echo(f"embedded cluster {state} ({status.data_dir})", err=True)
+            sys.exit(1)
+        click.echo(f"embedded cluster running, pid {status.pid}, port {status.port}, data {status.data_dir}")
+    engine = db.make_engine(db.database_url(settings))
+    with engine.connect() as conn:
+        current = db.current_revision(conn)
+    engine.dispose()
+    click.echo(f"schema revision {current or 'none'} (newest {db.head_revision()})")
+
+
+@db_group.command("upgrade")
+@click.pass_context
+@_one_line_errors
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply pending schema migrations."""
+    _upgrade(_settings(ctx))
+
+
+def _upgrade(settings: Settings) -> None:
+    engine = db.make_engine(db.database_url(settings))
+    with engine.begin() as conn:
+        before = db.current_revision(conn)
+        db.upgrade(conn)
+        after = db.current_revision(conn)
+    engine.dispose()
+    click.echo(f"schema at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+
+
+@main.group("demo")
+def demo_group() -> None:
+    """The Weidu demo city."""
+
+
+@demo_group.command("load")
+@click.pass_context
+@_one_line_errors
+def demo_load(ctx: click.Context) -> None:
+    """Replace all data with the deterministic Weidu demo city and print the row counts."""
+    from geoservice.demo import load_demo
+
+    engine = db.make_engine(db.database_url(_settings(ctx)))
+    with engine.begin() as conn:
+        counts = load_demo(conn)
+    engine.dispose()
+    click.echo("demo city loaded: " + ", ".join(f"{table} {n}" for table, n in counts.items()))
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
+@click.pass_context
+@_one_line_errors
+def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
+    """Serve the maps and the API with gunicorn."""
+    from geoservice.server import serve as run_server
+
+    run_server(_settings(ctx), host=host, port=port, workers=workers)

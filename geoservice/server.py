@@ -1,0 +1,40 @@
+"""Running the app under gunicorn, as ``geoservice serve`` does."""
+
+from __future__ import annotations
+
+from gunicorn.app.base import BaseApplication
+
+from geoservice.config import Settings
+
+
+class _GunicornApp(BaseApplication):
+    """gunicorn driven from Python, so each worker builds its app with our factory and settings."""
+
+    def __init__(self, settings: Settings, options: dict) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from geoservice.app import create_app
+
+        return create_app(self.settings)
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    """Serve until interrupted."""
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": 4,
+        "timeout": 120,
+        "accesslog": "-",
+        "errorlog": "-",
+        "loglevel": "info",
+    }
+    _GunicornApp(settings, options).run()
