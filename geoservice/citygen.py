@@ -139,6 +139,7 @@ def generate_city(spec: CitySpec) -> City:
     grids_local = _admin_areas(spec, rng, city, district)
     if spec.plant_defects:
         _plant_grid_defects(spec, city, grids_local)
+    _node_shared_boundaries(city, grids_local)
     _number_grids(city, grids_local, frame)
     no_point_zone = _no_point_zone(spec) if spec.plant_defects else None
     _points(spec, rng, city, nodes, edges, no_point_zone)
@@ -325,16 +326,46 @@ def _admin_areas(spec: CitySpec, rng: random.Random, city: City, district: Polyg
             word = COMMUNITY_WORDS[(s * cx * cy + c) % len(COMMUNITY_WORDS)]
             city.communities.append({"code": com_code, "subdistrict_code": sub_code,
                                      "name": f"{word}社区", "geom": com_geom})
+            grid_m = spec.grid_blocks * spec.block_m
+            minx, miny, maxx, maxy = com_rect.bounds
             gx, gy = (spec.seed_subdistrict_grids if s == 1 else
-                      (max(1, round(com_rect.bounds[2] - com_rect.bounds[0]) // round(spec.grid_blocks * spec.block_m)),
-                       max(1, round(com_rect.bounds[3] - com_rect.bounds[1]) // round(spec.grid_blocks * spec.block_m))))
-            for row, col, cell in _cells(com_rect.bounds, int(gx), int(gy)):
-                piece = cell.intersection(com_geom)
-                if piece.geom_type == "Polygon" and piece.area >= 1000:
-                    grids.append({"community_code": com_code, "row": row, "col": col, "geom": piece,
-                                  "squad_id": squad_id, "officer_name": _person(rng),
-                                  "officer_phone": _mobile(rng), "cell": cell})
+                      (max(1, int((maxx - minx) // grid_m)), max(1, int((maxy - miny) // grid_m))))
+            pieces = [(row, col, cell, cell.intersection(com_geom))
+                      for row, col, cell in _cells(com_rect.bounds, int(gx), int(gy))]
+            for row, col, cell, piece in _merge_slivers(pieces):
+                grids.append({"community_code": com_code, "row": row, "col": col, "geom": piece,
+                              "squad_id": squad_id, "officer_name": _person(rng),
+                              "officer_phone": _mobile(rng), "cell": cell})
     return grids
+
+
+def _merge_slivers(pieces: list[tuple], min_area: float = 1000.0) -> list[tuple]:
+    """Fold grid pieces smaller than ``min_area`` (cut by the lake shore) into the neighbour they share most with.
+
+    Dropping them instead would leave unplanned gaps between the grids and the district outline.
+    """
+    kept = [p for p in pieces if p[3].geom_type == "Polygon" and p[3].area >= min_area]
+    for small in (p for p in pieces if p[3].geom_type == "Polygon" and 0 < p[3].area < min_area):
+        shared = [(k, kept[k][3].boundary.intersection(small[3].boundary).length) for k in range(len(kept))]
+        k, length = max(shared, key=lambda s: s[1], default=(None, 0.0))
+        if k is not None and length > 0:
+            row, col, cell, geom = kept[k]
+            kept[k] = (row, col, cell, geom.union(small[3]))
+    return kept
+
+
+def _node_shared_boundaries(city: City, grids: list[dict]) -> None:
+    """Give polygons that share a boundary the same vertices along it.
+
+    A grid edge that runs past a neighbour's corner (a T-junction) would, after the projection to WGS 84 and
+    rounding to 1e-7 degrees, open a thin sliver of false gap or overlap along the shared edge. Inserting each
+    nearby corner into the edge keeps shared boundaries identical after any pointwise transform.
+    """
+    rows = city.districts + city.subdistricts + city.communities + grids
+    corners = shapely.MultiPoint(np.unique(np.concatenate(
+        [shapely.get_coordinates(r["geom"]) for r in rows]), axis=0))
+    for row in rows:
+        row["geom"] = shapely.snap(row["geom"], corners, 0.01)
 
 
 def _indexed(names: tuple[str, ...], k: int, suffix: str) -> str:

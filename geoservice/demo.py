@@ -27,13 +27,7 @@ _IDENTITY_TABLES = ("squad", "street", "point")
 
 
 def _rows_for_insert(rows: list[dict]) -> list[dict]:
-    out = []
-    for row in rows:
-        row = dict(row)
-        if "geom" in row:
-            row["geom"] = from_shape(row["geom"], srid=4326)
-        out.append(row)
-    return out
+    return [{**row, "geom": from_shape(row["geom"], srid=4326)} if "geom" in row else row for row in rows]
 
 
 def load_city(conn: Connection, city: City) -> dict[str, int]:

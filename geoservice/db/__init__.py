@@ -23,9 +23,10 @@ def database_url(settings: Settings) -> str:
     """The SQLAlchemy URL to use: ``DATABASE_URL`` if set, else the embedded cluster's."""
     if settings.database_url:
         url = settings.database_url
-        # Accept the libpq spelling users copy from elsewhere.
-        if url.startswith("postgres://"):
-            url = "postgresql://" + url[len("postgres://"):]
+        # Accept libpq spellings; pin the driver we install (SQLAlchemy 2.1 would pick psycopg 3 otherwise).
+        for scheme in ("postgres://", "postgresql://"):
+            if url.startswith(scheme):
+                url = "postgresql+psycopg2://" + url[len(scheme):]
         return url
     return EmbeddedCluster(settings).url()
 

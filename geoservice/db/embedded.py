@@ -41,6 +41,21 @@ class ClusterStatus:
     data_dir: Path
 
 
+def grant_traverse(path: Path, user: str) -> None:
+    """Let ``user`` reach ``path`` through ancestors it cannot enter (e.g. a clone under /root, mode 700).
+
+    Only the search (x) permission is granted, by ACL where ``setfacl`` exists (package acl), else to others.
+    """
+    for ancestor in Path(path).resolve().parents:
+        mode = ancestor.stat().st_mode
+        if mode & 0o001:
+            continue
+        if shutil.which("setfacl"):
+            subprocess.run(["setfacl", "-m", f"u:{user}:x", str(ancestor)], check=True)
+        else:
+            os.chmod(ancestor, mode | 0o001)
+
+
 class EmbeddedCluster:
     """One embedded cluster, described by the settings that locate it."""
 
@@ -159,19 +174,8 @@ class EmbeddedCluster:
             user = self._os_user()
             for path in [self.root, *self.root.rglob("*")]:
                 os.chown(path, user.pw_uid, user.pw_gid)
-            self._grant_traverse(user)
+            grant_traverse(self.root, user.pw_name)
         os.chmod(self.root, 0o700)
-
-    def _grant_traverse(self, user: pwd.struct_passwd) -> None:
-        """Let the unprivileged user reach the cluster folder through ancestors it cannot enter (e.g. /root)."""
-        for ancestor in self.root.parents:
-            mode = ancestor.stat().st_mode
-            if mode & 0o001:
-                continue
-            if shutil.which("setfacl"):
-                subprocess.run(["setfacl", "-m", f"u:{user.pw_name}:x", str(ancestor)], check=True)
-            else:
-                os.chmod(ancestor, mode | 0o001)
 
     def _init(self) -> None:
         if self.data_dir.exists() and any(self.data_dir.iterdir()):

@@ -32,7 +32,8 @@ class RemoteLayer(MacroElement):
 
     _template = Template("""
         {% macro script(this, kwargs) %}
-            geoservice.loadLayer({{ this._parent.get_name() }}, {{ this.url|tojson }}, {{ this.style|tojson }});
+            geoservice.loadLayer({{ this._parent._parent.get_name() }}, {{ this._parent.get_name() }},
+                                 {{ this.url|tojson }}, {{ this.style|tojson }});
         {% endmacro %}
     """)
 
@@ -55,7 +56,7 @@ def _basemap(m: folium.Map, settings: Settings) -> None:
 def city_map(settings: Settings) -> str:
     """The HTML of the city map page (/)."""
     lon, lat = settings.city_center
-    m = LocalMap(location=[lat, lon], zoom_start=14, tiles=None, control_scale=True, prefer_canvas=True,
+    m = LocalMap(location=[lat, lon], zoom_start=13, tiles=None, control_scale=True, prefer_canvas=True,
                  max_zoom=19)
     _basemap(m, settings)
     layers = (
@@ -68,7 +69,9 @@ def city_map(settings: Settings) -> str:
         group = folium.FeatureGroup(name=title, show=shown).add_to(m)
         group.add_child(RemoteLayer(f"/api/v1/layers/{layer}", style))
     folium.LayerControl(collapsed=False).add_to(m)
-    m.get_root().header.add_child(folium.Element('<title>城市便民点地图 · geoservice</title>'))
+    m.get_root().header.add_child(folium.Element(
+        '<title>城市便民点地图 · geoservice</title>'
+        '<link rel="icon" href="/static/img/favicon.svg" type="image/svg+xml">'))
     m.get_root().html.add_child(folium.Element(
         '<div id="map-status" class="map-status" role="status" aria-live="polite">加载中 Loading…</div>'))
     return m.get_root().render()

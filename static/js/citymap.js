@@ -55,9 +55,9 @@
     },
     point: {
       options: {
-        pointToLayer: function (f, latlng) {
+        pointToLayer: function (f, latlng, pane) {
           return L.circleMarker(latlng, {
-            radius: 7, color: "#ffffff", weight: 2, fillOpacity: 0.95,
+            pane: pane, radius: 7, color: "#ffffff", weight: 2, fillOpacity: 0.95,
             fillColor: KIND_COLOURS[f.properties.kind] || "#000000"
           });
         }
@@ -71,8 +71,18 @@
     if (el) { el.textContent = text; el.hidden = !text; }
   }
 
-  function loadLayer(group, url, styleName) {
+  // Draw order does not depend on which response arrives first: each kind of feature has its own pane.
+  var PANES = { district: 405, grid: 410, street: 420, point: 630 };
+
+  function ensurePane(map, name) {
+    var paneName = "geoservice-" + name;
+    if (!map.getPane(paneName)) { map.createPane(paneName).style.zIndex = PANES[name]; }
+    return paneName;
+  }
+
+  function loadLayer(map, group, url, styleName) {
     var style = STYLES[styleName];
+    var pane = ensurePane(map, styleName);
     pending += 1;
     fetch(url, { headers: { Accept: "application/geo+json, application/json" } })
       .then(function (response) {
@@ -80,7 +90,12 @@
         return response.json();
       })
       .then(function (collection) {
-        var layer = L.geoJSON(collection, style.options);
+        var options = Object.assign({ pane: pane }, style.options);
+        if (options.pointToLayer) {
+          var makeMarker = options.pointToLayer;
+          options.pointToLayer = function (f, latlng) { return makeMarker(f, latlng, pane); };
+        }
+        var layer = L.geoJSON(collection, options);
         if (style.popup) {
           layer.bindPopup(function (l) { return style.popup(l.feature.properties); });
         }

@@ -1,0 +1,78 @@
+# geoservice: `make run` serves the demo city on http://127.0.0.1:5000, `make test` runs the whole suite.
+# Both install what is missing first (Debian/Ubuntu packages, the virtualenv, the front-end assets).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# What `make run` needs from the system, and what the tests need on top (browser, CJK fonts, ogr2ogr).
+RUN_PACKAGES := postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting acl nodejs npm python3-venv
+TEST_PACKAGES := $(RUN_PACKAGES) chromium fonts-noto-cjk gdal-bin
+
+.PHONY: run test lint system-run system-test venv assets db demo serve clean-db
+
+run: system-run venv assets db demo serve
+
+test: system-test venv assets
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+# Install only the missing packages; npm/nodejs/python3-venv are skipped when the tools are already there.
+define install_missing
+	@missing=""; \
+	for p in $(1); do \
+	  case $$p in \
+	    nodejs) command -v node >/dev/null && continue ;; \
+	    npm) command -v npm >/dev/null && continue ;; \
+	    python3-venv) $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null && continue ;; \
+	  esac; \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; \
+	fi
+endef
+
+system-run:
+	$(call install_missing,$(RUN_PACKAGES))
+
+system-test:
+	$(call install_missing,$(TEST_PACKAGES))
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,notebooks]'
+	touch $@
+
+# Leaflet comes from the npm registry (exact versions in package.json) and is served from /static/vendor.
+assets: static/vendor/.installed
+
+static/vendor/.installed: package.json
+	npm install --no-package-lock --no-audit --no-fund --silent
+	rm -rf static/vendor && mkdir -p static/vendor/leaflet
+	cp -r node_modules/leaflet/dist/. static/vendor/leaflet/
+	touch $@
+
+db: venv
+	$(BIN)/geoservice db up
+
+demo: db
+	$(BIN)/geoservice demo load
+
+serve:
+	$(BIN)/geoservice serve --host $(HOST) --port $(PORT)
+
+lint: venv
+	$(BIN)/ruff check .
+
+clean-db: venv
+	-$(BIN)/geoservice db down
+	rm -rf var/pg

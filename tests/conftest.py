@@ -1,0 +1,170 @@
+"""Shared fixtures: a real PostGIS database with the demo city, rolled back per test.
+
+The database comes from, in order: ``GEOSERVICE_TEST_DATABASE_URL``; ``DATABASE_URL`` (an external server — the
+suite loads the demo city into it); else the embedded cluster, started if needed, with a database of its own
+(``geoservice_test``) so the suite never touches the data ``make run`` serves. A database that cannot be reached
+is an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from geoservice import db
+from geoservice.citygen import City, demo_spec, generate_city
+from geoservice.config import Settings, load_settings
+from geoservice.db.embedded import EmbeddedCluster
+from geoservice.demo import load_city
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DB_NAME = "geoservice_test"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    """The settings the developer or CI runs with (from the environment)."""
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def test_database_url(base_settings: Settings) -> str:
+    """URL of the database the suite owns for this run."""
+    explicit = os.environ.get("GEOSERVICE_TEST_DATABASE_URL") or base_settings.database_url
+    if explicit:
+        return db.database_url(base_settings.replace(database_url=explicit))
+    cluster = EmbeddedCluster(base_settings)
+    cluster.up()
+    cluster.drop_database(TEST_DB_NAME)
+    cluster.ensure_database(TEST_DB_NAME)
+    return cluster.url(TEST_DB_NAME)
+
+
+@pytest.fixture(scope="session")
+def settings(base_settings: Settings, test_database_url: str) -> Settings:
+    """Settings pointing at the suite's database, offline basemap (pages request nothing from other hosts)."""
+    return base_settings.replace(database_url=test_database_url, basemap="none")
+
+
+@pytest.fixture(scope="session")
+def demo_city() -> City:
+    """The generated demo city, as the generator produced it (for independent checks)."""
+    return generate_city(demo_spec())
+
+
+@pytest.fixture(scope="session")
+def engine(test_database_url: str, demo_city: City) -> Iterator[Engine]:
+    """An engine on the suite's database, migrated and loaded with the demo city."""
+    engine = db.make_engine(test_database_url)
+    with engine.begin() as conn:
+        db.upgrade(conn)
+        load_city(conn, demo_city)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture()
+def conn(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        yield connection
+        if transaction.is_active:
+            transaction.rollback()
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, engine: Engine):
+    """The Flask app on the suite's database (demo city loaded by ``engine``)."""
+    from geoservice.app import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture()
+def client(app):
+    """A Flask test client."""
+    return app.test_client()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout_s: float = 60) -> None:
+    """Poll ``url`` until it answers 200."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer 200 within {timeout_s} s")
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="session")
+def served(settings: Settings, engine: Engine) -> Iterator[str]:
+    """The app served exactly as ``geoservice serve`` serves it (gunicorn), on a free port; yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "GEOSERVICE_BASEMAP": "none"}
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log = open(ARTIFACTS / "serve.log", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "geoservice", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(base + "/healthz")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium driven by Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def checksum(conn: Connection) -> str:
+    """md5 over every row of every table in key order (bar updated_at): equal checksums mean equal data."""
+    parts = []
+    for table, key in (("district", "code"), ("subdistrict", "code"), ("community", "code"), ("squad", "id"),
+                       ("grid", "code"), ("street", "id"), ("point", "id")):
+        parts.append(conn.execute(sa.text(
+            f"SELECT md5(coalesce(string_agg((to_jsonb(t) - 'updated_at')::text, '|' ORDER BY {key}), '')) "
+            f"FROM (SELECT * FROM {table}) t"
+        )).scalar_one())
+    return ",".join(parts)

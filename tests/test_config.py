@@ -1,0 +1,61 @@
+"""Settings: read from the environment and an optional TOML file, validated with clear messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from geoservice.config import ENV_NAMES, Settings, load_settings
+from geoservice.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults():
+    settings = load_settings(env={})
+    assert settings.database_url is None
+    assert settings.pg_dir == Path("var/pg")
+    assert settings.metric_crs == "EPSG:4547"
+    assert settings.basemap == "osm"
+    assert settings.city_center == (113.826, 34.026)
+
+
+def test_environment_and_file(tmp_path):
+    config = tmp_path / "geoservice.toml"
+    config.write_text('basemap = "none"\npg_port = 6000\ncity_center = [114.0, 35.0]\n')
+    settings = load_settings(env={"GEOSERVICE_CONFIG": str(config), "GEOSERVICE_PG_PORT": "7000"})
+    assert settings.basemap == "none"
+    assert settings.pg_port == 7000  # the environment wins over the file
+    assert settings.city_center == (114.0, 35.0)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"GEOSERVICE_PG_PORT": "many"}, "GEOSERVICE_PG_PORT has an invalid value"),
+    ({"GEOSERVICE_PG_PORT": "70000"}, "pg_port must be between 1 and 65535"),
+    ({"GEOSERVICE_BASEMAP": "google"}, "basemap must be one of osm, tianditu, none"),
+    ({"GEOSERVICE_BASEMAP": "tianditu"}, "needs GEOSERVICE_TIANDITU_KEY"),
+    ({"GEOSERVICE_CITY_CENTER": "113.8"}, "GEOSERVICE_CITY_CENTER has an invalid value"),
+    ({"GEOSERVICE_CONFIG": "/nonexistent/geoservice.toml"}, "cannot read GEOSERVICE_CONFIG"),
+])
+def test_bad_settings_are_refused(env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env=env)
+
+
+def test_unknown_setting_in_file_is_refused(tmp_path):
+    config = tmp_path / "geoservice.toml"
+    config.write_text('basemapp = "none"\n')
+    with pytest.raises(ConfigError, match="unknown settings .*: basemapp"):
+        load_settings(env={"GEOSERVICE_CONFIG": str(config)})
+
+
+def test_every_setting_is_documented_in_config_module_and_readme():
+    """Keep the docs honest: each setting's variable appears in the module docstring and in the README."""
+    import geoservice.config
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert set(ENV_NAMES) == {f.name for f in Settings.__dataclass_fields__.values()}
+    for var in ENV_NAMES.values():
+        assert var in geoservice.config.__doc__, var
+        assert var in readme, var
