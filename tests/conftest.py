@@ -2,8 +2,8 @@
 
 The database comes from, in order: ``GEOSERVICE_TEST_DATABASE_URL``; ``DATABASE_URL`` (an external server — the
 suite loads the demo city into it); else the embedded cluster, started if needed, with a database of its own
-(``geoservice_test``) so the suite never touches the data ``make run`` serves. A database that cannot be reached
-is an error, never a skip.
+(``geoservice_test``, or ``GEOSERVICE_TEST_DB_NAME``) so the suite never touches the data ``make run`` serves.
+A database that cannot be reached is an error, never a skip.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from geoservice.db.embedded import EmbeddedCluster
 from geoservice.demo import load_city
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_DB_NAME = "geoservice_test"
+# Parallel runs in one cluster (e.g. several developers' checkouts) each name their own database.
+TEST_DB_NAME = os.environ.get("GEOSERVICE_TEST_DB_NAME", "geoservice_test")
 ARTIFACTS = ROOT / "tests" / "artifacts"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 
