@@ -29,17 +29,19 @@ def create_app(settings: Settings | None = None, *, engine_options: dict[str, An
         The Flask app, with the database, the blueprints and the error handlers wired in.
     """
     settings = settings or load_settings()
-    app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+    app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static", template_folder="web/templates")
     app.config["GEOSERVICE_SETTINGS"] = settings
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     db.init_app(app, db.make_engine(db.database_url(settings), **(engine_options or {})))
 
     from geoservice.api import bp as api_bp
+    from geoservice.ogc.views import bp as ogc_bp
     from geoservice.web import bp as web_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(web_bp)
+    app.register_blueprint(ogc_bp)
     _register_error_handlers(app)
     return app
 

@@ -33,6 +33,9 @@ Settings (environment variable → meaning, default):
     The ``tk`` key for Tianditu tiles. Default empty.
 ``GEOSERVICE_TIMEZONE``
     The city's time zone, for opening hours. Default ``Asia/Shanghai``.
+``GEOSERVICE_SLIVER_AREA_M2``
+    Gaps and overlaps between unit grids smaller than this many square metres are digitising noise: counted
+    separately, not reported. Default ``1``.
 ``GEOSERVICE_HEALTH_TIMEOUT``
     Seconds ``/healthz`` waits for the database before answering 503. Default ``3``.
 """
@@ -67,6 +70,7 @@ class Settings:
     basemap: str = "osm"
     tianditu_key: str = ""
     timezone: str = "Asia/Shanghai"
+    sliver_area_m2: float = 1.0
     health_timeout: float = 3.0
 
     def __post_init__(self) -> None:
@@ -94,6 +98,7 @@ ENV_NAMES = {
     "basemap": "GEOSERVICE_BASEMAP",
     "tianditu_key": "GEOSERVICE_TIANDITU_KEY",
     "timezone": "GEOSERVICE_TIMEZONE",
+    "sliver_area_m2": "GEOSERVICE_SLIVER_AREA_M2",
     "health_timeout": "GEOSERVICE_HEALTH_TIMEOUT",
 }
 

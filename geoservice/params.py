@@ -54,3 +54,59 @@ def parse_choice(name: str, raw: str | None, allowed: tuple[str, ...], *, defaul
     if raw not in allowed:
         raise InvalidParameter(f"{name} must be one of {', '.join(allowed)}; got {raw!r}")
     return raw
+
+
+def parse_int(name: str, raw: str | None, *, default: int, minimum: int, maximum: int) -> int:
+    """A whole number within [minimum, maximum]."""
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidParameter(f"{name} must be a whole number between {minimum} and {maximum}, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise InvalidParameter(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
+
+
+def parse_bool(name: str, raw: str | None, *, default: bool = False) -> bool:
+    """true/false (also 1/0, yes/no, on/off)."""
+    if raw is None or raw == "":
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise InvalidParameter(f"{name} must be true or false, got {raw!r}")
+
+
+def parse_lonlat(raw_lon: str | None, raw_lat: str | None) -> tuple[float, float]:
+    """A WGS 84 position from ``lon`` and ``lat``; both required; swapped values are detected and named."""
+    if raw_lon in (None, "") or raw_lat in (None, ""):
+        missing = [n for n, v in (("lon", raw_lon), ("lat", raw_lat)) if v in (None, "")]
+        raise InvalidParameter(f"{' and '.join(missing)} required: WGS 84 longitude and latitude in degrees, "
+                               "e.g. lon=113.826&lat=34.026")
+    lon = parse_float("lon", raw_lon)
+    lat = parse_float("lat", raw_lat)
+    if abs(lat) > 90 and abs(lon) <= 90:
+        raise InvalidParameter(f"lon and lat look swapped (lon={raw_lon}, lat={raw_lat}): lat must be within -90..90;"
+                               f" did you mean lon={raw_lat}&lat={raw_lon}?")
+    if not -180 <= lon <= 180:
+        raise InvalidParameter(f"lon must be between -180 and 180, got {raw_lon}")
+    if not -90 <= lat <= 90:
+        raise InvalidParameter(f"lat must be between -90 and 90, got {raw_lat}")
+    return lon, lat
+
+
+def parse_list(name: str, values: list[str], allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """Repeated (``kind=a&kind=b``) or comma-separated (``kind=a,b``) values, each one of ``allowed``."""
+    items = tuple(dict.fromkeys(v.strip() for raw in values for v in raw.split(",") if v.strip()))
+    unknown = [v for v in items if v not in allowed]
+    if unknown:
+        raise InvalidParameter(f"unknown {name} {unknown[0]!r}; allowed: {', '.join(allowed)}")
+    return items

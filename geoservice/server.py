@@ -17,7 +17,8 @@ class _GunicornApp(BaseApplication):
 
     def load_config(self) -> None:
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:  # newer options are skipped on older gunicorn releases
+                self.cfg.set(key, value)
 
     def load(self):
         from geoservice.app import create_app
@@ -36,5 +37,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
         "accesslog": "-",
         "errorlog": "-",
         "loglevel": "info",
+        # gunicorn >= 25 opens a control socket at a fixed per-user path; two servers would fight over it.
+        "control_socket_disable": True,
     }
     _GunicornApp(settings, options).run()

@@ -1,21 +1,40 @@
-"""The JSON endpoints: /healthz and the domain API under /api/v1."""
+"""The JSON endpoints: /healthz and the domain API under /api/v1.
+
+Each view is one line deep: parse and validate the parameters (``geoservice.params``), call a core function with
+the request's connection, serialise. The parameters are described once, in ``geoservice.api.openapi``.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from geoservice import db, features, health
-from geoservice.params import parse_bbox
+from geoservice import coverage, db, features, grids, health, hours, nearest, network
+from geoservice.api import openapi
+from geoservice.params import (
+    parse_bbox,
+    parse_bool,
+    parse_choice,
+    parse_float,
+    parse_int,
+    parse_list,
+    parse_lonlat,
+)
+from geoservice.vocab import AMENITY_CODES, DEFAULT_RADIUS_M, KIND_CODES, TOILET_RADIUS_M
 
 bp = Blueprint("api", __name__)
+MODES = ("straight", "walk")
+MAX_RADIUS_M = 10_000.0
+
+
+def _settings():
+    return current_app.config["GEOSERVICE_SETTINGS"]
 
 
 @bp.get("/healthz")
 def healthz():
     """200 with versions and row counts when the database answers; 503 when it does not."""
-    settings = current_app.config["GEOSERVICE_SETTINGS"]
     try:
-        report = health.probe(db.get_engine(), timeout_s=settings.health_timeout)
+        report = health.probe(db.get_engine(), timeout_s=_settings().health_timeout)
     except health.Unreachable as exc:
         return jsonify({"status": "unavailable", "database": {"reachable": False, "error": str(exc)}}), 503
     return jsonify({"status": "ok", "database": report})
@@ -24,5 +43,97 @@ def healthz():
 @bp.get("/api/v1/layers/<layer>")
 def layer(layer: str):
     """One layer of the city map as a GeoJSON FeatureCollection, optionally cut to a bbox."""
+    openapi.check_known_params("/api/v1/layers/{layer}")
     bbox = parse_bbox(request.args.get("bbox"))
-    return jsonify(features.layer_collection(db.get_connection(), layer, bbox=bbox))
+    return _geojson(features.layer_collection(db.get_connection(), layer, bbox=bbox))
+
+
+@bp.get("/api/v1/nearest")
+def nearest_points():
+    """The k nearest convenience points (straight or walking)."""
+    openapi.check_known_params("/api/v1/nearest")
+    args = request.args
+    lon, lat = parse_lonlat(args.get("lon"), args.get("lat"))
+    query = nearest.NearestQuery(
+        lon=lon, lat=lat, kinds=parse_list("kind", args.getlist("kind"), KIND_CODES),
+        amenities=parse_list("amenity", args.getlist("amenity"), AMENITY_CODES),
+        open_now=parse_bool("open_now", args.get("open_now")), vacancy=parse_bool("vacancy", args.get("vacancy")),
+        k=parse_int("k", args.get("k"), default=5, minimum=1, maximum=nearest.MAX_K),
+        max_distance_m=parse_float("max_distance", args.get("max_distance"), minimum=1, maximum=100_000),
+        mode=parse_choice("mode", args.get("mode"), MODES, default="straight"),
+    )
+    now = hours.local_now(_settings().timezone)
+    return _geojson(nearest.nearest_points(db.get_connection(), query, now=now))
+
+
+@bp.get("/api/v1/grids/at")
+def grid_at():
+    """The unit grid at a spot, with who is responsible for it."""
+    openapi.check_known_params("/api/v1/grids/at")
+    lon, lat = parse_lonlat(request.args.get("lon"), request.args.get("lat"))
+    return _geojson(grids.grid_at(db.get_connection(), lon=lon, lat=lat))
+
+
+@bp.get("/api/v1/coverage/grid-gaps")
+def grid_gaps():
+    """Land in no unit grid, and land in two or more."""
+    openapi.check_known_params("/api/v1/coverage/grid-gaps")
+    args = request.args
+    sliver = parse_float("min_area", args.get("min_area"), default=_settings().sliver_area_m2, minimum=0,
+                         maximum=1e6)
+    return _geojson(grids.grid_gaps(db.get_connection(), district=args.get("district") or None,
+                                    community=args.get("community") or None, sliver_m2=sliver))
+
+
+def _coverage_args() -> dict:
+    args = request.args
+    kinds = parse_list("kind", args.getlist("kind"), KIND_CODES)
+    default_radius = TOILET_RADIUS_M if kinds == ("toilet",) else DEFAULT_RADIUS_M
+    radius = parse_float("radius", args.get("radius"), default=default_radius, minimum=1, maximum=MAX_RADIUS_M)
+    return {"radius_m": radius, "kinds": kinds or None,
+            "mode": parse_choice("mode", args.get("mode"), MODES, default="straight")}
+
+
+@bp.get("/api/v1/coverage/streets")
+def uncovered_streets():
+    """Street portions with no qualifying point within the radius, and a summary."""
+    openapi.check_known_params("/api/v1/coverage/streets")
+    args = request.args
+    return _geojson(coverage.uncovered_streets(
+        db.get_connection(), **_coverage_args(), bbox=parse_bbox(args.get("bbox")),
+        district=args.get("district") or None, metric_crs=_settings().metric_crs))
+
+
+@bp.get("/api/v1/coverage/grids")
+def grid_coverage():
+    """Per unit grid: street km, covered km and %, points by kind."""
+    openapi.check_known_params("/api/v1/coverage/grids")
+    return jsonify({"grids": coverage.grid_coverage(db.get_connection(), **_coverage_args())})
+
+
+@bp.get("/api/v1/points/<int:point_id>/service-area")
+def service_area(point_id: int):
+    """The area reachable from a point within a radius."""
+    openapi.check_known_params("/api/v1/points/{id}/service-area")
+    args = request.args
+    radius = parse_float("radius", args.get("radius"), default=DEFAULT_RADIUS_M, minimum=1, maximum=MAX_RADIUS_M)
+    mode = parse_choice("mode", args.get("mode"), MODES, default="walk")
+    return _geojson(network.service_area(db.get_connection(), point_id=point_id, radius_m=radius, mode=mode))
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi_document():
+    """The OpenAPI 3 description of /api/v1."""
+    return jsonify(openapi.document())
+
+
+@bp.get("/api/v1/docs")
+def api_docs():
+    """Human documentation of /api/v1, rendered from the OpenAPI document."""
+    return render_template("api_docs.html", doc=openapi.document())
+
+
+def _geojson(body: dict) -> Response:
+    response = jsonify(body)
+    response.mimetype = "application/geo+json"
+    return response

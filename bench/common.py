@@ -1,0 +1,79 @@
+"""Shared bench helpers: a database of the bench's own, a scaled city, medians, and the machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from geoservice import db
+from geoservice.citygen import generate_city, scaled_spec
+from geoservice.config import load_settings
+from geoservice.db.embedded import EmbeddedCluster
+from geoservice.demo import load_city
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "benchmarks.md"
+
+
+def bench_engine(*, blocks: int, points: int, name: str = "geoservice_bench"):
+    """An engine on a database of the bench's own (embedded cluster unless DATABASE_URL), loaded with a city."""
+    settings = load_settings()
+    if settings.database_url:
+        url = db.database_url(settings)
+    else:
+        cluster = EmbeddedCluster(settings)
+        cluster.up()
+        cluster.ensure_database(name)
+        url = cluster.url(name)
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        db.upgrade(conn)
+        started = time.perf_counter()
+        city = generate_city(scaled_spec(blocks=blocks, points=points))
+        counts = load_city(conn, city)
+        conn.exec_driver_sql("ANALYZE")
+    print(f"city of {blocks}x{blocks} blocks loaded in {time.perf_counter() - started:.1f} s: {counts}")
+    return engine, counts
+
+
+def median_ms(func: Callable[[], object], *, repeat: int) -> float:
+    """Median wall time of ``repeat`` calls, in milliseconds (after one warm-up call)."""
+    func()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        func()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def machine() -> str:
+    """One line describing where the numbers were taken."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    pg = subprocess.run(["psql", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+    return (f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, {pg or 'psql not found'}")
+
+
+def write_section(title: str, body: str) -> None:
+    """Replace (or add) the section ``## title`` of docs/benchmarks.md."""
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmarks\n\n"
+    marker = f"## {title}\n"
+    if marker in text:
+        start = text.index(marker)
+        end = text.find("\n## ", start + len(marker))
+        text = text[:start] + text[end + 1:] if end != -1 else text[:start]
+    RESULTS.write_text(text.rstrip("\n") + "\n\n" + marker + body.rstrip("\n") + "\n", encoding="utf-8")

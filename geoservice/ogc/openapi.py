@@ -1,0 +1,160 @@
+"""The OpenAPI 3.0 description of /ogc, built from the collections table in :mod:`geoservice.ogc.core`.
+
+The views check query parameters against :func:`query_parameters`, the same source this document is built from,
+so what the document declares is exactly what the API accepts.
+"""
+
+from __future__ import annotations
+
+from geoservice import __version__
+from geoservice.ogc import documents
+from geoservice.ogc.core import COLLECTIONS, DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, Collection
+
+ITEMS_PARAMETERS = ("bbox", "limit", "offset", "f")
+
+
+def query_parameters(coll: Collection | None = None) -> tuple[str, ...]:
+    """The query parameters a resource accepts: ``f`` everywhere; for items also paging, bbox and the filters."""
+    return (*ITEMS_PARAMETERS, *coll.filter_names) if coll is not None else ("f",)
+
+
+def _ref(kind: str, name: str) -> dict:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+PARAMETERS = {
+    "f": {"name": "f", "in": "query", "required": False, "style": "form", "explode": False,
+          "description": "The format of the response; without it, the Accept header decides (default json).",
+          "schema": {"type": "string", "enum": list(documents.FORMATS)}},
+    "bbox": {"name": "bbox", "in": "query", "required": False, "style": "form", "explode": False,
+             "description": "Only features whose geometry intersects the box minlon,minlat,maxlon,maxlat "
+                            "(WGS 84 degrees, CRS84; min must not exceed max).",
+             "schema": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"}}},
+    "limit": {"name": "limit", "in": "query", "required": False, "style": "form", "explode": False,
+              "description": f"How many features per page (default {DEFAULT_LIMIT}); larger values than "
+                             f"{MAX_LIMIT} are served as {MAX_LIMIT}.",
+              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
+    "offset": {"name": "offset", "in": "query", "required": False, "style": "form", "explode": False,
+               "description": "How many matching features to skip (features are ordered by their id).",
+               "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}},
+}
+
+
+def _json(schema: dict, media_type: str = documents.JSON) -> dict:
+    return {media_type: {"schema": schema}, documents.HTML: {"schema": {"type": "string"}}}
+
+
+def _get(summary: str, operation_id: str, parameters: list, response: dict, *, not_found: bool = False) -> dict:
+    responses = {"200": response, "400": _ref("responses", "Error")}
+    if not_found:
+        responses["404"] = _ref("responses", "Error")
+    return {"get": {"summary": summary, "operationId": operation_id, "parameters": parameters,
+                    "responses": responses}}
+
+
+def _filter_parameters(coll: Collection) -> list[dict]:
+    return [{"name": f.name, "in": "query", "required": False, "style": "form", "explode": False,
+             "description": f.description, "schema": f.schema} for f in coll.filters]
+
+
+def _feature_schema(coll: Collection) -> dict:
+    properties = {p.name: p.schema for p in coll.properties}
+    return {"type": "object", "required": ["type", "id", "geometry", "properties"], "properties": {
+        "type": {"type": "string", "enum": ["Feature"]},
+        "id": coll.properties[0].schema,
+        "geometry": {"type": "object", "nullable": True, "description": f"GeoJSON {coll.geometry_type}"},
+        "properties": {"type": "object", "properties": properties},
+        "links": {"type": "array", "items": _ref("schemas", "Link")},
+    }}
+
+
+def _feature_collection_schema(coll: Collection) -> dict:
+    return {"type": "object", "required": ["type", "features"], "properties": {
+        "type": {"type": "string", "enum": ["FeatureCollection"]},
+        "features": {"type": "array", "items": _ref("schemas", f"{coll.id}Feature")},
+        "numberMatched": {"type": "integer", "minimum": 0},
+        "numberReturned": {"type": "integer", "minimum": 0},
+        "timeStamp": {"type": "string", "format": "date-time"},
+        "links": {"type": "array", "items": _ref("schemas", "Link")},
+    }}
+
+
+def _collection_paths(coll: Collection) -> dict:
+    prefix = f"/collections/{coll.id}"
+    key_schema = coll.properties[0].schema
+    feature_id = {"name": "featureId", "in": "path", "required": True,
+                  "description": f"the {coll.key} of the feature", "schema": key_schema}
+    return {
+        prefix: _get(f"Describe {coll.title}", f"describe_{coll.id}", [_ref("parameters", "f")],
+                     {"description": "The collection", "content": _json(_ref("schemas", "Collection"))}),
+        f"{prefix}/items": _get(
+            f"Features of {coll.title}", f"get_{coll.id}_items",
+            [*(_ref("parameters", name) for name in ITEMS_PARAMETERS), *_filter_parameters(coll)],
+            {"description": "A page of features, ordered by id, with next/prev links",
+             "content": _json(_ref("schemas", f"{coll.id}FeatureCollection"), documents.GEOJSON)},
+            not_found=True),
+        f"{prefix}/items/{{featureId}}": _get(
+            f"One feature of {coll.title}", f"get_{coll.id}_item", [feature_id, _ref("parameters", "f")],
+            {"description": "The feature", "content": _json(_ref("schemas", f"{coll.id}Feature"), documents.GEOJSON)},
+            not_found=True),
+    }
+
+
+def _core_paths() -> dict:
+    f = [_ref("parameters", "f")]
+    object_response = {"description": "JSON (or HTML)", "content": _json({"type": "object"})}
+    return {
+        "/": _get("Landing page", "get_landing_page", f, object_response),
+        "/conformance": _get("Conformance classes implemented", "get_conformance", f, {
+            "description": "The conformance declaration", "content": _json(_ref("schemas", "Conformance"))}),
+        "/api": _get("This API definition", "get_api", f, {
+            "description": "OpenAPI 3.0 document", "content": _json({"type": "object"}, documents.OPENAPI)}),
+        "/collections": _get("The feature collections", "get_collections", f, {
+            "description": "The collections", "content": _json(_ref("schemas", "Collections"))}),
+    }
+
+
+def _schemas() -> dict:
+    link = {"type": "object", "required": ["href"], "properties": {
+        "href": {"type": "string"}, "rel": {"type": "string"}, "type": {"type": "string"},
+        "title": {"type": "string"}}}
+    links = {"type": "array", "items": _ref("schemas", "Link")}
+    schemas = {
+        "Error": {"type": "object", "required": ["code", "description"], "properties": {
+            "code": {"type": "string"}, "description": {"type": "string"}}},
+        "Link": link,
+        "Conformance": {"type": "object", "required": ["conformsTo"], "properties": {
+            "conformsTo": {"type": "array", "items": {"type": "string"}}, "links": links}},
+        "Collection": {"type": "object", "required": ["id", "links"], "properties": {
+            "id": {"type": "string"}, "title": {"type": "string"}, "description": {"type": "string"},
+            "extent": {"type": "object"}, "itemType": {"type": "string"},
+            "crs": {"type": "array", "items": {"type": "string"}}, "links": links}},
+        "Collections": {"type": "object", "required": ["links", "collections"], "properties": {
+            "links": links, "collections": {"type": "array", "items": _ref("schemas", "Collection")}}},
+    }
+    for coll in COLLECTIONS.values():
+        schemas[f"{coll.id}Feature"] = _feature_schema(coll)
+        schemas[f"{coll.id}FeatureCollection"] = _feature_collection_schema(coll)
+    return schemas
+
+
+def document(base: str) -> dict:
+    """The OpenAPI 3.0 document of the API whose root is ``base`` (absolute URL of /ogc)."""
+    paths = _core_paths()
+    for coll in COLLECTIONS.values():
+        paths.update(_collection_paths(coll))
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": documents.TITLE, "version": __version__, "description": documents.DESCRIPTION,
+                 "license": {"name": "MIT"}},
+        "servers": [{"url": base}],
+        "paths": paths,
+        "components": {
+            "parameters": PARAMETERS,
+            "schemas": _schemas(),
+            "responses": {"Error": {
+                "description": "Bad input (400) or not found (404); the description names the parameter and what "
+                               "is allowed",
+                "content": {"application/json": {"schema": _ref("schemas", "Error")}}}},
+        },
+    }

@@ -1,0 +1,125 @@
+"""The /ogc blueprint: OGC API – Features over HTTP.
+
+Each view is one line deep: negotiate the format and refuse unknown parameters, validate, call
+:mod:`geoservice.ogc.core` with the request's connection, build the document (:mod:`geoservice.ogc.documents`)
+and serialise it as JSON or render it as HTML. Errors are raised as :mod:`geoservice.errors` exceptions and turned
+into the one JSON error shape by the app's handler.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, make_response, render_template, request
+
+from geoservice import db
+from geoservice.errors import InvalidParameter
+from geoservice.ogc import core, documents, openapi
+from geoservice.ogc.documents import FORMATS, GEOJSON, HTML, JSON, OPENAPI
+from geoservice.params import parse_bbox, parse_choice, parse_int
+
+PAGING = ("limit", "offset", "f")
+
+bp = Blueprint("ogc", __name__)
+
+
+def _base() -> str:
+    """Absolute URL of the API root (links are absolute, as GDAL and QGIS follow them verbatim)."""
+    return request.root_url.rstrip("/") + "/ogc"
+
+
+def _check_params(allowed: tuple[str, ...]) -> None:
+    for name in request.args:
+        if name not in allowed:
+            raise InvalidParameter(f"unknown parameter {name!r}; {request.path} accepts: {', '.join(allowed)}")
+        count = len(request.args.getlist(name))
+        if count > 1:
+            raise InvalidParameter(f"parameter {name!r} is given {count} times; give it once")
+
+
+def _format(allowed: tuple[str, ...] = ("f",)) -> str:
+    """Refuse unknown parameters, then ``json`` or ``html``: from ``f`` if given, else from the Accept header."""
+    _check_params(allowed)
+    chosen = parse_choice("f", request.args.get("f"), FORMATS)
+    if chosen:
+        return chosen
+    best = request.accept_mimetypes.best_match([JSON, GEOJSON, HTML], default=JSON)
+    return "html" if best == HTML else "json"
+
+
+def _respond(doc: dict, fmt: str, template: str, media_type: str = JSON, **context) -> Response:
+    if fmt == "html":
+        response = make_response(render_template(template, doc=doc, base=_base(), **context))
+    else:
+        response = jsonify(doc)
+        response.content_type = media_type
+    response.vary.add("Accept")
+    return response
+
+
+@bp.get("/ogc")
+@bp.get("/ogc/")
+def landing():
+    """The landing page."""
+    fmt = _format()
+    return _respond(documents.landing(_base(), fmt), fmt, "ogc_landing.html")
+
+
+@bp.get("/ogc/conformance")
+def conformance():
+    """The conformance classes implemented."""
+    fmt = _format()
+    return _respond(documents.conformance(_base(), fmt), fmt, "ogc_conformance.html")
+
+
+@bp.get("/ogc/api")
+def api_definition():
+    """The OpenAPI 3.0 document (``f=html``: the same, as a page)."""
+    fmt = _format()
+    return _respond(openapi.document(_base()), fmt, "ogc_api.html", OPENAPI)
+
+
+@bp.get("/ogc/collections")
+def collections():
+    """All feature collections, with their extents."""
+    fmt = _format()
+    extents = core.spatial_extents(db.get_connection())
+    return _respond(documents.collections(_base(), fmt, extents), fmt, "ogc_collections.html")
+
+
+@bp.get("/ogc/collections/<collection_id>")
+def collection(collection_id: str):
+    """One feature collection."""
+    coll = core.get_collection(collection_id)
+    fmt = _format()
+    extent = core.spatial_extent(db.get_connection(), coll)
+    return _respond(documents.collection(_base(), fmt, coll, extent), fmt, "ogc_collection.html", collection=coll)
+
+
+def _items_query(coll: core.Collection) -> core.ItemsQuery:
+    args = request.args
+    return core.ItemsQuery(
+        bbox=parse_bbox(args.get("bbox")),
+        limit=core.parse_limit(args.get("limit")),
+        offset=parse_int("offset", args.get("offset"), default=0, minimum=0, maximum=core.MAX_OFFSET),
+        filters={f.name: f.parse(args[f.name]) for f in coll.filters if args.get(f.name)},
+    )
+
+
+@bp.get("/ogc/collections/<collection_id>/items")
+def items(collection_id: str):
+    """A page of a collection's features: bbox, property filters, limit/offset paging."""
+    coll = core.get_collection(collection_id)
+    fmt = _format(openapi.query_parameters(coll))
+    query = _items_query(coll)
+    page = core.items(db.get_connection(), coll, query)
+    others = [(k, v) for k, v in request.args.items(multi=True) if k not in PAGING]
+    doc = documents.items(_base(), fmt, coll, query, page, others)
+    return _respond(doc, fmt, "ogc_items.html", GEOJSON, collection=coll, query=query)
+
+
+@bp.get("/ogc/collections/<collection_id>/items/<feature_id>")
+def item(collection_id: str, feature_id: str):
+    """One feature."""
+    coll = core.get_collection(collection_id)
+    fmt = _format()
+    feature = core.item(db.get_connection(), coll, feature_id)
+    return _respond(documents.item(_base(), fmt, coll, feature), fmt, "ogc_item.html", GEOJSON, collection=coll)
