@@ -143,6 +143,33 @@ def demo_load(ctx: click.Context) -> None:
     click.echo("demo city loaded: " + ", ".join(f"{table} {n}" for table, n in counts.items()))
 
 
+@main.group("network")
+def network_group() -> None:
+    """The walking network built from the street table."""
+
+
+@network_group.command("rebuild")
+@click.option("--tolerance", default=0.5, show_default=True, type=click.FloatRange(0, 100),
+              help="Metres: street ends closer than this are one node; meetings closer to an end do not split.")
+@click.option("--split/--no-split", default=True, show_default=True,
+              help="First split segments where another segment crosses them or ends on them.")
+@click.pass_context
+@_one_line_errors
+def network_rebuild(ctx: click.Context, tolerance: float, split: bool) -> None:
+    """Split streets at intersections and recompute the routing topology (source/target nodes)."""
+    from geoservice import network
+
+    settings = _settings(ctx)
+    engine = db.make_engine(db.database_url(settings))
+    with engine.begin() as conn:
+        added = network.split_at_intersections(conn, tolerance_m=tolerance) if split else 0
+        counts = network.rebuild_topology(conn, tolerance_m=tolerance, metric_crs=settings.metric_crs)
+    engine.dispose()
+    click.echo(f"network rebuilt: {counts['edges']} edges ({added} added by splitting), {counts['nodes']} nodes, "
+               f"{counts['components']} connected parts, {counts['dead_ends']} dead ends, "
+               f"{counts['changed']} streets changed")
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import sqlalchemy as sa
+
 from tests.conftest import ROOT, free_port
 
 
@@ -17,7 +19,7 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
 def test_every_command_has_help():
     for args in (["--help"], ["db", "--help"], ["db", "up", "--help"], ["db", "down", "--help"],
                  ["db", "status", "--help"], ["db", "upgrade", "--help"], ["demo", "load", "--help"],
-                 ["serve", "--help"]):
+                 ["serve", "--help"], ["network", "rebuild", "--help"]):
         result = run_cli(*args, env={})
         assert result.returncode == 0 and "Usage:" in result.stdout, args
 
@@ -49,3 +51,24 @@ def test_serve_rejects_a_bad_port():
     result = run_cli("serve", "--port", "0", env={})
     assert result.returncode == 2
     assert "--port" in result.stderr
+
+
+def test_network_rebuild_reports_the_demo_network_as_noded_and_connected(settings, engine):
+    # The demo streets are already split at intersections, so a rebuild adds no segment; it commits, so the demo
+    # city is loaded again afterwards to leave the suite's database as the other tests expect it.
+    env = {"DATABASE_URL": settings.database_url}
+    with engine.connect() as conn:
+        streets = conn.execute(sa.text("SELECT count(*) FROM street")).scalar_one()
+    try:
+        result = run_cli("network", "rebuild", env=env)
+        assert result.returncode == 0, result.stderr
+        assert f"network rebuilt: {streets} edges (0 added by splitting)" in result.stdout
+        assert "1 connected parts" in result.stdout
+    finally:
+        assert run_cli("demo", "load", env=env).returncode == 0
+
+
+def test_network_rebuild_refuses_a_negative_tolerance():
+    result = run_cli("network", "rebuild", "--tolerance", "-1", env={})
+    assert result.returncode == 2
+    assert "--tolerance" in result.stderr
