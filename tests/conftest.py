@@ -159,6 +159,20 @@ def browser():
         chromium.close()
 
 
+@pytest.fixture()
+def page(browser):
+    """A fresh desktop page (1280×800, zh-CN) that records console errors and every requested URL."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    page = context.new_page()
+    page.console_errors = []
+    page.requested = []
+    page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
+    page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
+    page.on("request", lambda request: page.requested.append(request.url))
+    yield page
+    context.close()
+
+
 def checksum(conn: Connection) -> str:
     """md5 over every row of every table in key order (bar updated_at): equal checksums mean equal data."""
     parts = []

@@ -12,19 +12,6 @@ from tests.conftest import SCREENSHOTS
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture()
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
-    page = context.new_page()
-    page.console_errors = []
-    page.requested = []
-    page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
-    page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
-    page.on("request", lambda request: page.requested.append(request.url))
-    yield page
-    context.close()
-
-
 def test_city_map_renders_every_layer_with_no_errors_and_no_foreign_requests(page, served, conn):
     page.goto(served + "/")
     page.wait_for_selector("body[data-layers-loaded='true']", timeout=60_000)

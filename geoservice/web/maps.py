@@ -44,7 +44,8 @@ class RemoteLayer(MacroElement):
         self.style = style
 
 
-def _basemap(m: folium.Map, settings: Settings) -> None:
+def add_basemap(m: folium.Map, settings: Settings) -> None:
+    """Add the configured basemap tiles; `none` adds nothing (our own layers are the basemap offline)."""
     if settings.basemap == "osm":
         folium.TileLayer("OpenStreetMap", name="OpenStreetMap", control=False).add_to(m)
     elif settings.basemap == "tianditu":
@@ -58,7 +59,7 @@ def city_map(settings: Settings) -> str:
     lon, lat = settings.city_center
     m = LocalMap(location=[lat, lon], zoom_start=13, tiles=None, control_scale=True, prefer_canvas=True,
                  max_zoom=19)
-    _basemap(m, settings)
+    add_basemap(m, settings)
     layers = (
         ("districts", "行政区 Districts", "district", True),
         ("grids", "单元网格 Unit grids", "grid", True),
