@@ -3,9 +3,11 @@
 Straight distance is geodesic metres on the WGS 84 spheroid. Walking distance is along the street network from
 the spot snapped onto its nearest street edge to each point snapped the same way (see ``geoservice.network``).
 
-The walking search is exact, not a heuristic on the straight order: walking is never shorter than straight, so
-once k points are reached within a walking distance W, only points whose straight distance is at most W can still
-be nearer, and those are routed too.
+The walking search is exact, not a heuristic on the straight order. The network distance between two snapped
+positions is at least their straight distance, and each snapped position lies within its offset (distance to its
+nearest street) of the spot or point itself. So once k points are reached within a walking distance W, a point can
+still be nearer only if its straight distance minus both offsets is at most W, and those points are routed too.
+The same bound widens the ``max_distance`` filter in walking mode.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ MAX_K = 50
 # Without max_distance, a walking search looks this far (straight) for candidates: about 1 h on foot.
 DEFAULT_WALK_SEARCH_M = 5000.0
 CANDIDATE_CAP = 500
+# Points stand beside a street; one farther than this from every street is not found past the walking limit.
+MAX_POINT_OFFSET_M = 200.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,12 +63,21 @@ class NearestQuery:
             raise InvalidParameter(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
 
 
-_CANDIDATES = sa.text("""
+# Metres of a position to its nearest street: the street nearest by the index's planar order, measured on the
+# spheroid. That street is at least as far as the truly nearest one, so this bounds the snap offset from above.
+_STREET_OFFSET = """(
+    SELECT ST_Distance(s.geom::geography, {g}::geography) FROM street s
+    WHERE s.source IS NOT NULL ORDER BY s.geom <-> {g} LIMIT 1)"""
+# Metric snapping and spheroidal distances differ by the projection's scale error (< 1e-3 here): a margin.
+_BOUND_MARGIN_M = 1.0
+
+_CANDIDATES = sa.text(f"""
     WITH spot AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography AS g)
     SELECT c.*, ST_Distance(c.geom::geography, spot.g) AS distance_m
     FROM spot, LATERAL (
         SELECT p.id, p.name, p.kind, p.amenities, p.address, p.phone, p.opening_hours, p.season, p.capacity,
-               p.occupancy, p.status, p.geom, ST_X(p.geom) AS lon, ST_Y(p.geom) AS lat
+               p.occupancy, p.status, p.geom, ST_X(p.geom) AS lon, ST_Y(p.geom) AS lat,
+               CASE WHEN :walk THEN {_STREET_OFFSET.format(g="p.geom")} END AS offset_m
         FROM point p
         WHERE p.status = 'open'
           AND (cardinality(CAST(:kinds AS text[])) = 0 OR p.kind = ANY(CAST(:kinds AS text[])))
@@ -76,6 +89,8 @@ _CANDIDATES = sa.text("""
     ) c
     ORDER BY distance_m, c.id
 """)
+
+_SPOT_OFFSET = sa.text("SELECT " + _STREET_OFFSET.format(g="ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"))
 
 _RESPONSIBLE = sa.text("""
     SELECT g.code AS grid_code, g.name AS grid_name, g.officer_name, g.officer_phone,
@@ -89,7 +104,7 @@ _RESPONSIBLE = sa.text("""
 def _candidates(conn: Connection, query: NearestQuery, *, within: float | None, pool: int) -> list[dict]:
     rows = conn.execute(_CANDIDATES, {
         "lon": query.lon, "lat": query.lat, "kinds": list(query.kinds), "amenities": list(query.amenities),
-        "vacancy": query.vacancy, "within": within, "pool": pool,
+        "vacancy": query.vacancy, "within": within, "pool": pool, "walk": query.mode == "walk",
     }).mappings().all()
     return [dict(r) for r in rows]
 
@@ -113,13 +128,20 @@ def nearest_points(conn: Connection, query: NearestQuery, *, now: datetime) -> d
         mode), open_now, free places, the responsible grid and squad, and navigation links.
     """
     within = query.max_distance_m
+    spot_offset = 0.0
     if query.mode == "walk":
         within = within or DEFAULT_WALK_SEARCH_M
+        spot_offset = conn.execute(_SPOT_OFFSET, {"lon": query.lon, "lat": query.lat}).scalar_one() or 0.0
     pool = CANDIDATE_CAP if (query.open_now or query.mode == "walk") else query.k
-    rows = _open_filter(_candidates(conn, query, within=within, pool=pool), now)
+    # A point up to both offsets farther than the walking limit may still be within it along the network.
+    search = within + spot_offset + MAX_POINT_OFFSET_M if query.mode == "walk" else within
+    rows = _open_filter(_candidates(conn, query, within=search, pool=pool), now)
     if query.open_now:
         rows = [r for r in rows if r["open_now"]]
-    chosen = _by_walking(conn, query, rows, limit_m=within) if query.mode == "walk" else rows[: query.k]
+    if query.mode == "walk":
+        chosen = _by_walking(conn, query, rows, limit_m=within, spot_offset_m=spot_offset)
+    else:
+        chosen = rows[: query.k]
     features = [_feature(conn, query, row) for row in chosen]
     return {"type": "FeatureCollection", "features": features,
             "query": {"lon": query.lon, "lat": query.lat, "mode": query.mode, "k": query.k,
@@ -127,7 +149,8 @@ def nearest_points(conn: Connection, query: NearestQuery, *, now: datetime) -> d
                       "vacancy": query.vacancy, "max_distance_m": query.max_distance_m}}
 
 
-def _by_walking(conn: Connection, query: NearestQuery, rows: list[dict], *, limit_m: float) -> list[dict]:
+def _by_walking(conn: Connection, query: NearestQuery, rows: list[dict], *, limit_m: float,
+                spot_offset_m: float) -> list[dict]:
     """The k rows nearest by walking, routed exactly (see the module docstring)."""
     from geoservice.network import walk_routes
 
@@ -143,7 +166,8 @@ def _by_walking(conn: Connection, query: NearestQuery, rows: list[dict], *, limi
     rest = rows[first:]
     if len(routes) >= query.k:
         kth = sorted(r.distance_m for r in routes.values())[query.k - 1]
-        route([r for r in rest if r["distance_m"] <= kth], kth)
+        bound = kth + spot_offset_m + _BOUND_MARGIN_M
+        route([r for r in rest if r["distance_m"] - (r["offset_m"] or 0.0) <= bound], kth)
     else:
         route(rest, limit_m)
     reached = [dict(r, walk=routes[r["id"]]) for r in rows if r["id"] in routes]

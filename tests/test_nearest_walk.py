@@ -1,0 +1,68 @@
+"""Nearest points by walking, through the API, against networkx on the same street graph (``StreetGraph``).
+
+The reference snaps the spot and every open point onto the street network with shapely, runs Dijkstra over all of
+them and ranks by that distance; the service must return the same first k distances, a route of that length from
+the spot's snapped position to the point's, and minutes at 75 m per minute.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import shapely
+from pyproj import Geod
+from shapely.geometry import Point, shape
+
+from tests.test_network import StreetGraph, open_points
+
+GEOD = Geod(ellps="WGS84")
+TOLERANCE_M = 0.5
+RANDOM = random.Random(20261122)
+SPOTS = [(113.826, 34.026), (113.8031, 34.0102), (113.8500, 34.0400)] + [
+    (round(RANDOM.uniform(113.795, 113.855), 5), round(RANDOM.uniform(33.998, 34.052), 5)) for _ in range(5)]
+
+
+@pytest.fixture(scope="module")
+def streets(engine) -> StreetGraph:
+    with engine.connect() as conn:
+        return StreetGraph(conn)
+
+
+@pytest.fixture(scope="module")
+def points(engine) -> list[tuple[int, float, float, str]]:
+    with engine.connect() as conn:
+        return open_points(conn)
+
+
+@pytest.mark.parametrize("spot", SPOTS)
+@pytest.mark.parametrize("kinds", [(), ("toilet",), ("kiosk", "rest_station")])
+def test_walking_nearest_is_the_network_nearest(client, streets, points, spot, kinds):
+    candidates = [(pid, lon, lat) for pid, lon, lat, kind in points if not kinds or kind in kinds]
+    expected = sorted(streets.walk_distances(spot, candidates, cutoff=8000).values())[:3]
+    query = "&".join([f"lon={spot[0]}", f"lat={spot[1]}", "mode=walk", "k=3"] + [f"kind={k}" for k in kinds])
+    response = client.get("/api/v1/nearest?" + query)
+    assert response.status_code == 200, response.get_json()
+    found = [f["properties"] for f in response.get_json()["features"]]
+    assert [p["walk_distance_m"] for p in found] == pytest.approx(expected, abs=TOLERANCE_M)
+    for p in found:
+        assert not kinds or p["kind"] in kinds
+        assert p["walk_minutes"] == pytest.approx(p["walk_distance_m"] / 75.0, abs=0.05)
+
+
+@pytest.mark.parametrize("spot", SPOTS[:4])
+def test_the_route_runs_from_the_snapped_spot_to_the_snapped_point(client, streets, points, spot):
+    response = client.get(f"/api/v1/nearest?lon={spot[0]}&lat={spot[1]}&mode=walk&k=2")
+    by_id = {pid: (lon, lat) for pid, lon, lat, _ in points}
+    for feature in response.get_json()["features"]:
+        p = feature["properties"]
+        route = shape(p["route"])
+        assert route.geom_type == "LineString"
+        lons, lats = zip(*route.coords, strict=True)
+        assert GEOD.line_length(lons, lats) == pytest.approx(p["walk_distance_m"], abs=1.0, rel=2e-3)
+        start = streets.position(*streets.snap(*spot)[:2])
+        end = streets.position(*streets.snap(*by_id[p["id"]])[:2])
+        # Both ends are the positions on the network, not the spot or the point themselves.
+        for (lon, lat), target in ((route.coords[0], start), (route.coords[-1], end)):
+            assert GEOD.inv(lon, lat, *target)[2] < TOLERANCE_M
+        assert shapely.distance(Point(feature["geometry"]["coordinates"]), Point(by_id[p["id"]])) < 1e-9
