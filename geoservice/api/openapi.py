@@ -24,6 +24,13 @@ def _p(name: str, description: str, schema: dict, *, required: bool = False, rep
 
 
 NUMBER = {"type": "number"}
+
+
+def metres(maximum: float) -> dict:
+    """Schema of a distance: more than 0, at most ``maximum`` (OpenAPI 3.0 spells exclusiveMinimum as a flag)."""
+    return {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": maximum}
+
+
 LON = _p("lon", "WGS 84 longitude of the spot, degrees", {"type": "number", "minimum": -180, "maximum": 180},
          required=True)
 LAT = _p("lat", "WGS 84 latitude of the spot, degrees", {"type": "number", "minimum": -90, "maximum": 90},
@@ -32,8 +39,7 @@ KIND = _p("kind", "point kind (repeat or comma-separate for several)", {"type": 
           repeated=True)
 MODE = _p("mode", "straight = geodesic distance; walk = along the street network",
           {"type": "string", "enum": ["straight", "walk"], "default": "straight"})
-RADIUS = _p("radius", "coverage radius in metres (default 500; 300 when kind is only toilet)",
-            {"type": "number", "exclusiveMinimum": 0, "maximum": 10000})
+RADIUS = _p("radius", "coverage radius in metres (default 500; 300 when kind is only toilet)", metres(10000))
 BBOX = _p("bbox", "minlon,minlat,maxlon,maxlat (WGS 84)", {"type": "string"})
 DISTRICT = _p("district", "6-digit district code", {"type": "string", "pattern": "^[0-9]{6}$"})
 FEATURES = {"description": "GeoJSON", "content": {"application/geo+json": {"schema": {"type": "object"}}}}
@@ -51,8 +57,7 @@ PATHS: dict[str, dict] = {
             _p("open_now", "only points open now (Asia/Shanghai)", {"type": "boolean", "default": False}),
             _p("vacancy", "only points with free overnight places", {"type": "boolean", "default": False}),
             _p("k", "how many points", {"type": "integer", "minimum": 1, "maximum": 50, "default": 5}),
-            _p("max_distance", "farthest distance in metres", {"type": "number", "exclusiveMinimum": 0,
-                                                               "maximum": 100000}),
+            _p("max_distance", "farthest distance in metres", metres(100000)),
             MODE,
         ],
         "responses": {"200": FEATURES},
@@ -95,7 +100,7 @@ PATHS: dict[str, dict] = {
         "description": "walk: along the street network (default); straight: a geodesic circle.",
         "parameters": [
             _p("id", "point id", {"type": "integer"}, required=True, where="path"),
-            _p("radius", "metres (default 500)", {"type": "number", "exclusiveMinimum": 0, "maximum": 10000}),
+            _p("radius", "metres (default 500)", metres(10000)),
             _p("mode", "walk (default) or straight", {"type": "string", "enum": ["straight", "walk"]}),
         ],
         "responses": {"200": FEATURES, "404": {"$ref": "#/components/responses/Error"}},
