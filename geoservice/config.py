@@ -26,6 +26,9 @@ Settings (environment variable → meaning, default):
     Gauss-Kruger CM 114E, right for Xuchang).
 ``GEOSERVICE_CITY_CENTER``
     ``lon,lat`` the maps open on. Default ``113.826,34.026`` (Weidu district, Xuchang).
+``GEOSERVICE_CITY_RADIUS_KM``
+    Imports refuse features farther than this many kilometres from ``GEOSERVICE_CITY_CENTER`` (a wrong CRS,
+    swapped lon/lat or another city's file). Default ``60``.
 ``GEOSERVICE_BASEMAP``
     ``osm`` (OpenStreetMap tiles, default), ``tianditu`` (needs ``GEOSERVICE_TIANDITU_KEY``) or ``none``
     (offline: our own streets, grids and outlines are the basemap).
@@ -67,6 +70,7 @@ class Settings:
     db_name: str = "geoservice"
     metric_crs: str = "EPSG:4547"
     city_center: tuple[float, float] = (113.826, 34.026)
+    city_radius_km: float = 60.0
     basemap: str = "osm"
     tianditu_key: str = ""
     timezone: str = "Asia/Shanghai"
@@ -78,6 +82,8 @@ class Settings:
             raise ConfigError(f"basemap must be one of {', '.join(BASEMAPS)}, got {self.basemap!r}")
         if self.basemap == "tianditu" and not self.tianditu_key:
             raise ConfigError("basemap 'tianditu' needs GEOSERVICE_TIANDITU_KEY (the Tianditu 'tk' key)")
+        if not 0 < self.city_radius_km <= 20_000:
+            raise ConfigError(f"city_radius_km must be between 0 and 20000 km, got {self.city_radius_km}")
         if not 0 < self.pg_port < 65536:
             raise ConfigError(f"pg_port must be between 1 and 65535, got {self.pg_port}")
 
@@ -95,6 +101,7 @@ ENV_NAMES = {
     "db_name": "GEOSERVICE_DB_NAME",
     "metric_crs": "GEOSERVICE_METRIC_CRS",
     "city_center": "GEOSERVICE_CITY_CENTER",
+    "city_radius_km": "GEOSERVICE_CITY_RADIUS_KM",
     "basemap": "GEOSERVICE_BASEMAP",
     "tianditu_key": "GEOSERVICE_TIANDITU_KEY",
     "timezone": "GEOSERVICE_TIMEZONE",
