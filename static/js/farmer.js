@@ -280,7 +280,7 @@
       L.polyline(path, { color: "#c2185b", weight: 7, opacity: 1, className: "farmer-route", interactive: false })
     ]).addTo(state.map);
     state.routeVertices = latlngs.length;
-    if (options && options.fit) { state.map.fitBounds(L.latLngBounds(path), { padding: [30, 30], maxZoom: 18 }); }
+    if (options && options.fit) { state.map.fitBounds(L.latLngBounds(path), { padding: [30, 30], maxZoom: 17 }); }
   }
 
   // ---- offline basemap: our own streets for the current view -------------------------------------------------
