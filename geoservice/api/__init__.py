@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from geoservice import coverage, db, features, grids, health, hours, nearest, network
+from geoservice import coverage, db, downloads, features, grids, health, hours, nearest, network
 from geoservice.api import openapi
 from geoservice.params import (
     parse_bbox,
@@ -99,16 +99,25 @@ def uncovered_streets():
     """Street portions with no qualifying point within the radius, and a summary."""
     openapi.check_known_params("/api/v1/coverage/streets")
     args = request.args
-    return _geojson(coverage.uncovered_streets(
+    fmt = parse_choice("f", args.get("f"), downloads.FORMATS, default=downloads.INLINE)
+    result = coverage.uncovered_streets(
         db.get_connection(), **_coverage_args(), bbox=parse_bbox(args.get("bbox")),
-        district=args.get("district") or None, metric_crs=_settings().metric_crs))
+        district=args.get("district") or None, metric_crs=_settings().metric_crs)
+    if fmt == downloads.INLINE:
+        return _geojson(result)
+    return _attachment(downloads.uncovered_streets_file(result, fmt=fmt))
 
 
 @bp.get("/api/v1/coverage/grids")
 def grid_coverage():
     """Per unit grid: street km, covered km and %, points by kind."""
     openapi.check_known_params("/api/v1/coverage/grids")
-    return jsonify({"grids": coverage.grid_coverage(db.get_connection(), **_coverage_args())})
+    fmt = parse_choice("f", request.args.get("f"), downloads.FORMATS, default=downloads.INLINE)
+    args = _coverage_args()
+    result = coverage.grid_coverage(db.get_connection(), **args)
+    if fmt == downloads.INLINE:
+        return jsonify({"grids": result})
+    return _attachment(downloads.grid_coverage_file(db.get_connection(), result, **args, fmt=fmt))
 
 
 @bp.get("/api/v1/points/<int:point_id>/service-area")
@@ -131,6 +140,13 @@ def openapi_document():
 def api_docs():
     """Human documentation of /api/v1, rendered from the OpenAPI document."""
     return render_template("api_docs.html", doc=openapi.document())
+
+
+def _attachment(download: downloads.Download) -> Response:
+    """A file download: the browser saves it under its name instead of showing it."""
+    response = Response(download.body, content_type=download.media_type)
+    response.headers["Content-Disposition"] = f'attachment; filename="{download.filename}"'
+    return response
 
 
 def _geojson(body: dict) -> Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import request
 
 from geoservice import __version__
+from geoservice.downloads import FORMATS
 from geoservice.errors import InvalidParameter
 from geoservice.vocab import AMENITY_CODES, KIND_CODES
 
@@ -43,6 +44,11 @@ RADIUS = _p("radius", "coverage radius in metres (default 500; 300 when kind is 
 BBOX = _p("bbox", "minlon,minlat,maxlon,maxlat (WGS 84)", {"type": "string"})
 DISTRICT = _p("district", "6-digit district code", {"type": "string", "pattern": "^[0-9]{6}$"})
 FEATURES = {"description": "GeoJSON", "content": {"application/geo+json": {"schema": {"type": "object"}}}}
+FORMAT = _p("f", "json = the answer inline (default); csv (UTF-8, geometry as WKT), geojson or gpkg (GeoPackage) = "
+                 "the same result as a file download (Content-Disposition: attachment)",
+            {"type": "string", "enum": list(FORMATS), "default": "json"})
+DOWNLOADS = {"text/csv": {"schema": {"type": "string"}},
+             "application/geopackage+sqlite3": {"schema": {"type": "string", "format": "binary"}}}
 
 PATHS: dict[str, dict] = {
     "/api/v1/nearest": {
@@ -73,8 +79,8 @@ PATHS: dict[str, dict] = {
         "summary": "Street portions with no qualifying point within the radius",
         "description": "Uncovered portions as GeoJSON, with a summary: total, covered and uncovered km, covered %, "
                        "and uncovered km per street name.",
-        "parameters": [RADIUS, KIND, MODE, BBOX, DISTRICT],
-        "responses": {"200": FEATURES},
+        "parameters": [RADIUS, KIND, MODE, BBOX, DISTRICT, FORMAT],
+        "responses": {"200": {**FEATURES, "content": {**FEATURES["content"], **DOWNLOADS}}},
     },
     "/api/v1/coverage/grid-gaps": {
         "summary": "Land in no unit grid (gaps) and in two or more (overlaps)",
@@ -92,8 +98,10 @@ PATHS: dict[str, dict] = {
     "/api/v1/coverage/grids": {
         "summary": "Coverage per unit grid",
         "description": "Per grid: street km, covered km and %, points by kind; weakest first.",
-        "parameters": [RADIUS, KIND, MODE],
-        "responses": {"200": {"description": "JSON", "content": {"application/json": {"schema": {"type": "object"}}}}},
+        "parameters": [RADIUS, KIND, MODE, FORMAT],
+        "responses": {"200": {"description": "JSON (f=geojson: grid outlines with the same numbers as properties)",
+                              "content": {"application/json": {"schema": {"type": "object"}},
+                                          "application/geo+json": {"schema": {"type": "object"}}, **DOWNLOADS}}},
     },
     "/api/v1/points/{id}/service-area": {
         "summary": "The area reachable from a point within the radius",
