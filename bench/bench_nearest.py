@@ -59,7 +59,8 @@ def main() -> None:
         f"per spot; median of {args.repeat} runs over all spots, per query. Both methods return identical ids.\n\n"
         "| method | median per query | ratio |\n|---|---|---|\n"
         f"| baseline: ORDER BY ST_Distance(geography) LIMIT k (full scan) | {base_ms:.2f} ms | 1.0 |\n"
-        f"| geoservice `nearest_points` (KNN on GiST, then exact distance; includes grid/squad lookup and links) | "
+        "| geoservice `nearest_points` (KNN on GiST for a bound, then exact spheroidal ranking within it; "
+        "includes grid/squad lookup and links) | "
         f"{ours_ms:.2f} ms | {base_ms / ours_ms:.1f}× faster |\n\n"
         f"Reproduce: `.venv/bin/python -m bench.bench_nearest --points {args.points} --blocks {args.blocks}`.\n"
     )

@@ -71,26 +71,31 @@ _STREET_OFFSET = """(
 # Metric snapping and spheroidal distances differ by the projection's scale error (< 1e-3 here): a margin.
 _BOUND_MARGIN_M = 1.0
 
-_CANDIDATES = sa.text(f"""
+# The distance limit is applied after the index-ordered LIMIT, not inside it: inside, the planner prefers the
+# ST_DWithin index scan and reads every point in the disc (thousands in a big city) before sorting. Taking the
+# nearest `pool` and then dropping those beyond the limit gives the same rows.
+_CANDIDATES = sa.text("""
     WITH spot AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography AS g)
     SELECT c.*, ST_Distance(c.geom::geography, spot.g) AS distance_m
     FROM spot, LATERAL (
         SELECT p.id, p.name, p.kind, p.amenities, p.address, p.phone, p.opening_hours, p.season, p.capacity,
-               p.occupancy, p.status, p.geom, ST_X(p.geom) AS lon, ST_Y(p.geom) AS lat,
-               CASE WHEN :walk THEN {_STREET_OFFSET.format(g="p.geom")} END AS offset_m
+               p.occupancy, p.status, p.geom, ST_X(p.geom) AS lon, ST_Y(p.geom) AS lat
         FROM point p
         WHERE p.status = 'open'
           AND (cardinality(CAST(:kinds AS text[])) = 0 OR p.kind = ANY(CAST(:kinds AS text[])))
           AND p.amenities @> CAST(:amenities AS text[])
           AND (NOT :vacancy OR ('overnight' = ANY(p.amenities) AND p.capacity > coalesce(p.occupancy, 0)))
-          AND (CAST(:within AS float8) IS NULL OR ST_DWithin(p.geom::geography, spot.g, :within))
         ORDER BY p.geom::geography <-> spot.g
         LIMIT :pool
     ) c
+    WHERE CAST(:within AS float8) IS NULL OR ST_DWithin(c.geom::geography, spot.g, :within)
     ORDER BY distance_m, c.id
 """)
 
 _SPOT_OFFSET = sa.text("SELECT " + _STREET_OFFSET.format(g="ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"))
+_POINT_OFFSETS = sa.text(f"""
+    SELECT p.id, {_STREET_OFFSET.format(g="p.geom")} AS offset_m FROM point p WHERE p.id = ANY(CAST(:ids AS bigint[]))
+""")
 
 _RESPONSIBLE = sa.text("""
     SELECT g.code AS grid_code, g.name AS grid_name, g.officer_name, g.officer_phone,
@@ -104,7 +109,7 @@ _RESPONSIBLE = sa.text("""
 def _candidates(conn: Connection, query: NearestQuery, *, within: float | None, pool: int) -> list[dict]:
     rows = conn.execute(_CANDIDATES, {
         "lon": query.lon, "lat": query.lat, "kinds": list(query.kinds), "amenities": list(query.amenities),
-        "vacancy": query.vacancy, "within": within, "pool": pool, "walk": query.mode == "walk",
+        "vacancy": query.vacancy, "within": within, "pool": pool,
     }).mappings().all()
     return [dict(r) for r in rows]
 
@@ -132,16 +137,12 @@ def nearest_points(conn: Connection, query: NearestQuery, *, now: datetime) -> d
     if query.mode == "walk":
         within = within or DEFAULT_WALK_SEARCH_M
         spot_offset = conn.execute(_SPOT_OFFSET, {"lon": query.lon, "lat": query.lat}).scalar_one() or 0.0
-    pool = CANDIDATE_CAP if (query.open_now or query.mode == "walk") else query.k
-    # A point up to both offsets farther than the walking limit may still be within it along the network.
-    search = within + spot_offset + MAX_POINT_OFFSET_M if query.mode == "walk" else within
-    rows = _open_filter(_candidates(conn, query, within=search, pool=pool), now)
-    if query.open_now:
-        rows = [r for r in rows if r["open_now"]]
     if query.mode == "walk":
-        chosen = _by_walking(conn, query, rows, limit_m=within, spot_offset_m=spot_offset)
+        # A point up to both offsets farther than the walking limit may still be within it along the network.
+        search = within + spot_offset + MAX_POINT_OFFSET_M
+        chosen = _by_walking(conn, query, now=now, limit_m=within, search_m=search, spot_offset_m=spot_offset)
     else:
-        chosen = rows[: query.k]
+        chosen = _by_straight_distance(conn, query, now=now, within=within)
     features = [_feature(conn, query, row) for row in chosen]
     return {"type": "FeatureCollection", "features": features,
             "query": {"lon": query.lon, "lat": query.lat, "mode": query.mode, "k": query.k,
@@ -149,9 +150,31 @@ def nearest_points(conn: Connection, query: NearestQuery, *, now: datetime) -> d
                       "vacancy": query.vacancy, "max_distance_m": query.max_distance_m}}
 
 
-def _by_walking(conn: Connection, query: NearestQuery, rows: list[dict], *, limit_m: float,
+def _fetch(conn: Connection, query: NearestQuery, *, now: datetime, within: float | None, pool: int,
+           exclude: frozenset[int] = frozenset()) -> list[dict]:
+    """Candidates nearest by straight distance, with ``open_now`` set (and applied when asked)."""
+    rows = [r for r in _open_filter(_candidates(conn, query, within=within, pool=pool), now) if r["id"] not in exclude]
+    return [r for r in rows if r["open_now"]] if query.open_now else rows
+
+
+def _by_straight_distance(conn: Connection, query: NearestQuery, *, now: datetime,
+                          within: float | None) -> list[dict]:
+    """The k points nearest on the spheroid.
+
+    The index orders by distance on a sphere, which can rank two points differently from the spheroid (by up to
+    about 0.5 %). So the index's first k give an upper bound on the k-th spheroidal distance, and every point
+    within that bound is then ranked exactly.
+    """
+    rows = _fetch(conn, query, now=now, within=within, pool=CANDIDATE_CAP if query.open_now else query.k)
+    if len(rows) < query.k:
+        return rows
+    bound = rows[query.k - 1]["distance_m"] + 0.001  # a millimetre, so the k-th itself is not lost to rounding
+    return _fetch(conn, query, now=now, within=bound, pool=CANDIDATE_CAP)[: query.k]
+
+
+def _by_walking(conn: Connection, query: NearestQuery, *, now: datetime, limit_m: float, search_m: float,
                 spot_offset_m: float) -> list[dict]:
-    """The k rows nearest by walking, routed exactly (see the module docstring)."""
+    """The k points nearest by walking, routed exactly (see the module docstring)."""
     from geoservice.network import walk_routes
 
     def route(batch: Sequence[dict], limit: float) -> None:
@@ -161,18 +184,40 @@ def _by_walking(conn: Connection, query: NearestQuery, rows: list[dict], *, limi
             routes.update(found)
 
     routes: dict = {}
-    first = max(3 * query.k, 20)
-    route(rows[:first], limit_m)
-    rest = rows[first:]
+    first_pool = max(3 * query.k, 20)
+    first = _fetch(conn, query, now=now, within=search_m, pool=first_pool)
+    # The graph grows with the limit, so start near where the k-th point should be and widen until k are reached;
+    # a route found within a limit is the same as with any larger one.
+    limit = _first_limit(first, k=query.k, spot_offset_m=spot_offset_m, ceiling=limit_m)
+    while True:
+        route([r for r in first if r["id"] not in routes], limit)
+        if len(routes) >= query.k or limit >= limit_m:
+            break
+        limit = min(2 * limit, limit_m)
+    seen = frozenset(r["id"] for r in first)
+    rest: list[dict] = []
     if len(routes) >= query.k:
         kth = sorted(r.distance_m for r in routes.values())[query.k - 1]
         bound = kth + spot_offset_m + _BOUND_MARGIN_M
-        route([r for r in rest if r["distance_m"] - (r["offset_m"] or 0.0) <= bound], kth)
+        rest = _fetch(conn, query, now=now, within=min(search_m, bound + MAX_POINT_OFFSET_M), pool=CANDIDATE_CAP,
+                      exclude=seen)
+        offsets = dict(conn.execute(_POINT_OFFSETS, {"ids": [r["id"] for r in rest]}).all()) if rest else {}
+        route([r for r in rest if r["distance_m"] - (offsets[r["id"]] or 0.0) <= bound], kth)
     else:
+        rest = _fetch(conn, query, now=now, within=search_m, pool=CANDIDATE_CAP, exclude=seen)
         route(rest, limit_m)
+    rows = first + rest
     reached = [dict(r, walk=routes[r["id"]]) for r in rows if r["id"] in routes]
     reached.sort(key=lambda r: (r["walk"].distance_m, r["id"]))
     return reached[: query.k]
+
+
+def _first_limit(rows: Sequence[dict], *, k: int, spot_offset_m: float, ceiling: float) -> float:
+    """A first walking limit: twice the straight distance of the k-th candidate, at least 300 m."""
+    if len(rows) < k:
+        return ceiling
+    guess = 2 * (rows[k - 1]["distance_m"] + spot_offset_m) + _BOUND_MARGIN_M
+    return min(max(guess, 300.0), ceiling)
 
 
 def _feature(conn: Connection, query: NearestQuery, row: dict) -> dict:
