@@ -1,58 +1,138 @@
-"""The city's layers as GeoJSON: what the maps draw, read straight from PostGIS."""
+"""The city's layers as GeoJSON: what the maps draw, read straight from PostGIS; and the search for points.
+
+Point features carry everything a popup needs, so the city map makes one request per view: labels in zh-CN and
+English, free places, whether the point is open now (when the caller passes the city's local time) and the unit
+grid the point lies in with the squad that answers for it.
+"""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from geoservice import hours
 from geoservice.errors import InvalidParameter
 from geoservice.params import BBox
 from geoservice.vocab import AMENITIES, POINT_KINDS
 
-# layer → (table, properties SQL). Properties are built in SQL so one query returns finished GeoJSON.
-LAYERS: dict[str, tuple[str, str]] = {
-    "districts": ("district", "jsonb_build_object('code', t.code, 'name', t.name)"),
-    "subdistricts": ("subdistrict", "jsonb_build_object('code', t.code, 'name', t.name)"),
-    "communities": ("community", "jsonb_build_object('code', t.code, 'name', t.name)"),
+# The grid a point lies in (the first by code where grids overlap) and its squad.
+_POINT_GRID = """
+    LEFT JOIN LATERAL (
+        SELECT g.code, g.name, s.name AS squad, s.phone AS squad_phone
+        FROM grid g LEFT JOIN squad s ON s.id = g.squad_id
+        WHERE ST_Covers(g.geom, t.geom) ORDER BY g.code LIMIT 1
+    ) r ON true
+"""
+_POINT_PROPERTIES = (
+    "jsonb_build_object('id', t.id, 'name', t.name, 'kind', t.kind, 'amenities', t.amenities, "
+    "'address', t.address, 'phone', t.phone, 'opening_hours', t.opening_hours, "
+    "'season', t.season, 'capacity', t.capacity, 'occupancy', t.occupancy, 'status', t.status, "
+    "'grid_code', r.code, 'grid_name', r.name, 'squad', r.squad, 'squad_phone', r.squad_phone)"
+)
+
+# layer → (table, properties SQL, joins). Properties are built in SQL so one query returns finished GeoJSON.
+LAYERS: dict[str, tuple[str, str, str]] = {
+    "districts": ("district", "jsonb_build_object('code', t.code, 'name', t.name)", ""),
+    "subdistricts": ("subdistrict", "jsonb_build_object('code', t.code, 'name', t.name)", ""),
+    "communities": ("community", "jsonb_build_object('code', t.code, 'name', t.name)", ""),
     "grids": ("grid", "jsonb_build_object('code', t.code, 'name', t.name, 'area_m2', round(t.area_m2::numeric, 1), "
                       "'officer_name', t.officer_name, 'officer_phone', t.officer_phone, "
                       "'squad', (SELECT s.name FROM squad s WHERE s.id = t.squad_id), "
-                      "'squad_phone', (SELECT s.phone FROM squad s WHERE s.id = t.squad_id))"),
+                      "'squad_phone', (SELECT s.phone FROM squad s WHERE s.id = t.squad_id))", ""),
     "streets": ("street", "jsonb_build_object('id', t.id, 'name', t.name, 'class', t.class, "
-                          "'length_m', round(t.length_m::numeric, 1))"),
-    "points": ("point", "jsonb_build_object('id', t.id, 'name', t.name, 'kind', t.kind, 'amenities', t.amenities, "
-                        "'address', t.address, 'phone', t.phone, 'opening_hours', t.opening_hours, "
-                        "'season', t.season, 'capacity', t.capacity, 'occupancy', t.occupancy, 'status', t.status)"),
+                          "'length_m', round(t.length_m::numeric, 1))", ""),
+    "points": ("point", _POINT_PROPERTIES, _POINT_GRID),
 }
+MAX_LIMIT = 100_000
+SEARCH_MAX_RESULTS = 50
+SEARCH_MAX_LENGTH = 100
 
 
-def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None) -> dict:
-    """All features of ``layer`` (within ``bbox`` if given) as a GeoJSON FeatureCollection dict."""
+def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None, limit: int | None = None,
+                     now: datetime | None = None) -> dict:
+    """The features of ``layer`` (within ``bbox`` if given) as a GeoJSON FeatureCollection dict.
+
+    Args:
+        conn: database connection.
+        layer: one of :data:`LAYERS`.
+        bbox: only features whose bounding box meets this one (WGS 84).
+        limit: at most this many features (lowest keys first); the collection then says ``truncated: true`` when
+            more were there, so a map can ask the user to zoom in instead of loading a whole big city.
+        now: the city's local time; points then carry ``open_now`` (True, False, or None for unknown hours).
+
+    Raises:
+        InvalidParameter: an unknown layer or a limit out of range.
+    """
     if layer not in LAYERS:
         raise InvalidParameter(f"layer must be one of {', '.join(LAYERS)}; got {layer!r}")
-    table, properties = LAYERS[layer]
+    if limit is not None and not 1 <= limit <= MAX_LIMIT:
+        raise InvalidParameter(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    table, properties, joins = LAYERS[layer]
     where = ""
-    params: dict = {}
+    params: dict = {"limit": None if limit is None else limit + 1}
     if bbox is not None:
-        where = "WHERE t.geom && ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326)"
-        params = dict(zip(("minx", "miny", "maxx", "maxy"), bbox, strict=True))
+        where = "WHERE geom && ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326)"
+        params.update(zip(("minx", "miny", "maxx", "maxy"), bbox, strict=True))
     key = "id" if table in ("street", "point") else "code"
+    features = _features(conn, table=table, order=f"t.{key}", properties=properties, joins=joins,
+                         rows=f"SELECT * FROM {table} {where} ORDER BY {key} LIMIT :limit", params=params)
+    collection: dict = {"type": "FeatureCollection", "features": features}
+    if limit is not None:
+        collection["truncated"] = len(features) > limit
+        del features[limit:]
+    if layer == "points":
+        _add_point_fields(features, now)
+    return collection
+
+
+def search_points(conn: Connection, text: str, *, limit: int = 10, now: datetime | None = None) -> dict:
+    """Points whose name or address contains ``text`` (case-insensitive), best matches first.
+
+    Order: name equal to the text, name starting with it, name containing it, then address only; ties by id.
+    Returns a FeatureCollection of point features (as in the ``points`` layer) with ``query`` echoing the search.
+
+    Raises:
+        InvalidParameter: empty or overlong text, or a limit out of 1..50.
+    """
+    needle = (text or "").strip()
+    if not needle:
+        raise InvalidParameter("q is required: part of a point's name or address, e.g. q=三八路")
+    if len(needle) > SEARCH_MAX_LENGTH:
+        raise InvalidParameter(f"q must be at most {SEARCH_MAX_LENGTH} characters, got {len(needle)}")
+    if not 1 <= limit <= SEARCH_MAX_RESULTS:
+        raise InvalidParameter(f"limit must be between 1 and {SEARCH_MAX_RESULTS}, got {limit}")
+    # The text is matched literally: LIKE's wildcards and escape character in it match only themselves.
+    pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    rank = ("CASE WHEN lower(name) = lower(:needle) THEN 0 WHEN name ILIKE :prefix THEN 1 "
+            "WHEN name ILIKE :pattern THEN 2 ELSE 3 END")
+    rows = (f"SELECT *, {rank} AS rank FROM point WHERE name ILIKE :pattern OR address ILIKE :pattern "
+            "ORDER BY rank, id LIMIT :limit")
+    params = {"needle": needle, "pattern": pattern, "prefix": pattern[1:], "limit": limit}
+    features = _features(conn, table="point", order="t.rank, t.id", properties=_POINT_PROPERTIES, joins=_POINT_GRID,
+                         rows=rows, params=params)
+    _add_point_fields(features, now)
+    return {"type": "FeatureCollection", "features": features, "query": {"q": needle, "limit": limit}}
+
+
+def _features(conn: Connection, *, table: str, order: str, properties: str, joins: str, rows: str,
+              params: dict) -> list[dict]:
+    """GeoJSON features of the ``rows`` subquery (aliased ``t``), in ``order``."""
+    feature_id = "t.id" if table in ("street", "point") else "t.code"
     query = sa.text(f"""
         SELECT coalesce(jsonb_agg(jsonb_build_object(
-                   'type', 'Feature', 'id', t.{key},
+                   'type', 'Feature', 'id', {feature_id},
                    'geometry', ST_AsGeoJSON(t.geom, 7)::jsonb,
-                   'properties', {properties}) ORDER BY t.{key}), '[]'::jsonb)::text
-        FROM {table} t {where}
+                   'properties', {properties}) ORDER BY {order}), '[]'::jsonb)::text
+        FROM ({rows}) t {joins}
     """)
-    features = json.loads(conn.execute(query, params).scalar_one())
-    if layer == "points":
-        _add_labels(features)
-    return {"type": "FeatureCollection", "features": features}
+    return json.loads(conn.execute(query, params).scalar_one())
 
 
-def _add_labels(features: list[dict]) -> None:
+def _add_point_fields(features: list[dict], now: datetime | None) -> None:
+    """Labels, free places and (given the local time) open_now: what every popup shows, computed once here."""
     kinds = {t.code: t for t in POINT_KINDS}
     amenities = {t.code: t for t in AMENITIES}
     for feature in features:
@@ -61,3 +141,14 @@ def _add_labels(features: list[dict]) -> None:
         props["kind_label"] = {"zh": kind.zh, "en": kind.en}
         props["amenity_labels"] = [{"code": a, "zh": amenities[a].zh, "en": amenities[a].en}
                                    for a in props["amenities"]]
+        capacity = props["capacity"]
+        props["free_places"] = None if capacity is None else capacity - (props["occupancy"] or 0)
+        if now is not None:
+            props["open_now"] = _open_now(props, now)
+
+
+def _open_now(props: dict, now: datetime) -> bool | None:
+    """Closed when the point is not in service; otherwise what its hours and season say."""
+    if props["status"] != "open":
+        return False
+    return hours.is_open(props["opening_hours"], props["season"], now)

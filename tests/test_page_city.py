@@ -1,28 +1,104 @@
-"""The city map in a real headless Chromium, against the app served as ``geoservice serve`` serves it."""
+"""The city map (/) in a real headless Chromium, against the app served as ``geoservice serve`` serves it.
+
+Expected values come from the database, the generator's own rows (shapely) or by hand — never from the page's
+own bookkeeping: what is drawn is counted from Leaflet's map (the layers actually on it) and from the DOM.
+"""
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
+import re
+import urllib.request
+from datetime import datetime
+from urllib.parse import parse_qs, urlparse
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from shapely.geometry import Point
 
+from geoservice.vocab import AMENITIES, POINT_KINDS
 from tests.conftest import SCREENSHOTS
 
 pytestmark = pytest.mark.browser
 
+SANBA = "三八路便民服务点"
+KIND_CODES = [t.code for t in POINT_KINDS]
+LAYER_KEYS = ["districts", "grids", "streets", *KIND_CODES]
 
-def test_city_map_renders_every_layer_with_no_errors_and_no_foreign_requests(page, served, conn):
-    page.goto(served + "/")
-    page.wait_for_selector("body[data-layers-loaded='true']", timeout=60_000)
-    loaded = page.evaluate("window.geoservice.loaded")
-    for style, table in (("district", "district"), ("grid", "grid"), ("street", "street"), ("point", "point")):
-        assert loaded[style] == conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one(), style
-    # Leaflet drew: a canvas per layer pane, and the layer control lists our four layers.
-    assert page.locator(".leaflet-pane canvas").count() == 4  # one canvas per pane: districts, grids, streets, points
-    control_text = page.locator(".leaflet-control-layers-overlays").inner_text()
-    for title in ("单元网格", "街道", "便民点", "行政区"):
-        assert title in control_text
+# Leaflet layers on the map (what is drawn), per layer of the layer control. Paths and markers only: a cluster
+# marker stands for its group's layer.
+DRAWN_JS = """() => {
+  const map = window.geoservice.city.map;
+  const counts = {};
+  map.eachLayer(l => {
+    if (!(l instanceof L.Path || l instanceof L.Marker)) return;
+    const key = l.options.geoserviceLayer || (l._group && l._group.options.geoserviceLayer);
+    if (key) counts[key] = (counts[key] || 0) + 1;
+  });
+  return counts;
+}"""
+
+
+KEYBOARD_TARGET_JS = """(() => {
+  const e = document.activeElement;
+  const names = {lang: '.lang-switch', search: '#point-search', layers: '.leaflet-control-layers input',
+                 zoom: '.leaflet-control-zoom-in', locate: '.leaflet-control-locate a', legend: '.city-legend summary'};
+  return Object.keys(names).find(k => e.matches(names[k])) || 'other';
+})()"""
+
+
+UNNAMED_CONTROLS_JS = """[...document.querySelectorAll(
+  '.leaflet-control a, .leaflet-control button, .leaflet-control input')]
+  .filter(e => !(e.getAttribute('aria-label') || e.title || e.textContent.trim() || (e.labels && e.labels.length)))
+  .map(e => e.outerHTML)"""
+
+
+def open_map(page, served: str, fragment: str = "") -> str:
+    """Load the page, wait until its first data arrived; returns the HTML as served."""
+    response = page.goto(served + "/" + fragment)
+    page.wait_for_selector("body[data-layers-loaded='true']", state="attached", timeout=60_000)
+    return response.text()
+
+
+def wait_for_view(page, serial_before: int) -> None:
+    page.wait_for_function(f"Number(document.body.dataset.viewSerial) > {serial_before} && "
+                           "document.body.dataset.view === 'ready'", timeout=30_000)
+
+
+def view_serial(page) -> int:
+    return int(page.evaluate("document.body.dataset.viewSerial || 0"))
+
+
+def set_view(page, lat: float, lon: float, zoom: int) -> None:
+    serial = view_serial(page)
+    page.evaluate(f"void window.geoservice.city.map.setView([{lat}, {lon}], {zoom}, {{animate: false}})")
+    wait_for_view(page, serial)
+
+
+def sanba(conn) -> dict:
+    return dict(conn.execute(sa.text(
+        "SELECT id, ST_X(geom) AS lon, ST_Y(geom) AS lat, amenities, phone, opening_hours FROM point "
+        "WHERE name = :name"), {"name": SANBA}).mappings().one())
+
+
+def test_city_map_loads_by_view_with_no_errors_and_no_foreign_requests(page, served, conn):
+    html = open_map(page, served)
+    # Every point the page holds came from a bbox request: count the database's points in that bbox.
+    point_requests = [u for u in page.requested if urlparse(u).path == "/api/v1/layers/points"]
+    assert len(point_requests) == 1
+    bbox = [float(v) for v in parse_qs(urlparse(point_requests[0]).query)["bbox"][0].split(",")]
+    expected = conn.execute(sa.text(
+        "SELECT count(*) FROM point WHERE geom && ST_MakeEnvelope(:a, :b, :c, :d, 4326)"),
+        dict(zip("abcd", bbox, strict=True))).scalar_one()
+    held = page.evaluate("Object.values(window.geoservice.city.clusters).reduce((n, c) => n + c.getLayers().length, 0)")
+    assert held == expected > 100
+    drawn = page.evaluate(DRAWN_JS)
+    assert drawn["grids"] == conn.execute(sa.text("SELECT count(*) FROM grid")).scalar_one()
+    assert drawn["districts"] == 1
+    assert drawn["streets"] > 1000
+    assert page.locator(".leaflet-control-scale").count() == 1
+    assert page.locator(".leaflet-control-locate a").get_attribute("aria-label")
+    assert SANBA not in html  # the data is fetched, never inlined
     assert page.console_errors == []
     hosts = {urlparse(url).hostname for url in page.requested if not url.startswith("data:")}
     assert hosts == {"127.0.0.1"}, hosts
@@ -30,22 +106,185 @@ def test_city_map_renders_every_layer_with_no_errors_and_no_foreign_requests(pag
     page.screenshot(path=str(SCREENSHOTS / "city-map.png"))
 
 
-def test_clicking_a_point_opens_its_popup_with_amenities(page, served, conn):
-    lon, lat = conn.execute(sa.text(
-        "SELECT ST_X(geom), ST_Y(geom) FROM point WHERE name = '三八路便民服务点'")).one()
-    page.goto(served + "/")
-    page.wait_for_selector("body[data-layers-loaded='true']", timeout=60_000)
-    map_name = page.evaluate("Object.keys(window).find(k => k.startsWith('map_'))")
-    page.evaluate(f"void window['{map_name}'].setView([{lat}, {lon}], 18, {{animate: false}})")
-    page.wait_for_timeout(300)
-    xy = page.evaluate(f"(() => {{ const p = window['{map_name}'].latLngToContainerPoint([{lat}, {lon}]);"
-                       " return {x: p.x, y: p.y}; })()")
-    box = page.locator(".leaflet-container").bounding_box()
-    page.mouse.click(box["x"] + xy["x"], box["y"] + xy["y"])
+def test_toggling_each_layer_changes_what_is_drawn(page, served):
+    open_map(page, served)
+    before = page.evaluate(DRAWN_JS)
+    assert set(before) >= set(LAYER_KEYS), before
+    labels = page.locator(".leaflet-control-layers-overlays label")
+    assert labels.count() == len(LAYER_KEYS)
+    for index, key in enumerate(LAYER_KEYS):
+        checkbox = labels.nth(index).locator("input")
+        checkbox.click()
+        hidden = page.evaluate(DRAWN_JS)
+        assert key not in hidden, key
+        assert {k: v for k, v in hidden.items() if k != key} == {k: v for k, v in before.items() if k != key}, key
+        if key in KIND_CODES:
+            assert page.locator(f".leaflet-marker-icon.kind-{key}").count() == 0
+        checkbox.click()
+        assert page.evaluate(DRAWN_JS) == before, key
+    assert page.console_errors == []
+
+
+def test_grid_outlines_carry_code_labels_close_up(page, served, conn):
+    open_map(page, served)
+    assert page.locator(".grid-label").count() == 0
+    point = sanba(conn)
+    set_view(page, point["lat"], point["lon"], 17)
+    codes = page.locator(".grid-label").all_inner_texts()
+    assert codes and all(re.fullmatch(r"\d{15}", c) for c in codes)
+    here = conn.execute(sa.text("SELECT code FROM grid WHERE ST_Covers(geom, ST_SetSRID(ST_MakePoint(:lon, :lat), "
+                                "4326))"), point).scalars().all()
+    assert set(here) <= set(codes)
+
+
+def test_kiosks_show_their_free_overnight_places(page, served, conn):
+    open_map(page, served)
+    kiosk = conn.execute(sa.text("SELECT name, capacity - occupancy AS free, ST_X(geom) AS lon, ST_Y(geom) AS lat "
+                                 "FROM point WHERE kind = 'kiosk' ORDER BY id LIMIT 1")).mappings().one()
+    set_view(page, kiosk["lat"], kiosk["lon"], 18)
+    marker = page.locator(f".leaflet-marker-icon.kind-kiosk[title^='{kiosk['name']}']")
+    assert marker.locator(".badge").inner_text() == str(kiosk["free"])
+
+
+def test_night_market_zones_show_their_hours(page, served, conn):
+    open_map(page, served)
+    market = conn.execute(sa.text("SELECT ST_X(geom) AS lon, ST_Y(geom) AS lat FROM point "
+                                  "WHERE kind = 'night_market' ORDER BY id LIMIT 1")).mappings().one()
+    set_view(page, market["lat"], market["lon"], 18)
+    # Demo night markets open Mo-Su 18:00-02:00 (data/README.md).
+    assert "18:00-02:00" in page.locator(".night-hours").first.inner_text()
+
+
+def test_popup_shows_the_amenities_grid_squad_and_phone_of_the_sanba_rest_station(page, served, conn, demo_city):
+    point = sanba(conn)
+    open_map(page, served, f"#18/{point['lat']}/{point['lon']}")
+    before = datetime.now(ZoneInfo("Asia/Shanghai"))
+    page.locator(f".leaflet-marker-icon[title^='{SANBA}']").click()
+    after = datetime.now(ZoneInfo("Asia/Shanghai"))
     popup = page.locator(".leaflet-popup-content")
     popup.wait_for(timeout=10_000)
     text = popup.inner_text()
-    assert "三八路便民服务点" in text
-    for label in ("饮用水", "急救箱", "手机充电", "座椅"):
-        assert label in text
+    assert SANBA in text
+    labels = {t.code: t for t in AMENITIES}
+    shown = popup.locator("li[data-amenity]")
+    assert shown.count() == len(point["amenities"]) == 4
+    for code in point["amenities"]:
+        item = popup.locator(f"li[data-amenity='{code}']")
+        assert labels[code].zh in item.inner_text() and labels[code].en in item.inner_text()
+        assert item.locator("svg use").get_attribute("href").endswith(f"#amenity-{code}")
+    assert popup.locator("a[href^='tel:']").first.get_attribute("href") == "tel:" + re.sub(r"\D", "", point["phone"])
+    # The grid covering the point, found with shapely in the generator's own rows (first by code, as documented).
+    covering = sorted(g["code"] for g in demo_city.grids if g["geom"].covers(Point(point["lon"], point["lat"])))
+    assert covering[0] in text
+    squad = conn.execute(sa.text("SELECT s.name FROM grid g JOIN squad s ON s.id = g.squad_id WHERE g.code = :c"),
+                         {"c": covering[0]}).scalar_one()
+    assert squad in text
+    # Open Mo-Su 08:00-20:00, by hand: open when the local hour is 8..19.
+    states = {8 <= moment.hour < 20 for moment in (before, after)}
+    assert ("现在开放" in text) in states and ("现在关闭" in text) in {not s for s in states}
     assert page.console_errors == []
+
+
+def test_search_finds_a_known_point_and_shows_it(page, served, conn):
+    point = sanba(conn)
+    open_map(page, served)
+    page.get_by_role("searchbox").fill("三八路便民")
+    page.get_by_role("searchbox").press("Enter")
+    first = page.locator(".search-results li button").first
+    first.wait_for(timeout=10_000)
+    assert SANBA in first.inner_text()
+    first.click()
+    popup = page.locator(".leaflet-popup-content")
+    popup.wait_for(timeout=10_000)
+    assert SANBA in popup.inner_text()
+    # The map zoomed in on the point (the popup may pan it a little to fit).
+    assert page.evaluate(f"window.geoservice.city.map.getBounds().contains([{point['lat']}, {point['lon']}])")
+    assert page.evaluate("window.geoservice.city.map.getZoom()") >= 17
+    page.get_by_role("searchbox").fill("没有这个地方")
+    page.get_by_role("searchbox").press("Enter")
+    page.wait_for_function("document.querySelector('.search-status').textContent.includes('没有找到')")
+    assert page.locator(".search-results li").count() == 0
+    assert page.console_errors == []
+
+
+def test_permalink_restores_the_view_and_follows_moves(page, served, browser):
+    open_map(page, served, "#16/34.02/113.81")
+    assert page.evaluate("window.geoservice.city.map.getZoom()") == 16
+    centre = page.evaluate("window.geoservice.city.map.getCenter()")
+    assert (centre["lat"], centre["lng"]) == (pytest.approx(34.02, abs=1e-9), pytest.approx(113.81, abs=1e-9))
+    set_view(page, 34.031, 113.835, 15)
+    assert page.evaluate("location.hash") == "#15/34.03100/113.83500"
+    other = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        second = other.new_page()
+        second.goto(page.url)
+        second.wait_for_selector("body[data-layers-loaded='true']", state="attached", timeout=60_000)
+        assert second.evaluate("window.geoservice.city.map.getZoom()") == 15
+        centre = second.evaluate("window.geoservice.city.map.getCenter()")
+        assert centre["lat"] == pytest.approx(34.031, abs=1e-9)
+        assert centre["lng"] == pytest.approx(113.835, abs=1e-9)
+    finally:
+        other.close()
+
+
+def test_language_switch_changes_the_text(page, served):
+    open_map(page, served)
+    control = page.locator(".leaflet-control-layers-overlays")
+    assert "单元网格" in control.inner_text() and "城管服务岗亭" in control.inner_text()
+    page.get_by_role("button", name="Switch to English").click()
+    assert page.evaluate("document.documentElement.lang") == "en"
+    text = control.inner_text()
+    for english in ("Unit grids", "Streets", "Districts", "Urban-management kiosk", "Public toilet"):
+        assert english in text
+    assert "单元网格" not in text
+    assert page.get_by_role("searchbox").get_attribute("placeholder").startswith("Name or address")
+    assert "Legend" in page.locator(".city-legend").inner_text()
+    assert page.title().startswith("City convenience map")
+    page.get_by_role("button", name="切换到中文").click()
+    assert page.evaluate("document.documentElement.lang") == "zh-CN"
+    assert "单元网格" in control.inner_text()
+    assert page.console_errors == []
+
+
+def test_locate_me_centres_the_map_on_the_browsers_position(browser, served):
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, geolocation={
+        "latitude": 34.0301, "longitude": 113.8302, "accuracy": 20}, permissions=["geolocation"])
+    try:
+        page = context.new_page()
+        open_map(page, served)
+        page.locator(".leaflet-control-locate a").click()
+        page.wait_for_function("Math.abs(window.geoservice.city.map.getCenter().lat - 34.0301) < 1e-6", timeout=10_000)
+        assert page.evaluate("window.geoservice.city.map.getCenter().lng") == pytest.approx(113.8302, abs=1e-6)
+    finally:
+        context.close()
+
+
+def test_controls_are_keyboard_reachable_labelled_and_fit_at_200_percent_zoom(browser, served):
+    # 200 % browser zoom on a 1280×800 window lays the page out in 640×400 CSS pixels.
+    context = browser.new_context(viewport={"width": 640, "height": 400}, locale="zh-CN")
+    try:
+        page = context.new_page()
+        open_map(page, served)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        for selector in (".city-panel", ".leaflet-control-zoom", ".leaflet-control-locate",
+                         ".leaflet-control-layers", ".city-legend summary"):
+            box = page.locator(selector).bounding_box()
+            assert box and box["x"] >= 0 and box["y"] >= 0, selector
+            assert box["x"] + box["width"] <= 640 and box["y"] + box["height"] <= 400, selector
+        reached = set()
+        for _ in range(60):
+            page.keyboard.press("Tab")
+            reached.add(page.evaluate(KEYBOARD_TARGET_JS))
+        assert {"lang", "search", "layers", "zoom", "locate", "legend"} <= reached, reached
+        # Every button and link in the controls has a name a screen reader can say.
+        unnamed = page.evaluate(UNNAMED_CONTROLS_JS)
+        assert unnamed == []
+    finally:
+        context.close()
+
+
+def test_page_html_stays_small_on_the_demo_city(served):
+    with urllib.request.urlopen(served + "/") as response:
+        html = response.read()
+    assert len(html) < 300_000
+    assert SANBA.encode() not in html

@@ -45,7 +45,18 @@ def layer(layer: str):
     """One layer of the city map as a GeoJSON FeatureCollection, optionally cut to a bbox."""
     openapi.check_known_params("/api/v1/layers/{layer}")
     bbox = parse_bbox(request.args.get("bbox"))
-    return _geojson(features.layer_collection(db.get_connection(), layer, bbox=bbox))
+    limit = parse_int("limit", request.args.get("limit"), default=None, minimum=1, maximum=features.MAX_LIMIT)
+    now = hours.local_now(_settings().timezone)
+    return _geojson(features.layer_collection(db.get_connection(), layer, bbox=bbox, limit=limit, now=now))
+
+
+@bp.get("/api/v1/points/search")
+def search_points():
+    """Convenience points by name or address, best matches first."""
+    openapi.check_known_params("/api/v1/points/search")
+    limit = parse_int("limit", request.args.get("limit"), default=10, minimum=1, maximum=features.SEARCH_MAX_RESULTS)
+    now = hours.local_now(_settings().timezone)
+    return _geojson(features.search_points(db.get_connection(), request.args.get("q", ""), limit=limit, now=now))
 
 
 @bp.get("/api/v1/nearest")

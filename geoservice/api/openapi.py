@@ -115,11 +115,26 @@ PATHS: dict[str, dict] = {
     },
     "/api/v1/layers/{layer}": {
         "summary": "A whole layer of the city map",
-        "description": "districts, subdistricts, communities, grids, streets or points as GeoJSON.",
+        "description": "districts, subdistricts, communities, grids, streets or points as GeoJSON. Points carry "
+                       "zh/en labels, free_places, open_now (city time zone), the grid they lie in and its squad.",
         "parameters": [
             _p("layer", "the layer", {"type": "string", "enum": ["districts", "subdistricts", "communities", "grids",
                                                                  "streets", "points"]}, required=True, where="path"),
             BBOX,
+            _p("limit", "at most this many features (lowest ids first); the answer then has truncated: true when "
+               "there were more", {"type": "integer", "minimum": 1, "maximum": 100000}),
+        ],
+        "responses": {"200": FEATURES},
+    },
+    "/api/v1/points/search": {
+        "summary": "Convenience points by name or address",
+        "description": "Points whose name or address contains q (case-insensitive, literal), best first: name equal "
+                       "to q, name starting with q, name containing q, then address only. Features carry the same "
+                       "properties as the points layer: labels, open_now, free places, grid and squad.",
+        "parameters": [
+            _p("q", "part of the name or address, 1-100 characters", {"type": "string", "minLength": 1,
+                                                                         "maxLength": 100}, required=True),
+            _p("limit", "how many points", {"type": "integer", "minimum": 1, "maximum": 50, "default": 10}),
         ],
         "responses": {"200": FEATURES},
     },

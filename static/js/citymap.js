@@ -112,5 +112,572 @@
       });
   }
 
-  window.geoservice = { loadLayer: loadLayer, loaded: loaded };
+  window.geoservice = { loadLayer: loadLayer, loaded: loaded, escapeHtml: escapeHtml };
+}());
+
+/* The city map (/): layers by view, popups, search, legend, permalink, language switch.
+ * Python (geoservice/web/maps.py) declares the layer groups and passes one config object; nothing here holds data. */
+(function () {
+  "use strict";
+
+  var escapeHtml = window.geoservice.escapeHtml;
+  var DAY_CODES = ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"];
+  var PANES = { grids: 410, districts: 415, streets: 420, gridLabels: 625 };
+  var DEBOUNCE_MS = 150;
+
+  function startCityMap(map, groups, config) {
+    var lang = config.lang;
+    var urlLang = new URLSearchParams(window.location.search).get("lang");
+    if (urlLang === "en" || urlLang === "zh") { lang = urlLang; }
+    var kinds = {};
+    config.kinds.forEach(function (k) { kinds[k.code] = k; });
+    var statusKey = null;
+    var hintKey = null;
+    var coverage = {};
+    var gridLayer = null;
+    var gridLabels = L.layerGroup();
+    var clusters = {};
+    var lastPoints = null;
+    var view = { bounds: null, truncated: false, serial: 0 };
+    var controller = null;
+    var timer = null;
+    var initialPending = 3;  // districts, grids, the first view
+    var firstViewPending = true;
+    var ui = {};
+
+    // -- language ---------------------------------------------------------------------------------------------
+    function t(key, vars) {
+      var text = config.messages[lang][key];
+      if (text === undefined) { return key; }
+      Object.keys(vars || {}).forEach(function (name) { text = text.split("{" + name + "}").join(vars[name]); });
+      return text;
+    }
+    function kindLabel(code) { return kinds[code][lang]; }
+    function icon(symbol, cls) {
+      return "<svg class=\"" + (cls || "icon") + "\" aria-hidden=\"true\" focusable=\"false\"><use href=\"" +
+        config.sprite + "#" + symbol + "\"></use></svg>";
+    }
+
+    function applyLanguage() {
+      document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+      document.title = t("page_title");
+      document.querySelectorAll("[data-i18n]").forEach(function (el) { el.textContent = t(el.dataset.i18n); });
+      document.querySelectorAll("[data-i18n-aria]").forEach(function (el) {
+        el.setAttribute("aria-label", t(el.dataset.i18nAria));
+      });
+      document.querySelectorAll("[data-i18n-placeholder]").forEach(function (el) {
+        el.setAttribute("placeholder", t(el.dataset.i18nPlaceholder));
+      });
+      document.querySelectorAll("[data-kind-label]").forEach(function (el) {
+        el.textContent = kindLabel(el.dataset.kindLabel);
+      });
+      if (ui.langButton) { ui.langButton.setAttribute("lang", lang === "zh" ? "en" : "zh-CN"); }
+      if (ui.locate && ui.locate._link) {
+        ui.locate._link.title = t("locate_title");
+        ui.locate._link.setAttribute("aria-label", t("locate_title"));
+      }
+      map.getContainer().setAttribute("aria-label", t("map_label"));
+      if (ui.legend) { ui.legend.render(); }
+      showStatus();
+      if (lastPoints) { drawPoints(lastPoints); }
+      if (ui.results && ui.results.lastQuery) { ui.results.render(); }
+      map.closePopup();
+    }
+
+    function setLanguage(next) {
+      lang = next;
+      applyLanguage();
+    }
+
+    // -- status line ------------------------------------------------------------------------------------------
+    function showStatus() {
+      var el = document.getElementById("map-status");
+      if (!el) { return; }
+      var text = statusKey ? t(statusKey) : (hintKey ? t(hintKey) : "");
+      el.textContent = text;
+      el.hidden = !text;
+    }
+    function setStatus(key) { statusKey = key; showStatus(); }
+    function setHint(key) { hintKey = key; showStatus(); }
+
+    function initialDone() {
+      initialPending -= 1;
+      if (initialPending === 0) {
+        if (statusKey === "loading") { setStatus(null); }
+        document.body.setAttribute("data-layers-loaded", "true");
+      }
+    }
+
+    function getJSON(url, signal) {
+      return fetch(url, { headers: { Accept: "application/geo+json, application/json" }, signal: signal })
+        .then(function (response) {
+          if (!response.ok) { throw new Error(url + " answered " + response.status); }
+          return response.json();
+        });
+    }
+
+    function failed(err) {
+      if (err && err.name === "AbortError") { return; }
+      setStatus("error_network");
+    }
+
+    function ensurePane(name) {
+      var paneName = "geoservice-city-" + name;
+      if (!map.getPane(paneName)) { map.createPane(paneName).style.zIndex = PANES[name]; }
+      return paneName;
+    }
+
+    function tag(layer, key) { layer.options.geoserviceLayer = key; return layer; }
+
+    // -- text formatting --------------------------------------------------------------------------------------
+    function formatHours(text) {
+      if (!text) { return t("hours_unknown"); }
+      if (text.trim() === "24/7") { return t("all_day"); }
+      var days = t("weekdays").split(",");
+      return text.split(";").map(function (rule) {
+        return rule.trim().replace(/^Mo-Su\s+/, t("every_day") + " ").replace(/\boff\b/, t("closed_day"))
+          .replace(/\b(Mo|Tu|We|Th|Fr|Sa|Su)\b/g, function (d) { return days[DAY_CODES.indexOf(d)]; });
+      }).join("; ");
+    }
+
+    function formatSeason(text) {
+      var m = /^(\d{2})-(\d{2})\/(\d{2})-(\d{2})$/.exec(text || "");
+      if (!m) { return text || ""; }
+      var months = t("months").split(",");
+      function day(month, d) {
+        return lang === "zh" ? months[month - 1] + Number(d) + "日" : Number(d) + " " + months[month - 1];
+      }
+      return day(Number(m[1]), m[2]) + " – " + day(Number(m[3]), m[4]);
+    }
+
+    function telLink(phone) {
+      if (!phone) { return ""; }
+      return "<a href=\"tel:" + escapeHtml(phone.replace(/[^0-9+]/g, "")) + "\">" + escapeHtml(phone) + "</a>";
+    }
+
+    function row(labelKey, html) {
+      return "<dt>" + escapeHtml(t(labelKey)) + "</dt><dd>" + html + "</dd>";
+    }
+
+    // -- popups -----------------------------------------------------------------------------------------------
+    function openState(p) {
+      if (p.open_now === true) { return "<p class=\"open-state open\">" + escapeHtml(t("open_now")) + "</p>"; }
+      if (p.open_now === false) { return "<p class=\"open-state closed\">" + escapeHtml(t("closed_now")) + "</p>"; }
+      return "<p class=\"open-state unknown\">" + escapeHtml(t("hours_unknown")) + "</p>";
+    }
+
+    function amenityList(p) {
+      if (!p.amenity_labels || !p.amenity_labels.length) { return ""; }
+      var other = lang === "zh" ? "en" : "zh";
+      return "<h3>" + escapeHtml(t("amenities")) + "</h3><ul class=\"amenities\">" +
+        p.amenity_labels.map(function (a) {
+          return "<li data-amenity=\"" + escapeHtml(a.code) + "\">" + icon("amenity-" + a.code) +
+            "<span>" + escapeHtml(a[lang]) + "</span> <span class=\"other-lang\" lang=\"" +
+            (other === "zh" ? "zh-CN" : "en") + "\">" + escapeHtml(a[other]) + "</span></li>";
+        }).join("") + "</ul>";
+    }
+
+    function pointPopup(p) {
+      var k = kinds[p.kind];
+      var rows = [];
+      rows.push(row("hours", escapeHtml(formatHours(p.opening_hours))));
+      if (p.season) { rows.push(row("season", escapeHtml(formatSeason(p.season)))); }
+      if (p.capacity != null) {
+        rows.push(row(p.kind === "parking" ? "free_spaces" : "free_places",
+                      escapeHtml(p.free_places + " / " + p.capacity)));
+      }
+      if (p.phone) { rows.push(row("phone", telLink(p.phone))); }
+      if (p.address) { rows.push(row("address", escapeHtml(p.address))); }
+      rows.push(row("grid", p.grid_code ? escapeHtml(p.grid_name) + " <span class=\"code\">" +
+                    escapeHtml(p.grid_code) + "</span>" : escapeHtml(t("no_grid"))));
+      if (p.squad) { rows.push(row("squad", escapeHtml(p.squad) + " " + telLink(p.squad_phone))); }
+      return "<div class=\"point-popup\" data-point-id=\"" + escapeHtml(p.id) + "\">" +
+        "<h2>" + escapeHtml(p.name) + "</h2>" +
+        "<p class=\"kind\"><span class=\"kind-swatch\" style=\"--kind-colour: " + k.colour + "\">" +
+        icon("kind-" + p.kind) + "</span>" + escapeHtml(p.kind_label.zh) + " · " +
+        "<span lang=\"en\">" + escapeHtml(p.kind_label.en) + "</span></p>" +
+        openState(p) + "<dl>" + rows.join("") + "</dl>" + amenityList(p) + "</div>";
+    }
+
+    function gridPopup(p) {
+      var c = coverage[p.code];
+      var pct = c && c.covered_pct != null ? c.covered_pct.toFixed(1) + " % (" + c.covered_km + " / " +
+        c.street_km + " km)" : t("coverage_none");
+      return "<div class=\"grid-popup\"><h2>" + escapeHtml(p.name) + "</h2><dl>" +
+        row("grid", "<span class=\"code\">" + escapeHtml(p.code) + "</span>") +
+        row("coverage", escapeHtml(pct)) +
+        row("officer", escapeHtml(p.officer_name) + " " + telLink(p.officer_phone)) +
+        row("squad", escapeHtml(p.squad) + " " + telLink(p.squad_phone)) + "</dl></div>";
+    }
+
+    // -- districts and grids (loaded once: a city has few) ---------------------------------------------------
+    function coverageColour(pct) {
+      if (pct == null) { return config.no_streets_colour; }
+      for (var i = 0; i < config.coverage_classes.length; i += 1) {
+        if (pct >= config.coverage_classes[i][0]) { return config.coverage_classes[i][1]; }
+      }
+      return config.coverage_classes[config.coverage_classes.length - 1][1];
+    }
+
+    function gridStyle(feature) {
+      var close = map.getZoom() >= config.grid_label_min_zoom;
+      var c = coverage[feature.properties.code];
+      return { color: close ? "#1b2631" : "#566573", weight: close ? 2.5 : 0.8, opacity: 0.9,
+               fillColor: coverageColour(c ? c.covered_pct : null), fillOpacity: close ? 0.2 : 0.5 };
+    }
+
+    function loadDistricts() {
+      getJSON(config.api.districts).then(function (collection) {
+        groups.districts.addLayer(L.geoJSON(collection, {
+          pane: ensurePane("districts"), interactive: false,
+          style: { color: "#17202a", weight: 3.5, fill: false },
+          onEachFeature: function (f, layer) { tag(layer, "districts"); }
+        }));
+      }).catch(failed).finally(initialDone);
+    }
+
+    function loadGrids() {
+      var coverageRequest = getJSON(config.api.coverage).then(function (body) {
+        body.grids.forEach(function (g) { coverage[g.code] = g; });
+      }).catch(failed);
+      Promise.all([getJSON(config.api.grids), coverageRequest]).then(function (results) {
+        gridLayer = L.geoJSON(results[0], {
+          pane: ensurePane("grids"), style: gridStyle,
+          onEachFeature: function (f, layer) { tag(layer, "grids"); }
+        });
+        gridLayer.bindPopup(function (layer) { return gridPopup(layer.feature.properties); });
+        groups.grids.addLayer(gridLayer);
+        groups.grids.addLayer(gridLabels);
+        updateGrids();
+      }).catch(failed).finally(initialDone);
+    }
+
+    // Close up, grids are drawn as outlines with their codes; labels only for grids in view.
+    function updateGrids() {
+      if (!gridLayer) { return; }
+      gridLayer.setStyle(gridStyle);
+      gridLabels.clearLayers();
+      if (map.getZoom() < config.grid_label_min_zoom) { return; }
+      var bounds = map.getBounds();
+      var pane = ensurePane("gridLabels");
+      gridLayer.eachLayer(function (layer) {
+        var box = layer.getBounds();
+        if (!bounds.intersects(box)) { return; }
+        gridLabels.addLayer(tag(L.marker(box.getCenter(), {
+          pane: pane, interactive: false, keyboard: false,
+          icon: L.divIcon({ className: "grid-label", iconSize: null,
+                            html: "<span>" + escapeHtml(layer.feature.properties.code) + "</span>" })
+        }), "gridLabels"));
+      });
+    }
+
+    // -- points and streets (loaded for the view, so a city of any size stays small) -----------------------
+    function clusterIcon(kind) {
+      return function (cluster) {
+        var n = cluster.getChildCount();
+        return L.divIcon({
+          className: "poi-cluster kind-" + kind.code, iconSize: [40, 40],
+          html: "<span class=\"poi\" style=\"--kind-colour: " + kind.colour + "\">" + icon("kind-" + kind.code) +
+            "<b>" + n + "</b><span class=\"visually-hidden\">" +
+            escapeHtml(t("cluster_label", { n: n, kind: kindLabel(kind.code) })) + "</span></span>"
+        });
+      };
+    }
+
+    function makeClusters() {
+      config.kinds.forEach(function (kind) {
+        var cluster = L.markerClusterGroup({
+          showCoverageOnHover: false, maxClusterRadius: 45, disableClusteringAtZoom: 17,
+          spiderfyOnMaxZoom: false, chunkedLoading: true, iconCreateFunction: clusterIcon(kind)
+        });
+        tag(cluster, kind.code);
+        clusters[kind.code] = cluster;
+        groups[kind.code].addLayer(cluster);
+      });
+    }
+
+    function markerTitle(p) {
+      var title = p.name + " · " + kindLabel(p.kind);
+      if (p.kind === "kiosk" && p.capacity != null) {
+        title += " · " + t("free_badge", { free: p.free_places, capacity: p.capacity });
+      }
+      return title;
+    }
+
+    function pointMarker(feature) {
+      var p = feature.properties;
+      var kind = kinds[p.kind];
+      var badge = "";
+      if (p.kind === "kiosk" && p.free_places != null) {
+        badge = "<b class=\"badge " + (p.free_places > 0 ? "free" : "full") + "\">" + p.free_places + "</b>";
+      }
+      var coords = feature.geometry.coordinates;
+      var marker = L.marker([coords[1], coords[0]], {
+        title: markerTitle(p), alt: markerTitle(p), keyboard: true, riseOnHover: true,
+        icon: L.divIcon({
+          className: "poi-marker kind-" + p.kind, iconSize: [30, 30], iconAnchor: [15, 15], popupAnchor: [0, -12],
+          html: "<span class=\"poi\" style=\"--kind-colour: " + kind.colour + "\">" + icon("kind-" + p.kind) +
+            badge + "</span>"
+        })
+      });
+      marker.feature = feature;
+      tag(marker, p.kind);
+      marker.bindPopup(function () { return pointPopup(marker.feature.properties); },
+                       { maxWidth: 320, minWidth: 220 });
+      if (p.kind === "night_market" && p.opening_hours) {
+        marker.bindTooltip(escapeHtml(formatHours(p.opening_hours)), {
+          permanent: true, direction: "bottom", offset: [0, 14], className: "night-hours"
+        });
+      }
+      return marker;
+    }
+
+    function drawPoints(collection) {
+      lastPoints = collection;
+      var byKind = {};
+      config.kinds.forEach(function (k) { byKind[k.code] = []; });
+      collection.features.forEach(function (f) { byKind[f.properties.kind].push(pointMarker(f)); });
+      config.kinds.forEach(function (k) {
+        clusters[k.code].clearLayers();
+        clusters[k.code].addLayers(byKind[k.code]);
+      });
+      window.geoservice.loaded.point = collection.features.length;
+    }
+
+    function streetStyle(feature) {
+      var weights = { trunk: 5, primary: 4, secondary: 3.5, tertiary: 2.5, residential: 1.5 };
+      return { color: "#5f6a6a", weight: weights[feature.properties["class"]] || 1.2, opacity: 0.85 };
+    }
+
+    function drawStreets(collection) {
+      groups.streets.clearLayers();
+      groups.streets.addLayer(L.geoJSON(collection, {
+        pane: ensurePane("streets"), style: streetStyle,
+        onEachFeature: function (f, layer) {
+          tag(layer, "streets");
+          layer.bindPopup(function () {
+            return "<strong>" + escapeHtml(f.properties.name) + "</strong><br>" + escapeHtml(t("street_class")) +
+              ": " + escapeHtml(f.properties["class"]);
+          });
+        }
+      }));
+      window.geoservice.loaded.street = collection.features.length;
+    }
+
+    function bboxParam(bounds) {
+      var west = Math.max(-180, bounds.getWest()), east = Math.min(180, bounds.getEast());
+      var south = Math.max(-90, bounds.getSouth()), north = Math.min(90, bounds.getNorth());
+      return [west, south, east, north].map(function (n) { return n.toFixed(6); }).join(",");
+    }
+
+    // Whichever view load finishes first completes the initial load (a user may move before it answers).
+    function viewLoaded() {
+      view.serial += 1;
+      document.body.setAttribute("data-view-serial", String(view.serial));
+      document.body.setAttribute("data-view", "ready");
+      if (firstViewPending) {
+        firstViewPending = false;
+        initialDone();
+      }
+    }
+
+    function loadView() {
+      updateGrids();
+      if (map.getZoom() < config.data_min_zoom) {
+        setHint("zoom_in_for_data");
+        viewLoaded();
+        return;
+      }
+      var bounds = map.getBounds();
+      if (view.bounds && view.bounds.contains(bounds) && !view.truncated) {
+        setHint(null);
+        viewLoaded();
+        return;
+      }
+      // A margin around the view: small pans and zooming in need no new request.
+      var padded = bounds.pad(0.25);
+      var bbox = bboxParam(padded);
+      if (controller) { controller.abort(); }
+      controller = new AbortController();
+      document.body.setAttribute("data-view", "loading");
+      Promise.all([
+        getJSON(config.api.points + "?bbox=" + bbox + "&limit=" + config.point_limit, controller.signal),
+        getJSON(config.api.streets + "?bbox=" + bbox + "&limit=" + config.street_limit, controller.signal)
+      ]).then(function (results) {
+        drawPoints(results[0]);
+        drawStreets(results[1]);
+        view.bounds = padded;
+        view.truncated = Boolean(results[0].truncated || results[1].truncated);
+        setHint(view.truncated ? "truncated" : null);
+        if (statusKey === "error_network") { setStatus(null); }
+        viewLoaded();
+      }).catch(function (err) {
+        failed(err);
+        if (!err || err.name !== "AbortError") { viewLoaded(); }
+      });
+    }
+
+    function scheduleView() {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(loadView, DEBOUNCE_MS);
+    }
+
+    // -- permalink: #zoom/lat/lon ----------------------------------------------------------------------------
+    function parseHash() {
+      var m = /^#(\d{1,2})\/(-?\d{1,2}(?:\.\d+)?)\/(-?\d{1,3}(?:\.\d+)?)$/.exec(window.location.hash);
+      if (!m) { return null; }
+      var zoom = Number(m[1]), lat = Number(m[2]), lon = Number(m[3]);
+      if (Math.abs(lat) > 85 || Math.abs(lon) > 180) { return null; }
+      return { zoom: Math.max(map.getMinZoom(), Math.min(map.getMaxZoom(), zoom)), lat: lat, lon: lon };
+    }
+
+    function writeHash() {
+      var c = map.getCenter();
+      var hash = "#" + map.getZoom() + "/" + c.lat.toFixed(5) + "/" + c.lng.toFixed(5);
+      if (window.location.hash !== hash) { window.history.replaceState(null, "", hash); }
+    }
+
+    function restoreHash() {
+      var target = parseHash();
+      if (target) { map.setView([target.lat, target.lon], target.zoom, { animate: false }); }
+    }
+
+    // -- controls ---------------------------------------------------------------------------------------------
+    function addPanel() {
+      var Panel = L.Control.extend({
+        options: { position: "topleft" },
+        onAdd: function () {
+          var div = L.DomUtil.create("div", "leaflet-control city-panel");
+          div.innerHTML =
+            "<button type=\"button\" class=\"lang-switch\" data-i18n=\"language_switch\" " +
+            "data-i18n-aria=\"language_switch_aria\"></button>" +
+            "<form class=\"search\" role=\"search\">" +
+            "<label for=\"point-search\" class=\"visually-hidden\" data-i18n=\"search_label\"></label>" +
+            "<input id=\"point-search\" type=\"search\" autocomplete=\"off\" maxlength=\"100\" " +
+            "data-i18n-placeholder=\"search_placeholder\" data-i18n-aria=\"search_label\">" +
+            "<button type=\"submit\" data-i18n=\"search_button\"></button></form>" +
+            "<p class=\"search-status\" aria-live=\"polite\"></p><ul class=\"search-results\"></ul>";
+          L.DomEvent.disableClickPropagation(div);
+          L.DomEvent.disableScrollPropagation(div);
+          return div;
+        }
+      });
+      var panel = new Panel().addTo(map);
+      var div = panel.getContainer();
+      ui.langButton = div.querySelector(".lang-switch");
+      ui.langButton.addEventListener("click", function () { setLanguage(lang === "zh" ? "en" : "zh"); });
+      var form = div.querySelector("form");
+      var input = div.querySelector("input");
+      ui.results = { list: div.querySelector(".search-results"), status: div.querySelector(".search-status"),
+                     lastQuery: null, features: [] };
+      ui.results.render = renderResults;
+      form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        search(input.value.trim());
+      });
+    }
+
+    function search(q) {
+      if (!q) { return; }
+      getJSON(config.api.search + "?q=" + encodeURIComponent(q) + "&limit=10").then(function (body) {
+        ui.results.lastQuery = q;
+        ui.results.features = body.features;
+        renderResults();
+      }).catch(failed);
+    }
+
+    function renderResults() {
+      var r = ui.results;
+      r.status.textContent = r.features.length ? t("search_found", { n: r.features.length })
+        : t("search_none", { q: r.lastQuery });
+      r.list.innerHTML = "";
+      r.features.forEach(function (f) {
+        var li = document.createElement("li");
+        var button = document.createElement("button");
+        button.type = "button";
+        button.innerHTML = "<span class=\"kind-swatch\" style=\"--kind-colour: " + kinds[f.properties.kind].colour +
+          "\">" + icon("kind-" + f.properties.kind) + "</span><span class=\"name\">" + escapeHtml(f.properties.name) +
+          "</span> <span class=\"address\">" + escapeHtml(f.properties.address || "") + "</span>";
+        button.addEventListener("click", function () { showResult(f); });
+        li.appendChild(button);
+        r.list.appendChild(li);
+      });
+    }
+
+    function showResult(feature) {
+      var c = feature.geometry.coordinates;
+      map.setView([c[1], c[0]], Math.max(map.getZoom(), 17), { animate: false });
+      L.popup({ maxWidth: 320, minWidth: 220, offset: [0, -12] }).setLatLng([c[1], c[0]])
+        .setContent(pointPopup(feature.properties)).openOn(map);
+    }
+
+    function addLegend() {
+      var Legend = L.Control.extend({
+        options: { position: "bottomright" },
+        onAdd: function () {
+          var div = L.DomUtil.create("div", "leaflet-control city-legend");
+          L.DomEvent.disableClickPropagation(div);
+          L.DomEvent.disableScrollPropagation(div);
+          return div;
+        }
+      });
+      var control = new Legend().addTo(map);
+      var div = control.getContainer();
+      // Point kinds are explained by the icons in the layer control; the legend explains colours and badges.
+      // Small screens (or 200 % zoom) start with it folded so it does not cover the map.
+      var open = map.getSize().y >= 600 && map.getSize().x >= 700;
+      control.render = function () {
+        var details = div.querySelector("details");
+        if (details) { open = details.open; }
+        var classes = config.coverage_classes.map(function (c, i) {
+          var upper = i === 0 ? "" : "–" + config.coverage_classes[i - 1][0];
+          return "<li><span class=\"swatch\" style=\"background:" + c[1] + "\"></span>" +
+            (i === 0 ? "≥ " + c[0] : c[0] + upper) + " %</li>";
+        }).join("") + "<li><span class=\"swatch\" style=\"background:" + config.no_streets_colour + "\"></span>" +
+          escapeHtml(t("legend_no_streets")) + "</li>";
+        div.innerHTML = "<details" + (open ? " open" : "") + "><summary>" + escapeHtml(t("legend")) + "</summary>" +
+          "<p class=\"legend-badge\"><b class=\"badge free\">3</b> " + escapeHtml(t("legend_free_places")) + "</p>" +
+          "<p class=\"legend-badge\"><span class=\"night-hours\">18:00-02:00</span> " +
+          escapeHtml(t("legend_night_hours")) + "</p>" +
+          "<h2>" + escapeHtml(t("legend_coverage")) + "</h2><ul class=\"legend-coverage\">" + classes + "</ul>" +
+          "</details>";
+      };
+      ui.legend = control;
+    }
+
+    function addLocate() {
+      if (!L.control.locate) { return; }
+      ui.locate = L.control.locate({
+        position: "topleft", showPopup: false, flyTo: false, initialZoomLevel: 16,
+        strings: { title: t("locate_title") },
+        onLocationError: function () { setStatus("locate_failed"); }
+      }).addTo(map);
+    }
+
+    // -- start ------------------------------------------------------------------------------------------------
+    Object.keys(groups).forEach(function (key) { tag(groups[key], key); });
+    // Without tiles folium sets no zoom limits on the map, and marker clustering needs one.
+    map.setMinZoom(config.min_zoom);
+    map.setMaxZoom(config.max_zoom);
+    map.getContainer().setAttribute("role", "region");
+    // Controls first in the tab order: otherwise a keyboard user tabs through every marker to reach them.
+    map.getContainer().insertBefore(map._controlContainer, map.getContainer().firstChild);
+    makeClusters();
+    addLocate();
+    addPanel();
+    addLegend();
+    restoreHash();
+    writeHash();
+    applyLanguage();
+    setStatus("loading");
+    loadDistricts();
+    loadGrids();
+    loadView();
+    map.on("moveend", function () { writeHash(); scheduleView(); });
+    window.addEventListener("hashchange", restoreHash);
+    window.geoservice.city = { map: map, groups: groups, clusters: clusters, setLanguage: setLanguage,
+                               language: function () { return lang; } };
+  }
+
+  window.geoservice.startCityMap = startCityMap;
 }());
