@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -168,6 +169,117 @@ def network_rebuild(ctx: click.Context, tolerance: float, split: bool) -> None:
     click.echo(f"network rebuilt: {counts['edges']} edges ({added} added by splitting), {counts['nodes']} nodes, "
                f"{counts['components']} connected parts, {counts['dead_ends']} dead ends, "
                f"{counts['changed']} streets changed")
+
+
+class _TerminalProgress:
+    """A progress bar per stage on stderr, only when stderr is a terminal (quiet in CI and pipes)."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self._bar = None
+        self._stage = None
+        self._done = 0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if stage != self._stage:
+            self.close()
+            self._bar = click.progressbar(length=total, label=stage, file=sys.stderr)
+            self._bar.__enter__()
+            self._stage, self._done = stage, 0
+        self._bar.update(done - self._done)
+        self._done = done
+
+    def close(self) -> None:
+        """Finish the current bar, if any."""
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+def _parse_mapping(pairs: tuple[str, ...]) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs:
+        field, sep, column = pair.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise click.BadParameter(f"expected field=column, got {pair!r}", param_hint="--map")
+        mapping[field.strip()] = column.strip()
+    return mapping
+
+
+def _import_summary(result) -> str:
+    counts = result.counts
+    verb = "would write" if result.dry_run else "wrote"
+    rejected = len({i.row for i in result.rejected})
+    line = (f"{result.kind}: read {result.read:,}, {verb} {result.written:,} (inserted {counts.inserted:,}, "
+            f"updated {counts.updated:,}, deleted {counts.deleted:,}), rejected {rejected:,}, "
+            f"repaired {len(result.repaired):,} in {result.seconds:.1f} s ({result.rows_per_s:,.0f} rows/s)")
+    if result.network:
+        net = result.network
+        line += (f"; network: {net['edges']:,} edges ({net['split_added']:,} added by splitting), "
+                 f"{net['nodes']:,} nodes, {net['components']:,} connected parts")
+    return line
+
+
+@main.command("import")
+@click.argument("kind")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--layer", help="GeoPackage layer, Shapefile inside a .zip, or XLSX sheet.")
+@click.option("--crs", help="The coordinates' CRS: EPSG:<code> (overrides the file), gcj02 or bd09 (converted).")
+@click.option("--encoding", help="Text encoding of a Shapefile without .cpg or a CSV (default: UTF-8, else GBK).")
+@click.option("--map", "mapping", multiple=True, metavar="FIELD=COLUMN",
+              help="Take FIELD (or lon/lat/wkt) from the file's COLUMN; repeatable.")
+@click.option("--replace/--append", default=False, show_default=True,
+              help="Replace the whole layer, or add to it (keys must be new).")
+@click.option("--dry-run", is_flag=True, help="Validate and report, write nothing.")
+@click.option("--repair", is_flag=True, help="Make invalid geometries valid (make-valid) and report them.")
+@click.option("--skip-invalid", is_flag=True, help="Import the valid rows even when some are rejected.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write every rejection and repair (row, field, reason) to this .csv or .json file.")
+@click.pass_context
+@_one_line_errors
+def import_command(ctx: click.Context, kind: str, path: Path, **options: Any) -> None:
+    """Import the file PATH as KIND (districts, subdistricts, communities, grids, squads, streets, points).
+
+    All-or-nothing: with any rejected row (unless --skip-invalid) or error, nothing is written.
+    """
+    from geoservice.ingest import ImportOptions, import_file
+
+    settings = _settings(ctx)
+    opts = ImportOptions(**{**options, "mapping": _parse_mapping(options["mapping"])},
+                         city_center=settings.city_center, radius_km=settings.city_radius_km,
+                         metric_crs=settings.metric_crs)
+    progress = _TerminalProgress()
+    engine = db.make_engine(db.database_url(settings))
+    try:
+        with engine.begin() as conn:
+            result = import_file(conn, kind, path, options=opts, progress=progress)
+    finally:
+        progress.close()
+        engine.dispose()
+    click.echo(_import_summary(result))
+
+
+@main.command("export")
+@click.argument("kind")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+@_one_line_errors
+def export_command(ctx: click.Context, kind: str, path: Path) -> None:
+    """Write every row of KIND to PATH; the format follows the extension (.gpkg .geojson .shp .zip .csv .xlsx)."""
+    from geoservice.ingest import export_file
+
+    progress = _TerminalProgress()
+    engine = db.make_engine(db.database_url(_settings(ctx)))
+    try:
+        with engine.connect() as conn:
+            result = export_file(conn, kind, path, progress=progress)
+    finally:
+        progress.close()
+        engine.dispose()
+    click.echo(f"{result.kind}: wrote {result.rows:,} rows to {path} in {result.seconds:.1f} s "
+               f"({result.rows_per_s:,.0f} rows/s)")
 
 
 @main.command("serve")

@@ -1,0 +1,165 @@
+"""Importing one file as one kind: read → CRS → validate → report → write → rebuild what derives from it.
+
+:func:`import_file` runs in the caller's transaction and never commits: the CLI wraps it in one transaction, so an
+import either writes every row or — rejected rows (without ``skip_invalid``), a database error, an interruption —
+nothing. ``dry_run`` does all the work inside a savepoint and rolls it back, so the counts it reports are the
+database's own.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from geoservice import network
+from geoservice.errors import InvalidParameter
+from geoservice.ingest.kinds import KindSpec, kind_spec
+from geoservice.ingest.load import LoadCounts, Progress, load_rows
+from geoservice.ingest.readers import read_source, to_wgs84
+from geoservice.ingest.validate import Context, Issue, explode_lines, validate
+
+REPORT_SUFFIXES = (".csv", ".json")
+
+
+class ImportRejected(InvalidParameter):
+    """Rows were rejected and ``skip_invalid`` was not given: nothing was written."""
+
+    def __init__(self, description: str, issues: list[Issue]) -> None:
+        super().__init__(description)
+        self.issues = issues
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportOptions:
+    """How to import (the CLI's options; see ``geoservice import --help``)."""
+
+    layer: str | None = None
+    crs: str | None = None
+    encoding: str | None = None
+    mapping: dict[str, str] = field(default_factory=dict)
+    replace: bool = False
+    dry_run: bool = False
+    repair: bool = False
+    skip_invalid: bool = False
+    report: Path | None = None
+    city_center: tuple[float, float] = (113.826, 34.026)
+    radius_km: float = 60.0
+    metric_crs: str = network.DEFAULT_METRIC_CRS
+
+
+@dataclass
+class ImportResult:
+    """What an import read, wrote, rejected and repaired."""
+
+    kind: str
+    read: int
+    written: int
+    counts: LoadCounts
+    rejected: list[Issue]
+    repaired: list[Issue]
+    dry_run: bool
+    seconds: float
+    network: dict | None = None
+
+    @property
+    def rows_per_s(self) -> float:
+        """Throughput over the whole import (reading included)."""
+        return self.read / self.seconds if self.seconds > 0 else float("inf")
+
+
+def write_report(path: Path, issues: list[Issue]) -> None:
+    """Rejections and repairs as CSV (row, field, reason, action) or JSON (a list of such objects)."""
+    ordered = sorted(issues, key=lambda i: (i.row, i.field, i.action))
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps([i._asdict() for i in ordered], ensure_ascii=False, indent=1), encoding="utf-8")
+        return
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(Issue._fields)
+        writer.writerows(ordered)
+
+
+def _context(conn: Connection, spec: KindSpec, options: ImportOptions) -> Context:
+    # Only appends can collide with the database: replace empties points/streets and upserts the others.
+    existing: frozenset = frozenset()
+    if not options.replace:
+        existing = frozenset(conn.execute(sa.text(f"SELECT {spec.key} FROM {spec.table}")).scalars())
+    parents = None
+    if spec.parent:
+        parents = frozenset(conn.execute(sa.text(f"SELECT code FROM {spec.parent}")).scalars())
+    squads = frozenset(conn.execute(sa.text("SELECT name FROM squad")).scalars()) if spec.table == "grid" else None
+    return Context(city_center=options.city_center, radius_km=options.radius_km, repair=options.repair,
+                   existing_keys=existing, parent_codes=parents, squads=squads or frozenset())
+
+
+def _refusal(issues: list[Issue], total: int, kind: str) -> str:
+    rows = len({i.row for i in issues})
+    first = issues[0]
+    return (f"{rows} of {total} {kind} rejected, nothing was written; first: row {first.row}, {first.field}: "
+            f"{first.reason} (--report FILE lists every rejection; --skip-invalid imports the rest)")
+
+
+def _write(conn: Connection, spec: KindSpec, rows, options: ImportOptions,
+           progress: Progress | None) -> tuple[LoadCounts, dict | None]:
+    counts = load_rows(conn, spec, rows.drop(columns=["row"]), replace=options.replace, progress=progress)
+    topology = None
+    if spec.table == "street":
+        # Imported streets are rarely noded: cut them where they meet, then number the routing nodes again.
+        added = network.split_at_intersections(conn)
+        topology = {**network.rebuild_topology(conn, metric_crs=options.metric_crs), "split_added": added}
+    return counts, topology
+
+
+def import_file(conn: Connection, kind: str, path: str | Path, *, options: ImportOptions | None = None,
+                progress: Progress | None = None) -> ImportResult:
+    """Import ``path`` as ``kind`` in the caller's transaction; see the module docstring.
+
+    Args:
+        conn: connection inside a transaction (the caller commits, or rolls back on an exception).
+        kind: one of ``geoservice.ingest.KINDS`` (districts, subdistricts, communities, grids, squads, streets,
+            points).
+        path: GeoJSON, GeoPackage, Shapefile (.shp or .zip), CSV, XLSX or OSM PBF (streets, points).
+        options: see :class:`ImportOptions`.
+        progress: called with (stage, done, total) while rows are written.
+
+    Returns:
+        What was read, written, rejected and repaired, and the routing network's counts after a street import.
+
+    Raises:
+        ImportRejected: rows were rejected and ``options.skip_invalid`` is False; nothing was written.
+        InvalidParameter: the file cannot be read, its CRS is unknown, it lies outside the city, or the
+            database refused the rows.
+    """
+    options = options or ImportOptions()
+    started = time.perf_counter()
+    spec = kind_spec(kind)
+    if options.report is not None and Path(options.report).suffix.lower() not in REPORT_SUFFIXES:
+        raise InvalidParameter(f"--report must end in {' or '.join(REPORT_SUFFIXES)}, got {options.report}")
+    source = read_source(path, kind=spec, layer=options.layer, encoding=options.encoding, mapping=options.mapping)
+    frame = to_wgs84(source, crs=options.crs, path=path)
+    row_numbers = np.arange(source.first_row, source.first_row + len(frame))
+    if spec.geometry == "LineString":
+        frame, row_numbers = explode_lines(frame, row_numbers)
+    checked = validate(frame, spec, row_numbers=row_numbers, ctx=_context(conn, spec, options))
+    if options.report is not None:
+        write_report(Path(options.report), checked.rejections + checked.repairs)
+    if checked.rejections and not options.skip_invalid:
+        raise ImportRejected(_refusal(checked.rejections, len(frame), spec.name), checked.rejections)
+    if options.dry_run:
+        savepoint = conn.begin_nested()
+        try:
+            counts, topology = _write(conn, spec, checked.rows, options, progress)
+        finally:
+            savepoint.rollback()
+    else:
+        counts, topology = _write(conn, spec, checked.rows, options, progress)
+    return ImportResult(kind=spec.name, read=len(frame), written=len(checked.rows), counts=counts,
+                        rejected=checked.rejections, repaired=checked.repairs, dry_run=options.dry_run,
+                        seconds=time.perf_counter() - started, network=topology)

@@ -1,0 +1,259 @@
+"""Writing validated rows into the database: fast, inside the caller's transaction, all-or-nothing.
+
+Rows travel by ``COPY … FROM STDIN (FORMAT csv)`` (psycopg2 ``copy_expert``), geometries as hex EWKB, which
+PostGIS reads without a parse step. A background thread serialises the next chunk while the server digests the
+current one. Points and streets — which nothing references — are copied straight into their table; with
+``replace`` the table is emptied first (TRUNCATE, transactional in PostgreSQL). A bulk load drops the table's
+secondary indexes and builds them again afterwards, which is several times faster than updating them row by row;
+DDL is transactional too, so a failure still leaves the database as it was.
+
+Districts, subdistricts, communities, grids and squads are referenced by other tables, so they are staged in a
+temporary table and upserted on their key; ``replace`` then deletes the rows the file no longer has — and refuses
+when some other row still points at one of them, naming it.
+"""
+
+from __future__ import annotations
+
+import io
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import psycopg2
+import shapely
+from sqlalchemy.engine import Connection
+
+from geoservice.errors import InvalidParameter
+from geoservice.ingest.kinds import KindSpec
+
+Progress = Callable[[str, int, int], None]
+CHUNK_ROWS = 50_000
+# From this many new rows (and at least as many as the table keeps), rebuilding indexes beats updating them.
+BULK_ROWS = 20_000
+STAGE = "geoservice_ingest_stage"
+
+# Children that would lose their parent when ``replace`` deletes a row: (table, column, key of ours).
+_REFERENCES = {
+    "district": (("subdistrict", "district_code", "code"),),
+    "subdistrict": (("community", "subdistrict_code", "code"),),
+    "community": (("grid", "community_code", "code"),),
+    "squad": (("grid", "squad_id", "id"),),
+}
+
+
+@dataclass
+class LoadCounts:
+    """What the load did."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
+def _db_columns(spec: KindSpec, rows: pd.DataFrame) -> list[str]:
+    """The columns to copy: the kind's fields (ids only when the file gave them) and the geometry."""
+    columns = [c for c in spec.columns if c != "id" or rows["id"].notna().any()]
+    return [*columns, "geom"] if spec.geometry else columns
+
+
+def _serialise(chunk: pd.DataFrame, columns: list[str]) -> bytes:
+    out = chunk[[c for c in columns if c != "geom"]].copy()
+    if "amenities" in out.columns:
+        out["amenities"] = ["{" + ",".join(a) + "}" for a in out["amenities"]]
+    if "geom" in columns:
+        out["geom"] = shapely.to_wkb(shapely.set_srid(chunk["geom"].to_numpy(), 4326), hex=True, include_srid=True)
+    buffer = io.StringIO()
+    out.to_csv(buffer, header=False, index=False)
+    return buffer.getvalue().encode("utf-8")
+
+
+class _CopySource(io.RawIOBase):
+    """A file-like object for ``copy_expert``: chunks serialised by a background thread, progress as read."""
+
+    def __init__(self, rows: pd.DataFrame, columns: list[str], progress: Progress | None, stage: str) -> None:
+        super().__init__()
+        self._chunks: queue.Queue = queue.Queue(maxsize=2)
+        self._buffer = b""
+        self._done = 0
+        self._total = len(rows)
+        self._progress = progress
+        self._stage = stage
+        self._thread = threading.Thread(target=self._produce, args=(rows, columns), daemon=True)
+        self._thread.start()
+
+    def _produce(self, rows: pd.DataFrame, columns: list[str]) -> None:
+        try:
+            for start in range(0, len(rows), CHUNK_ROWS):
+                chunk = rows.iloc[start:start + CHUNK_ROWS]
+                self._chunks.put((_serialise(chunk, columns), len(chunk)))
+            self._chunks.put((b"", 0))
+        except Exception as exc:  # noqa: BLE001 (handed to the reading thread, which raises it)
+            self._chunks.put((exc, 0))
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._buffer:
+            data, count = self._chunks.get()
+            if isinstance(data, Exception):
+                raise data
+            if not data:
+                return b""
+            self._buffer = data
+            self._done += count
+            if self._progress:
+                self._progress(self._stage, self._done, self._total)
+        size = len(self._buffer) if size is None or size < 0 else size
+        piece, self._buffer = self._buffer[:size], self._buffer[size:]
+        return piece
+
+
+def _copy(cursor, target: str, columns: list[str], rows: pd.DataFrame, progress: Progress | None) -> None:
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    source = _CopySource(rows, columns, progress, "writing")
+    cursor.copy_expert(f"COPY {target} ({quoted}) FROM STDIN WITH (FORMAT csv)", source, size=1 << 20)
+
+
+def _secondary_indexes(cursor, table: str) -> list[tuple[str, str]]:
+    """Indexes that back no constraint (so they can be dropped and made again from their definition)."""
+    cursor.execute("""
+        SELECT i.relname, pg_get_indexdef(i.oid)
+        FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
+        WHERE t.relname = %s AND t.relnamespace = 'public'::regnamespace
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid)
+        ORDER BY i.relname
+    """, (table,))
+    return cursor.fetchall()
+
+
+def _drop_indexes(cursor, table: str) -> list[tuple[str, str]]:
+    indexes = _secondary_indexes(cursor, table)
+    for name, _definition in indexes:
+        cursor.execute(f'DROP INDEX "{name}"')
+    return indexes
+
+
+def _create_indexes(cursor, indexes: list[tuple[str, str]]) -> None:
+    if indexes:
+        cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
+    for _name, definition in indexes:
+        cursor.execute(definition)
+
+
+def _fill_ids(cursor, table: str, rows: pd.DataFrame, replace: bool) -> pd.DataFrame:
+    """Rows without an id (when others have one) get ids after the highest in the file and the table."""
+    missing = rows["id"].isna()
+    if not missing.any() or missing.all():
+        return rows
+    cursor.execute(f"SELECT coalesce(max(id), 0) FROM {table}")
+    start = max(int(rows["id"].max()), 0 if replace else int(cursor.fetchone()[0])) + 1
+    rows = rows.copy()
+    rows.loc[missing, "id"] = np.arange(start, start + int(missing.sum()))
+    return rows
+
+
+def _load_plain(cursor, spec: KindSpec, rows: pd.DataFrame, *, replace: bool, progress: Progress | None) -> LoadCounts:
+    """Points and streets: nothing references them, so copy straight into the table."""
+    table = spec.table
+    counts = LoadCounts()
+    if replace:
+        cursor.execute(f"SELECT count(*) FROM {table}")
+        counts.deleted = int(cursor.fetchone()[0])
+        cursor.execute(f"TRUNCATE {table}")
+        kept = 0
+    else:
+        cursor.execute(f"SELECT count(*) FROM {table}")
+        kept = int(cursor.fetchone()[0])
+    rows = _fill_ids(cursor, table, rows, replace)
+    bulk = len(rows) >= BULK_ROWS and len(rows) >= kept
+    dropped = _drop_indexes(cursor, table) if bulk else []
+    _copy(cursor, table, _db_columns(spec, rows), rows, progress)
+    _create_indexes(cursor, dropped)
+    cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce(max(id), 0) + 1, false) "
+                   f"FROM {table}")
+    if bulk:
+        cursor.execute(f"ANALYZE {table}")
+    counts.inserted = len(rows)
+    return counts
+
+
+def _refuse_orphans(cursor, spec: KindSpec) -> None:
+    for child, column, ours in _REFERENCES.get(spec.table, ()):
+        cursor.execute(f"""
+            SELECT t.{spec.key}, count(*) FROM {child} c JOIN {spec.table} t ON t.{ours} = c.{column}
+            WHERE t.{spec.key} NOT IN (SELECT {spec.key} FROM {STAGE})
+            GROUP BY t.{spec.key} ORDER BY t.{spec.key} LIMIT 5
+        """)
+        orphans = cursor.fetchall()
+        if orphans:
+            named = ", ".join(f"{key} ({n} {child})" for key, n in orphans)
+            raise InvalidParameter(f"--replace would remove {spec.table} rows that other rows still use: {named}; "
+                                   f"keep them in the file, or replace the {child} rows first")
+
+
+def _stage_select(spec: KindSpec, columns: list[str]) -> tuple[str, str]:
+    """Target columns and the SELECT that turns staged text into them."""
+    targets, values = [], []
+    for column in columns:
+        if column == "squad":
+            targets.append("squad_id")
+            values.append("(SELECT q.id FROM squad q WHERE q.name = s.squad)")
+        elif column == "geom":
+            targets.append("geom")
+            values.append("s.geom::geometry")
+        else:
+            targets.append(column)
+            values.append(f"s.{column}")
+    return ", ".join(targets), ", ".join(values)
+
+
+def _load_upsert(cursor, spec: KindSpec, rows: pd.DataFrame, *, replace: bool, progress: Progress | None) -> LoadCounts:
+    """Referenced kinds: stage, upsert on the key, and (replace) delete what the file no longer has."""
+    columns = _db_columns(spec, rows)
+    cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{STAGE}")
+    typed = ", ".join(f'"{c}" ' + ("bigint" if c == "id" else "text") for c in columns)
+    cursor.execute(f"CREATE TEMP TABLE {STAGE} ({typed})")
+    _copy(cursor, STAGE, columns, rows, progress)
+    counts = LoadCounts()
+    if replace:
+        _refuse_orphans(cursor, spec)
+        cursor.execute(f"DELETE FROM {spec.table} WHERE {spec.key} NOT IN (SELECT {spec.key} FROM {STAGE})")
+        counts.deleted = cursor.rowcount
+    targets, values = _stage_select(spec, columns)
+    updates = ", ".join(f"{t} = EXCLUDED.{t}" for t in targets.split(", ") if t not in (spec.key, "id"))
+    cursor.execute(f"""
+        INSERT INTO {spec.table} ({targets}) SELECT {values} FROM {STAGE} s
+        ON CONFLICT ({spec.key}) DO UPDATE SET {updates}
+        RETURNING (xmax = 0)
+    """)
+    flags = [row[0] for row in cursor.fetchall()]
+    counts.inserted, counts.updated = sum(flags), len(flags) - sum(flags)
+    if "id" in columns:
+        cursor.execute(f"SELECT setval(pg_get_serial_sequence('{spec.table}', 'id'), coalesce(max(id), 0) + 1, "
+                       f"false) FROM {spec.table}")
+    cursor.execute(f"DROP TABLE pg_temp.{STAGE}")
+    return counts
+
+
+def load_rows(conn: Connection, spec: KindSpec, rows: pd.DataFrame, *, replace: bool,
+              progress: Progress | None = None) -> LoadCounts:
+    """Write validated ``rows`` of ``spec`` in the caller's transaction.
+
+    Raises:
+        InvalidParameter: the database refused the rows (a constraint the validation did not foresee), or
+            ``replace`` would orphan rows of another table. The caller's transaction must then be rolled back.
+    """
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        if spec.table in ("point", "street"):
+            return _load_plain(cursor, spec, rows, replace=replace, progress=progress)
+        return _load_upsert(cursor, spec, rows, replace=replace, progress=progress)
+    except psycopg2.Error as exc:
+        message = (exc.pgerror or str(exc)).strip().splitlines()[0].removeprefix("ERROR:").strip()
+        raise InvalidParameter(f"the database refused the {spec.name}: {message}; nothing was written") from exc
+    finally:
+        cursor.close()
