@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
 import sqlalchemy as sa
+from pyproj import Geod
 from shapely import wkb
 from shapely.geometry import Point, box
 
@@ -179,6 +180,7 @@ def test_geolocated_phone_gets_the_api_answer_with_route_calls_and_navigation(ph
     assert len(drawn) == len(route) + 2
     assert [c for xy in drawn[1:-1] for c in xy] == pytest.approx([c for xy in route for c in xy])
 
+    assert phone.locator(".far-from-street").count() == 0  # the spot is beside a street
     assert phone.console_errors == []
     assert only_local_requests(phone) == {"127.0.0.1"}
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
@@ -243,6 +245,35 @@ def test_with_geolocation_denied_tapping_the_map_sets_the_spot(phone_denied, ser
     assert page.locator("path.farmer-route").count() == 1
     assert page.console_errors == []
     assert only_local_requests(page) == {"127.0.0.1"}
+
+
+def test_a_spot_off_the_streets_and_outside_every_grid_is_told_so(phone_denied, served, conn):
+    page = phone_denied
+    # West of the district: no grid, and kilometres from the nearest street.
+    lon, lat = 113.74, 34.03
+    covering = conn.execute(sa.text("SELECT ST_AsBinary(geom) FROM grid")).scalars().all()
+    assert not any(wkb.loads(bytes(g)).covers(Point(lon, lat)) for g in covering)
+    page.goto(served + "/farmer")
+    page.wait_for_selector("body[data-ready='true']", timeout=WAIT_MS)
+    page.evaluate(f"void geoserviceFarmer.state.map.setView([{lat}, {lon}], 16, {{animate: false}})")
+    box_ = page.locator(".folium-map").bounding_box()
+    page.mouse.click(box_["x"] + box_["width"] / 2, box_["y"] + box_["height"] / 2)
+    wait_for_results(page)
+    page.wait_for_selector("#spot-grid:not([hidden])", timeout=WAIT_MS)
+    assert page.locator("#spot-grid").inner_text() == MESSAGES["zh"]["no_grid"]
+    spot = page.evaluate("geoserviceFarmer.state.spot")
+    expected = nearest(served, spot["lon"], spot["lat"], open_now="true")
+    assert [c["id"] for c in results_on_page(page)] == [f["id"] for f in expected]
+    # The walk is counted from where the spot meets the streets; the gap to there is said, measured on the WGS 84
+    # ellipsoid here (the page uses a sphere: agree within 1 %).
+    start_lon, start_lat = expected[0]["properties"]["route"]["coordinates"][0]
+    gap_km = Geod(ellps="WGS84").inv(spot["lon"], spot["lat"], start_lon, start_lat)[2] / 1000
+    assert gap_km > 1
+    note = page.locator("#results > li").first.locator(".far-from-street").inner_text()
+    shown_km = float(re.search(r"([0-9.]+) 公里", note).group(1))
+    assert abs(shown_km - gap_km) <= 0.01 * gap_km + 0.05  # one decimal shown
+    # The one console error is Chromium logging the 404 that means "in no grid".
+    assert len(page.console_errors) == 1 and "404" in page.console_errors[0]
 
 
 def test_english_switch_changes_the_text_and_back(phone, served):

@@ -7,6 +7,8 @@
   // Below this zoom a view holds too many streets to fetch for an offline basemap; the last ones stay drawn.
   var STREETS_MIN_ZOOM = 14;
   var GEOLOCATION_TIMEOUT_MS = 15000;
+  // Farther than this from the nearest street, the walking distance leaves out a noticeable stretch.
+  var FAR_FROM_STREET_M = 200;
 
   var state = {
     lang: "zh", map: null, config: null, spot: null, spotGrid: null, filters: {}, features: [], selected: -1,
@@ -201,6 +203,15 @@
     }, t("navigate_" + app));
   }
 
+  /* The API's walk starts where the spot meets the street network; far from any street that gap is not walked
+     along a street and not in walk_distance_m, so the farmer is told how far it is. */
+  function offStreetMetres(feature) {
+    var route = feature.properties.route;
+    if (!route || !route.coordinates.length) { return 0; }
+    var start = route.coordinates[0];
+    return state.map.distance([state.spot.lat, state.spot.lon], [start[1], start[0]]);
+  }
+
   function resultCard(feature, index) {
     var p = feature.properties;
     var card = el("li", {
@@ -214,6 +225,12 @@
     card.appendChild(el("p", { "class": "walk" }, t("walk", {
       distance: formatDistance(p.walk_distance_m), minutes: formatMinutes(p.walk_minutes)
     })));
+    var offStreet = offStreetMetres(feature);
+    if (offStreet > FAR_FROM_STREET_M) {
+      card.appendChild(el("p", { "class": "far-from-street" }, t("far_from_street", {
+        distance: formatDistance(offStreet)
+      })));
+    }
     if (p.capacity !== null && p.capacity !== undefined) {
       card.appendChild(el("p", { "class": "free" }, t("free_places", { free: p.free_places, capacity: p.capacity })));
     }
