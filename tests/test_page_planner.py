@@ -345,3 +345,26 @@ def test_page_html_is_small_and_carries_no_data(client):
     assert "citymap.js" not in html
     assets = re.findall(r'(?:src|href)="([^"]+)"', html)
     assert assets and all(url.startswith("/") and not url.startswith("//") for url in assets), assets
+
+
+def test_the_address_holds_the_view(page, served):
+    page.goto(served + "/planner?radius=350&kind=toilet&kind=kiosk&mode=walk&lang=en")
+    query = wait_for_query(page, radius=["350"], kind=["kiosk", "toilet"], mode=["walk"])
+    assert page.locator("#planner-heading").inner_text() == EN["heading"]
+    assert page.input_value("#radius-range") == "350"
+    assert_summary_matches_api(page, served, query)
+    page.fill("#radius-number", "400")
+    page.press("#radius-number", "Enter")
+    wait_for_query(page, radius=["400"])
+    assert page.url.endswith("/planner?radius=400&kind=kiosk&kind=toilet&mode=walk&lang=en")
+    assert page.console_errors == []
+
+
+def test_page_does_not_depend_on_the_data(base_settings):
+    # Built without touching any database: its size is the same for the demo city and a 100k-point city.
+    from geoservice.web.planner import planner_page
+
+    html = planner_page(base_settings.replace(database_url="postgresql://nobody@127.0.0.1:1/nothing",
+                                              basemap="none"))
+    assert 5_000 < len(html.encode()) < 300_000
+    assert "https://" not in html and "http://" not in html.replace("http://www.w3.org/", "")

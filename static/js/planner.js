@@ -135,6 +135,7 @@
     $("lang-switch").addEventListener("click", function () {
       lang = lang === "zh" ? "en" : "zh";
       applyLanguage();
+      if (shownQuery) { writeAddress(shownQuery); }
     });
     Array.prototype.forEach.call(document.querySelectorAll("button.sort"), function (button) {
       button.addEventListener("click", function () { sortBy(button.getAttribute("data-key")); });
@@ -186,6 +187,7 @@
       showGrids(answers[1].grids);
       showPoints(q.getAll("kind"));
       document.body.setAttribute("data-planner-query", key);
+      writeAddress(key);
       setState("ready", t("status_ready"));
     }).catch(function (error) {
       if (mine !== seq) { return; }
@@ -471,6 +473,31 @@
     });
   }
 
+  /** Start from the state in the address (?radius=&kind=&mode=&lang=), so a view can be shared as a link. */
+  function readAddress() {
+    var q = new URLSearchParams(window.location.search);
+    if (q.get("lang") === "en" || q.get("lang") === "zh") { lang = q.get("lang"); }
+    var radius = Number(q.get("radius"));
+    if (q.get("radius") && isFinite(radius) && radius > 0 && radius <= config.maxRadius) {
+      $("radius-number").value = String(radius);
+      $("radius-range").value = String(radius);
+    }
+    var kinds = q.getAll("kind");
+    if (kinds.length) {
+      Array.prototype.forEach.call(document.querySelectorAll("input[name=kind]"), function (box) {
+        box.checked = kinds.indexOf(box.value) !== -1;
+      });
+    }
+    var wantedMode = q.get("mode") === "walk" ? "walk" : "straight";
+    document.querySelector("input[name=mode][value=" + wantedMode + "]").checked = true;
+  }
+
+  function writeAddress(key) {
+    var q = new URLSearchParams(key);
+    if (lang !== "zh") { q.append("lang", lang); }
+    window.history.replaceState(null, "", window.location.pathname + "?" + q.toString());
+  }
+
   P.start = function (leafletMap, pageConfig) {
     // folium's viewport tag forbids pinch zoom; people who need 200 % must be able to zoom.
     Array.prototype.forEach.call(document.querySelectorAll("meta[name=viewport]"), function (meta) {
@@ -481,6 +508,7 @@
     P.map = map;
     makeLayers();
     bindForm();
+    readAddress();
     applyLanguage();
     loadStatic();
     update();
