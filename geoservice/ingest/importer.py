@@ -77,13 +77,17 @@ class ImportResult:
 def write_report(path: Path, issues: list[Issue]) -> None:
     """Rejections and repairs as CSV (row, field, reason, action) or JSON (a list of such objects)."""
     ordered = sorted(issues, key=lambda i: (i.row, i.field, i.action))
-    if path.suffix.lower() == ".json":
-        path.write_text(json.dumps([i._asdict() for i in ordered], ensure_ascii=False, indent=1), encoding="utf-8")
-        return
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(Issue._fields)
-        writer.writerows(ordered)
+    try:
+        if path.suffix.lower() == ".json":
+            text = json.dumps([i._asdict() for i in ordered], ensure_ascii=False, indent=1)
+            path.write_text(text, encoding="utf-8")
+            return
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(Issue._fields)
+            writer.writerows(ordered)
+    except OSError as exc:
+        raise InvalidParameter(f"cannot write the report {path}: {exc.strerror or exc}") from exc
 
 
 def _context(conn: Connection, spec: KindSpec, options: ImportOptions) -> Context:

@@ -54,15 +54,27 @@ class LoadCounts:
 
 
 def _db_columns(spec: KindSpec, rows: pd.DataFrame) -> list[str]:
-    """The columns to copy: the kind's fields (ids only when the file gave them) and the geometry."""
-    columns = [c for c in spec.columns if c != "id" or rows["id"].notna().any()]
+    """The columns to copy: the kind's fields that have a value in some row, and the geometry.
+
+    An empty column is left to the database's default (NULL, status 'open', no amenities, a new id).
+    """
+    columns = [c for c in spec.columns if c in rows.columns and (c in (spec.key, "code") or _has_values(rows[c]))]
+    columns = [c for c in columns if c != "id" or rows["id"].notna().any()]
     return [*columns, "geom"] if spec.geometry else columns
+
+
+def _has_values(values: pd.Series) -> bool:
+    if values.dtype == object and len(values) and isinstance(values.iat[0], tuple):
+        return bool(values.map(len).any())
+    return bool(values.notna().any())
 
 
 def _serialise(chunk: pd.DataFrame, columns: list[str]) -> bytes:
     out = chunk[[c for c in columns if c != "geom"]].copy()
     if "amenities" in out.columns:
-        out["amenities"] = ["{" + ",".join(a) + "}" for a in out["amenities"]]
+        # PostgreSQL array literals; the codes are plain identifiers (checked), so need no quoting.
+        literals = {a: "{" + ",".join(a) + "}" for a in pd.unique(out["amenities"])}
+        out["amenities"] = out["amenities"].map(literals)
     if "geom" in columns:
         out["geom"] = shapely.to_wkb(shapely.set_srid(chunk["geom"].to_numpy(), 4326), hex=True, include_srid=True)
     buffer = io.StringIO()

@@ -119,6 +119,9 @@ def _read_vector(path: Path, *, kind: KindSpec, layer: str | None, encoding: str
         layer = _choose_layer(path, layer, kind, fmt)
     if encoding is None and not has_cpg:
         frame = _read_guessing_encoding(source, path, fmt)
+    elif fmt in ("GeoPackage", "GeoJSON"):
+        # Always UTF-8 by their specifications, so GDAL's columnar (Arrow) reader applies: several times faster.
+        frame = _read_frame(source, path, fmt, layer=layer, use_arrow=True)
     else:
         frame = _read_frame(source, path, fmt, layer=layer, encoding=encoding)
     # GDAL leaves the CRS unset when a Shapefile has no .prj (or a GeoPackage layer an undefined SRS).

@@ -85,24 +85,39 @@ class _Collector:
 
 # -- values -------------------------------------------------------------------------------------------------
 
+def _one_text(value) -> str | None:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _clean_texts(values: pd.Series) -> pd.Series:
+    """Strip and blank-to-None one column, vectorised for the common column types."""
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        stripped = values.astype(object).str.strip()
+        return stripped.where(stripped.notna() & (stripped != ""), None).astype(object)
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return values.astype(str).where(values.notna(), None).astype(object)
+    if pd.api.types.is_float_dtype(values.dtype):
+        whole = (values.notna() & (values % 1 == 0)).to_numpy()
+        texts = np.where(whole, values.fillna(0).round().astype("int64").astype(str), values.astype(str))
+        return pd.Series(texts, index=values.index, dtype=object).where(values.notna(), None)
+    return values.map(_one_text).astype(object)
+
+
 def _as_text(values: pd.Series) -> pd.Series:
     """Strings, stripped; None for missing and empty. Whole numbers read as floats (411002.0) lose the '.0'."""
-    def one(value):
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-            return None
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        text = str(value).strip()
-        return text or None
-
-    if values.dtype == object and len(values) > 10_000:
-        # Fast path for big string columns: only fix what needs fixing.
-        is_text = values.map(lambda v: isinstance(v, str))
-        stripped = values.where(is_text).str.strip()
-        other = values.where(~is_text).map(one, na_action="ignore")
-        merged = stripped.fillna(other)
-        return merged.where(merged.notna() & (merged != ""), None).astype(object)
-    return values.map(one).astype(object)
+    # Most columns repeat a few values (kinds, hours, amenity lists) across a million rows: clean each once.
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    if len(uniques) == 0:
+        return pd.Series([None] * len(values), index=values.index, dtype=object)
+    cleaned = _clean_texts(pd.Series(uniques)).to_numpy(dtype=object)
+    result = cleaned.take(np.where(codes < 0, 0, codes))
+    result[codes < 0] = None
+    return pd.Series(result, index=values.index, dtype=object)
 
 
 def _lookup(terms: tuple[vocab.Term, ...]) -> dict[str, str]:
@@ -185,8 +200,11 @@ def check_extent(geoms: np.ndarray, out: _Collector, ctx: Context) -> None:
         return
     bounds = shapely.bounds(geoms)
     x, y = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
-    far = present & ~(_distance_km(x, y, ctx.city_center) <= ctx.radius_km)
-    swapped = far & (_distance_km(y, x, ctx.city_center) <= ctx.radius_km)
+    distance = _distance_km(x, y, ctx.city_center)
+    far = present & ~(distance <= ctx.radius_km)
+    swapped = np.zeros(len(geoms), dtype=bool)
+    if far.any():
+        swapped[far] = _distance_km(y[far], x[far], ctx.city_center) <= ctx.radius_km
     lon0, lat0 = ctx.city_center
     where = f"the city centre ({lon0:g}, {lat0:g}; GEOSERVICE_CITY_RADIUS_KM = {ctx.radius_km:g})"
     first = int(np.flatnonzero(far)[0]) if far.any() else 0
@@ -196,13 +214,12 @@ def check_extent(geoms: np.ndarray, out: _Collector, ctx: Context) -> None:
             f"longitude and latitude look swapped in every row ({example} is lat, lon): swapped they fall "
             f"near {where}; swap the columns (e.g. --map lon=lat --map lat=lon) and import again")
     if far.sum() == present.sum():
-        nearest = float(np.nanmin(_distance_km(x[present], y[present], ctx.city_center)))
+        nearest = float(np.nanmin(distance[present]))
         raise InvalidParameter(
             f"every feature lies far outside the city: the nearest is {nearest:,.0f} km from {where}; "
             f"{example}. Is the coordinate system right (--crs)?")
     out.reject(swapped, "geometry", lambda p: f"longitude and latitude look swapped: ({x[p]:.6f}, {y[p]:.6f}) "
                                               f"is far from the city, ({y[p]:.6f}, {x[p]:.6f}) inside it")
-    distance = _distance_km(x, y, ctx.city_center)
     out.reject(far & ~swapped, "geometry", lambda p: f"lies {distance[p]:,.0f} km from {where}")
 
 
@@ -218,7 +235,8 @@ def check_geometry(frame, spec: KindSpec, out: _Collector, ctx: Context) -> tupl
     missing = pd.isna(geoms) | shapely.is_empty(geoms)
     out.reject(missing & ~out.bad, "geometry", "missing geometry")
     geoms[missing] = None
-    geoms = shapely.force_2d(geoms)
+    if shapely.has_z(geoms).any():
+        geoms = shapely.force_2d(geoms)
     geoms = _conform(geoms, target)
     wrong = ~missing & (shapely.get_type_id(geoms) != _TYPE_IDS[target])
     out.reject(wrong, "geometry", lambda p: _type_problem(geoms[p], target))
@@ -291,21 +309,26 @@ def _check_vocab(values: pd.Series, name: str, table: dict[str, str], allowed: t
     return mapped.where(mapped.notna(), None).astype(object)
 
 
+def _parse_amenities(text: str | None, table: dict[str, str]) -> tuple[tuple[str, ...], str | None]:
+    """``a;b;c`` (or a list written as ``[..]``/``{..}``, codes or labels) → (codes, first unknown token)."""
+    if not text:
+        return (), None
+    tokens = [t for t in re.split(AMENITY_SEPARATORS, re.sub(r"[\[\]{}()\"']", " ", text)) if t]
+    unknown = next((t for t in tokens if t.lower() not in table), None)
+    # Keep the file's order, drop repeats: a set would reorder and break export → import round trips.
+    return tuple(dict.fromkeys(table[t.lower()] for t in tokens if t.lower() in table)), unknown
+
+
 def _check_amenities(values: pd.Series, out: _Collector) -> pd.Series:
     table = _lookup(vocab.AMENITIES)
-    cleaned = values.fillna("").str.replace(r"^[\[{(]|[\]})]$", "", regex=True).str.replace(r"[\"']", "", regex=True)
-    tokens = cleaned.str.split(AMENITY_SEPARATORS, regex=True).explode()
-    tokens = tokens[tokens.notna() & (tokens != "")]
-    codes = tokens.str.lower().map(table)
-    unknown = tokens[codes.isna()]
-    if len(unknown):
-        first_bad = unknown.groupby(level=0).first()
-        mask = values.index.isin(first_bad.index)
-        out.reject(mask, "amenities", lambda p: f"unknown amenity {first_bad.loc[values.index[p]]!r}; allowed: "
-                                                f"{_allowed(vocab.AMENITY_CODES)}")
-    # Keep the file's order, drop repeats: a set would reorder and break export → import round trips.
-    lists = codes.dropna().groupby(level=0).agg(lambda s: list(dict.fromkeys(s)))
-    return pd.Series([lists.get(i, []) for i in values.index], index=values.index, dtype=object)
+    # A city has a few hundred distinct amenity lists, not a million: parse each once.
+    parsed = {text: _parse_amenities(text, table) for text in values.dropna().unique()}
+    unknown = values.map({text: bad for text, (_codes, bad) in parsed.items() if bad is not None})
+    out.reject(unknown.notna().to_numpy(), "amenities", lambda p: f"unknown amenity {unknown.iat[p]!r}; allowed: "
+                                                                 f"{_allowed(vocab.AMENITY_CODES)}")
+    codes = values.map({text: codes for text, (codes, _bad) in parsed.items()})
+    # Tuples, not lists: hashable, so the loader formats each distinct list once.
+    return codes.where(codes.notna(), pd.Series([()] * len(codes), index=codes.index)).astype(object)
 
 
 def _check_pattern(values: pd.Series, name: str, pattern: re.Pattern, allowed: str, out: _Collector) -> None:
