@@ -1,13 +1,13 @@
 """The nearest convenience points to a spot, by straight (geodesic) or walking distance.
 
-Straight distance is geodesic metres on the WGS 84 spheroid. Walking distance is along the street network from
-the spot snapped onto its nearest street edge to each point snapped the same way (see ``geoservice.network``).
+Straight distance is geodesic metres on the WGS 84 spheroid. Walking distance is what a person walks: from the spot
+straight to its nearest street edge, along the street network (pgRouting, between the snapped positions — see
+``geoservice.network``), and from the point's snapped position straight to the point. Counting those two access
+legs keeps a spot far from every street from being told a short walk.
 
-The walking search is exact, not a heuristic on the straight order. The network distance between two snapped
-positions is at least their straight distance, and each snapped position lies within its offset (distance to its
-nearest street) of the spot or point itself. So once k points are reached within a walking distance W, a point can
-still be nearer only if its straight distance minus both offsets is at most W, and those points are routed too.
-The same bound widens the ``max_distance`` filter in walking mode.
+The walking search is exact, not a heuristic on the straight order: a walk is never shorter than the straight
+distance, so once k points are reached within a walking distance W, only points whose straight distance is at most
+W can still be nearer, and those are routed too.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ MAX_K = 50
 # Without max_distance, a walking search looks this far (straight) for candidates: about 1 h on foot.
 DEFAULT_WALK_SEARCH_M = 5000.0
 CANDIDATE_CAP = 500
-# Points stand beside a street; one farther than this from every street is not found past the walking limit.
-MAX_POINT_OFFSET_M = 200.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,11 +61,6 @@ class NearestQuery:
             raise InvalidParameter(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
 
 
-# Metres of a position to its nearest street: the street nearest by the index's planar order, measured on the
-# spheroid. That street is at least as far as the truly nearest one, so this bounds the snap offset from above.
-_STREET_OFFSET = """(
-    SELECT ST_Distance(s.geom::geography, {g}::geography) FROM street s
-    WHERE s.source IS NOT NULL ORDER BY s.geom <-> {g} LIMIT 1)"""
 # Metric snapping and spheroidal distances differ by the projection's scale error (< 1e-3 here): a margin.
 _BOUND_MARGIN_M = 1.0
 
@@ -90,11 +83,6 @@ _CANDIDATES = sa.text("""
     ) c
     WHERE CAST(:within AS float8) IS NULL OR ST_DWithin(c.geom::geography, spot.g, :within)
     ORDER BY distance_m, c.id
-""")
-
-_SPOT_OFFSET = sa.text("SELECT " + _STREET_OFFSET.format(g="ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"))
-_POINT_OFFSETS = sa.text(f"""
-    SELECT p.id, {_STREET_OFFSET.format(g="p.geom")} AS offset_m FROM point p WHERE p.id = ANY(CAST(:ids AS bigint[]))
 """)
 
 _RESPONSIBLE = sa.text("""
@@ -133,14 +121,9 @@ def nearest_points(conn: Connection, query: NearestQuery, *, now: datetime) -> d
         mode), open_now, free places, the responsible grid and squad, and navigation links.
     """
     within = query.max_distance_m
-    spot_offset = 0.0
     if query.mode == "walk":
         within = within or DEFAULT_WALK_SEARCH_M
-        spot_offset = conn.execute(_SPOT_OFFSET, {"lon": query.lon, "lat": query.lat}).scalar_one() or 0.0
-    if query.mode == "walk":
-        # A point up to both offsets farther than the walking limit may still be within it along the network.
-        search = within + spot_offset + MAX_POINT_OFFSET_M
-        chosen = _by_walking(conn, query, now=now, limit_m=within, search_m=search, spot_offset_m=spot_offset)
+        chosen = _by_walking(conn, query, now=now, limit_m=within)
     else:
         chosen = _by_straight_distance(conn, query, now=now, within=within)
     features = [_feature(conn, query, row) for row in chosen]
@@ -172,52 +155,52 @@ def _by_straight_distance(conn: Connection, query: NearestQuery, *, now: datetim
     return _fetch(conn, query, now=now, within=bound, pool=CANDIDATE_CAP)[: query.k]
 
 
-def _by_walking(conn: Connection, query: NearestQuery, *, now: datetime, limit_m: float, search_m: float,
-                spot_offset_m: float) -> list[dict]:
-    """The k points nearest by walking, routed exactly (see the module docstring)."""
+def _by_walking(conn: Connection, query: NearestQuery, *, now: datetime, limit_m: float) -> list[dict]:
+    """The k points nearest by walking (access legs included), routed exactly (see the module docstring)."""
     from geoservice.network import walk_routes
 
     def route(batch: Sequence[dict], limit: float) -> None:
         if batch:
-            found = walk_routes(conn, lon=query.lon, lat=query.lat, max_distance_m=limit,
-                                targets=[(r["id"], r["lon"], r["lat"]) for r in batch])
-            routes.update(found)
+            routes.update(walk_routes(conn, lon=query.lon, lat=query.lat, max_distance_m=limit,
+                                      targets=[(r["id"], r["lon"], r["lat"]) for r in batch]))
+
+    def settled(limit: float) -> list[float]:
+        # A point not reached within `limit` along the network walks more than `limit` in all.
+        return sorted(t for t in (_walk_total(r) for r in routes.values()) if t <= limit)
 
     routes: dict = {}
-    first_pool = max(3 * query.k, 20)
-    first = _fetch(conn, query, now=now, within=search_m, pool=first_pool)
-    # The graph grows with the limit, so start near where the k-th point should be and widen until k are reached;
-    # a route found within a limit is the same as with any larger one.
-    limit = _first_limit(first, k=query.k, spot_offset_m=spot_offset_m, ceiling=limit_m)
+    first = _fetch(conn, query, now=now, within=limit_m, pool=max(3 * query.k, 20))
+    # The graph grows with the limit, so start near where the k-th point should be and widen until k are settled.
+    limit = _first_limit(first, k=query.k, ceiling=limit_m)
     while True:
         route([r for r in first if r["id"] not in routes], limit)
-        if len(routes) >= query.k or limit >= limit_m:
+        if len(settled(limit)) >= query.k or limit >= limit_m:
             break
         limit = min(2 * limit, limit_m)
     seen = frozenset(r["id"] for r in first)
-    rest: list[dict] = []
-    if len(routes) >= query.k:
-        kth = sorted(r.distance_m for r in routes.values())[query.k - 1]
-        bound = kth + spot_offset_m + _BOUND_MARGIN_M
-        rest = _fetch(conn, query, now=now, within=min(search_m, bound + MAX_POINT_OFFSET_M), pool=CANDIDATE_CAP,
-                      exclude=seen)
-        offsets = dict(conn.execute(_POINT_OFFSETS, {"ids": [r["id"] for r in rest]}).all()) if rest else {}
-        route([r for r in rest if r["distance_m"] - (offsets[r["id"]] or 0.0) <= bound], kth)
+    done = settled(limit)
+    if len(done) >= query.k:
+        kth = done[query.k - 1]
+        rest = _fetch(conn, query, now=now, within=kth + _BOUND_MARGIN_M, pool=CANDIDATE_CAP, exclude=seen)
+        route(rest, kth)
     else:
-        rest = _fetch(conn, query, now=now, within=search_m, pool=CANDIDATE_CAP, exclude=seen)
+        rest = _fetch(conn, query, now=now, within=limit_m, pool=CANDIDATE_CAP, exclude=seen)
         route(rest, limit_m)
-    rows = first + rest
-    reached = [dict(r, walk=routes[r["id"]]) for r in rows if r["id"] in routes]
-    reached.sort(key=lambda r: (r["walk"].distance_m, r["id"]))
+    reached = [dict(r, walk=routes[r["id"]]) for r in first + rest
+               if r["id"] in routes and _walk_total(routes[r["id"]]) <= limit_m]
+    reached.sort(key=lambda r: (_walk_total(r["walk"]), r["id"]))
     return reached[: query.k]
 
 
-def _first_limit(rows: Sequence[dict], *, k: int, spot_offset_m: float, ceiling: float) -> float:
+def _walk_total(route) -> float:
+    return route.spot_offset_m + route.distance_m + route.target_offset_m
+
+
+def _first_limit(rows: Sequence[dict], *, k: int, ceiling: float) -> float:
     """A first walking limit: twice the straight distance of the k-th candidate, at least 300 m."""
     if len(rows) < k:
         return ceiling
-    guess = 2 * (rows[k - 1]["distance_m"] + spot_offset_m) + _BOUND_MARGIN_M
-    return min(max(guess, 300.0), ceiling)
+    return min(max(2 * rows[k - 1]["distance_m"] + _BOUND_MARGIN_M, 300.0), ceiling)
 
 
 def _feature(conn: Connection, query: NearestQuery, row: dict) -> dict:
@@ -240,8 +223,19 @@ def _feature(conn: Connection, query: NearestQuery, row: dict) -> dict:
                                        origin=(query.lon, query.lat)),
     }
     if "walk" in row:
-        walk = row["walk"]
-        props.update(walk_distance_m=round(walk.distance_m, 1), walk_minutes=round(walk.minutes, 1),
-                     route=walk.geometry)
+        props.update(_walk_properties(row["walk"], spot=(query.lon, query.lat), point=(row["lon"], row["lat"])))
     return {"type": "Feature", "id": row["id"],
             "geometry": {"type": "Point", "coordinates": [row["lon"], row["lat"]]}, "properties": props}
+
+
+def _walk_properties(walk, *, spot: tuple[float, float], point: tuple[float, float]) -> dict:
+    """walk_distance_m and walk_minutes of the whole walk, its parts, and the route from the spot to the point."""
+    from geoservice.network import WALK_SPEED_M_PER_MIN
+
+    total = _walk_total(walk)
+    # The access legs are straight lines from the spot onto the street and from the street to the point.
+    coordinates = [list(spot), *walk.geometry["coordinates"], list(point)]
+    return {"walk_distance_m": round(total, 1), "walk_minutes": round(total / WALK_SPEED_M_PER_MIN, 1),
+            "walk_network_m": round(walk.distance_m, 1),
+            "walk_access_m": round(walk.spot_offset_m + walk.target_offset_m, 1),
+            "route": {"type": "LineString", "coordinates": coordinates}}

@@ -28,7 +28,7 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -64,11 +64,15 @@ class WalkRoute:
         minutes: walking time at :data:`WALK_SPEED_M_PER_MIN`.
         geometry: GeoJSON LineString (WGS 84 lon/lat) along the streets, from the spot's snapped position to the
             target's.
+        spot_offset_m: metres from the spot to its snapped position (not part of ``distance_m``).
+        target_offset_m: metres from the target's snapped position to the target (not part of ``distance_m``).
     """
 
     distance_m: float
     minutes: float
     geometry: dict
+    spot_offset_m: float = 0.0
+    target_offset_m: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -373,7 +377,8 @@ def walk_routes(conn: Connection, *, lon: float, lat: float, targets: Sequence[t
     routes = _network_routes(conn, spot, reachable, bbox=bbox, srid=srid, limit=limit) if reachable else {}
     routes.update(_along_own_edge(conn, spot, reachable, routes, srid=srid, limit=limit))
     key_of = {pid: key for key, pid in pid_of.items()}
-    return {key_of[pid]: route for pid, route in sorted(routes.items())}
+    return {key_of[pid]: replace(route, spot_offset_m=spot.offset_m, target_offset_m=snapped[key_of[pid]].offset_m)
+            for pid, route in sorted(routes.items())}
 
 
 def _network_routes(conn: Connection, spot: Snap, reachable: list[tuple[int, Snap]], *, bbox: BBox, srid: int,

@@ -1,8 +1,9 @@
 """Nearest points by walking, through the API, against networkx on the same street graph (``StreetGraph``).
 
 The reference snaps the spot and every open point onto the street network with shapely, runs Dijkstra over all of
-them and ranks by that distance; the service must return the same first k distances, a route of that length from
-the spot's snapped position to the point's, and minutes at 75 m per minute.
+them and adds the two straight access legs (spot to its street, street to the point); the service must return the
+same first k walking distances, a route of that length from the spot through both snapped positions to the point,
+and minutes at 75 m per minute.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ def points(engine) -> list[tuple[int, float, float, str]]:
 @pytest.mark.parametrize("kinds", [(), ("toilet",), ("kiosk", "rest_station")])
 def test_walking_nearest_is_the_network_nearest(client, streets, points, spot, kinds):
     candidates = [(pid, lon, lat) for pid, lon, lat, kind in points if not kinds or kind in kinds]
-    expected = sorted(streets.walk_distances(spot, candidates, cutoff=8000).values())[:3]
+    offset = {pid: streets.snap(lon, lat)[2] for pid, lon, lat in candidates}
+    network = streets.walk_distances(spot, candidates, cutoff=8000)
+    total = {pid: streets.snap(*spot)[2] + d + offset[pid] for pid, d in network.items()}
+    expected = sorted(total.values())[:3]
     query = "&".join([f"lon={spot[0]}", f"lat={spot[1]}", "mode=walk", "k=3"] + [f"kind={k}" for k in kinds])
     response = client.get("/api/v1/nearest?" + query)
     assert response.status_code == 200, response.get_json()
@@ -47,6 +51,9 @@ def test_walking_nearest_is_the_network_nearest(client, streets, points, spot, k
     assert [p["walk_distance_m"] for p in found] == pytest.approx(expected, abs=TOLERANCE_M)
     for p in found:
         assert not kinds or p["kind"] in kinds
+        assert p["walk_network_m"] == pytest.approx(network[p["id"]], abs=TOLERANCE_M)
+        assert p["walk_distance_m"] == pytest.approx(total[p["id"]], abs=TOLERANCE_M)
+        assert p["walk_distance_m"] >= p["distance_m"] - TOLERANCE_M  # never shorter than the straight line
         assert p["walk_minutes"] == pytest.approx(p["walk_distance_m"] / 75.0, abs=0.05)
 
 
@@ -62,7 +69,18 @@ def test_the_route_runs_from_the_snapped_spot_to_the_snapped_point(client, stree
         assert GEOD.line_length(lons, lats) == pytest.approx(p["walk_distance_m"], abs=1.0, rel=2e-3)
         start = streets.position(*streets.snap(*spot)[:2])
         end = streets.position(*streets.snap(*by_id[p["id"]])[:2])
-        # Both ends are the positions on the network, not the spot or the point themselves.
-        for (lon, lat), target in ((route.coords[0], start), (route.coords[-1], end)):
+        # From the spot, onto the street at its snapped position, along, off at the point's, to the point.
+        assert route.coords[0] == pytest.approx(spot) and route.coords[-1] == pytest.approx(by_id[p["id"]])
+        for (lon, lat), target in ((route.coords[1], start), (route.coords[-2], end)):
             assert GEOD.inv(lon, lat, *target)[2] < TOLERANCE_M
         assert shapely.distance(Point(feature["geometry"]["coordinates"]), Point(by_id[p["id"]])) < 1e-9
+
+
+def test_a_spot_far_from_every_street_is_told_the_whole_walk(client, streets, points):
+    spot = (113.60, 34.026)  # about 20 km west of the city, nowhere near a street
+    feature = client.get(f"/api/v1/nearest?lon={spot[0]}&lat={spot[1]}&mode=walk&k=1&max_distance=50000"
+                         ).get_json()["features"][0]
+    p = feature["properties"]
+    assert p["walk_access_m"] > 15_000
+    assert p["walk_distance_m"] >= p["distance_m"] - TOLERANCE_M
+    assert p["walk_distance_m"] == pytest.approx(p["walk_access_m"] + p["walk_network_m"], abs=0.2)

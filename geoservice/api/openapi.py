@@ -53,9 +53,11 @@ DOWNLOADS = {"text/csv": {"schema": {"type": "string"}},
 PATHS: dict[str, dict] = {
     "/api/v1/nearest": {
         "summary": "The k nearest convenience points to a spot",
-        "description": "Ordered by distance. Each feature has distance_m (walk mode: walk_distance_m, walk_minutes "
-                       "and the route as a LineString), open_now, free places, the grid and squad at the point, "
-                       "and Amap (GCJ-02) / Baidu (coord_type=wgs84) navigation links.",
+        "description": "Ordered by distance. Each feature has distance_m (walk mode: walk_distance_m and "
+                       "walk_minutes of the whole walk, its parts walk_network_m along the streets and walk_access_m "
+                       "from the spot onto the street and off it to the point, and the route as a LineString), "
+                       "open_now, free places, the grid and squad at the point, and Amap (GCJ-02) / Baidu "
+                       "(coord_type=wgs84) navigation links.",
         "parameters": [
             LON, LAT, KIND,
             _p("amenity", "required amenity; all given are required", {"type": "string", "enum": list(AMENITY_CODES)},

@@ -108,9 +108,9 @@ MESSAGES: dict[str, dict[str, dict[str, str]]] = {
         "your_grid": {"zh": "您在：{grid}（{squad}负责）", "en": "You are in {grid} (squad: {squad})"},
         "no_grid": {"zh": "您的位置不在任何网格内。", "en": "Your spot is in no unit grid."},
         "map_label": {"zh": "地图。点一下地图设置您的位置。", "en": "Map. Tap it to set your spot."},
-        "far_from_street": {"zh": "注意：您离最近的街道约 {distance}，步行距离从那条街算起。",
+        "far_from_street": {"zh": "注意：您离最近的街道约 {distance}，已计入步行距离。",
                             "en": "Note: you are about {distance} from the nearest street; "
-                                  "the walk is counted from there."},
+                                  "that is included in the walk."},
     },
     "planner": {
         "page_title": {"zh": "覆盖规划 · geoservice", "en": "Coverage planner · geoservice"},

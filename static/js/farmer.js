@@ -203,12 +203,12 @@
     }, t("navigate_" + app));
   }
 
-  /* The API's walk starts where the spot meets the street network; far from any street that gap is not walked
-     along a street and not in walk_distance_m, so the farmer is told how far it is. */
+  /* The API's route runs from the spot straight onto the nearest street (its second vertex), then along the
+     streets. Far from any street that first leg is not along a street, so the farmer is told how long it is. */
   function offStreetMetres(feature) {
     var route = feature.properties.route;
-    if (!route || !route.coordinates.length) { return 0; }
-    var start = route.coordinates[0];
+    if (!route || route.coordinates.length < 2) { return 0; }
+    var start = route.coordinates[1];
     return state.map.distance([state.spot.lat, state.spot.lon], [start[1], start[0]]);
   }
 
