@@ -58,7 +58,7 @@ def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None, 
     Args:
         conn: database connection.
         layer: one of :data:`LAYERS`.
-        bbox: only features whose bounding box meets this one (WGS 84).
+        bbox: only features that meet this box (WGS 84).
         limit: at most this many features (lowest keys first); the collection then says ``truncated: true`` when
             more were there, so a map can ask the user to zoom in instead of loading a whole big city.
         now: the city's local time; points then carry ``open_now`` (True, False, or None for unknown hours).
@@ -74,7 +74,8 @@ def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None, 
     where = ""
     params: dict = {"limit": None if limit is None else limit + 1}
     if bbox is not None:
-        where = "WHERE geom && ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326)"
+        # ST_Intersects, not bare &&: the index boxes are single precision and take in features up to ~1 m outside.
+        where = "WHERE ST_Intersects(geom, ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326))"
         params.update(zip(("minx", "miny", "maxx", "maxy"), bbox, strict=True))
     key = "id" if table in ("street", "point") else "code"
     features = _features(conn, table=table, order=f"t.{key}", properties=properties, joins=joins,

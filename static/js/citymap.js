@@ -134,6 +134,7 @@
     var statusKey = null;
     var hintKey = null;
     var coverage = {};
+    var coverageLoaded = false;
     var gridLayer = null;
     var gridLabels = L.layerGroup();
     var clusters = {};
@@ -322,8 +323,10 @@
     function gridStyle(feature) {
       var close = map.getZoom() >= config.grid_label_min_zoom;
       var c = coverage[feature.properties.code];
+      // Until the coverage has arrived a grid is an outline only (grey would claim "no streets").
+      var fill = coverageLoaded ? (close ? 0.2 : 0.5) : 0;
       return { color: close ? "#1b2631" : "#566573", weight: close ? 2.5 : 0.8, opacity: 0.9,
-               fillColor: coverageColour(c ? c.covered_pct : null), fillOpacity: close ? 0.2 : 0.5 };
+               fillColor: coverageColour(c ? c.covered_pct : null), fillOpacity: fill };
     }
 
     function loadDistricts() {
@@ -336,12 +339,16 @@
       }).catch(failed).finally(initialDone);
     }
 
+    // Grids are drawn as soon as they arrive and coloured when their coverage does (slower on a big city).
     function loadGrids() {
-      var coverageRequest = getJSON(config.api.coverage).then(function (body) {
+      getJSON(config.api.coverage).then(function (body) {
         body.grids.forEach(function (g) { coverage[g.code] = g; });
+        coverageLoaded = true;
+        document.body.setAttribute("data-coverage-loaded", "true");
+        if (gridLayer) { gridLayer.setStyle(gridStyle); }
       }).catch(failed);
-      Promise.all([getJSON(config.api.grids), coverageRequest]).then(function (results) {
-        gridLayer = L.geoJSON(results[0], {
+      getJSON(config.api.grids).then(function (collection) {
+        gridLayer = L.geoJSON(collection, {
           pane: ensurePane("grids"), style: gridStyle,
           onEachFeature: function (f, layer) { tag(layer, "grids"); }
         });
@@ -384,11 +391,12 @@
       };
     }
 
+    // No chunked loading: a chunked add goes on after clearLayers and would bring back the previous view's markers.
     function makeClusters() {
       config.kinds.forEach(function (kind) {
         var cluster = L.markerClusterGroup({
           showCoverageOnHover: false, maxClusterRadius: 45, disableClusteringAtZoom: 17,
-          spiderfyOnMaxZoom: false, chunkedLoading: true, iconCreateFunction: clusterIcon(kind)
+          spiderfyOnMaxZoom: false, iconCreateFunction: clusterIcon(kind)
         });
         tag(cluster, kind.code);
         clusters[kind.code] = cluster;
