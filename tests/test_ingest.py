@@ -478,3 +478,49 @@ def test_cli_dry_run_and_help(settings, engine, tmp_path):
     assert db_checksum(engine) == before
     for command in ("import", "export"):
         assert "Usage:" in run_cli(command, "--help", settings=settings).stdout
+
+
+# -- big files: read, validated and copied batch by batch -----------------------------------------------------
+
+POINT_ROWS = sa.text("SELECT name, kind, amenities, address, phone, opening_hours, season, capacity, occupancy, "
+                     "status, ST_AsEWKB(geom) FROM point ORDER BY id")
+
+
+def _points_without_ids(conn, path: Path) -> None:
+    export_file(conn, "points", path.with_suffix(".exported.gpkg"))
+    frame = gpd.read_file(path.with_suffix(".exported.gpkg")).drop(columns=["id"])
+    frame.to_file(path, layer="points")
+
+
+def test_streamed_import_gives_the_same_rows_as_the_one_piece_import(conn, tmp_path):
+    path = tmp_path / "points.gpkg"
+    _points_without_ids(conn, path)
+    results = []
+    for stream_from in (10**9, 1):
+        savepoint = conn.begin_nested()
+        options = ImportOptions(replace=True, stream_from_rows=stream_from, batch_rows=40)
+        result = import_file(conn, "points", path, options=options)
+        results.append((result.read, result.written, result.counts.inserted, conn.execute(POINT_ROWS).all()))
+        savepoint.rollback()
+    assert results[0] == results[1]
+    assert results[0][0] == 172 and results[0][3] == [tuple(r) for r in conn.execute(POINT_ROWS).all()]
+
+
+def test_streamed_import_with_a_bad_row_in_a_later_batch_writes_nothing(conn, tmp_path):
+    path = tmp_path / "points.gpkg"
+    _points_without_ids(conn, path)
+    frame = gpd.read_file(path)
+    frame.loc[150, "kind"] = "spa"
+    frame.loc[160, "phone"] = "call me"
+    frame.to_file(path, layer="points")
+    before = checksum(conn)
+    savepoint = conn.begin_nested()
+    report = tmp_path / "report.csv"
+    with pytest.raises(InvalidParameter) as refused:
+        import_file(conn, "points", path, options=ImportOptions(replace=True, stream_from_rows=1, batch_rows=40,
+                                                                report=report))
+    savepoint.rollback()
+    assert refused.value.description.startswith("2 of 172 points rejected, nothing was written; first: row 151, "
+                                                 "kind: unknown kind 'spa'")
+    assert pd.read_csv(report)[["row", "field"]].values.tolist() == [[151, "kind"], [161, "phone"]]
+    assert checksum(conn) == before

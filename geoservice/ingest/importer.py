@@ -21,8 +21,8 @@ from sqlalchemy.engine import Connection
 from geoservice import network
 from geoservice.errors import InvalidParameter
 from geoservice.ingest.kinds import KindSpec, kind_spec
-from geoservice.ingest.load import LoadCounts, Progress, load_rows
-from geoservice.ingest.readers import read_source, to_wgs84
+from geoservice.ingest.load import LoadCounts, Progress, load_rows, stream_rows
+from geoservice.ingest.readers import SourceTable, StreamInfo, read_source, stream_batches, stream_info, to_wgs84
 from geoservice.ingest.validate import Context, Issue, explode_lines, validate
 
 REPORT_SUFFIXES = (".csv", ".json")
@@ -52,6 +52,10 @@ class ImportOptions:
     city_center: tuple[float, float] = (113.826, 34.026)
     radius_km: float = 60.0
     metric_crs: str = network.DEFAULT_METRIC_CRS
+    # Points/streets GeoPackage or GeoJSON files from this many features (and without ids) are read, validated
+    # and copied batch by batch, so reading and checking overlap with the database's work.
+    stream_from_rows: int = 200_000
+    batch_rows: int = 100_000
 
 
 @dataclass
@@ -113,12 +117,15 @@ def _refusal(issues: list[Issue], total: int, kind: str) -> str:
 def _write(conn: Connection, spec: KindSpec, rows, options: ImportOptions,
            progress: Progress | None) -> tuple[LoadCounts, dict | None]:
     counts = load_rows(conn, spec, rows.drop(columns=["row"]), replace=options.replace, progress=progress)
-    topology = None
-    if spec.table == "street":
-        # Imported streets are rarely noded: cut them where they meet, then number the routing nodes again.
-        added = network.split_at_intersections(conn)
-        topology = {**network.rebuild_topology(conn, metric_crs=options.metric_crs), "split_added": added}
-    return counts, topology
+    return counts, _rebuild_network(conn, spec, options)
+
+
+def _rebuild_network(conn: Connection, spec: KindSpec, options: ImportOptions) -> dict | None:
+    if spec.table != "street":
+        return None
+    # Imported streets are rarely noded: cut them where they meet, then number the routing nodes again.
+    added = network.split_at_intersections(conn)
+    return {**network.rebuild_topology(conn, metric_crs=options.metric_crs), "split_added": added}
 
 
 def import_file(conn: Connection, kind: str, path: str | Path, *, options: ImportOptions | None = None,
@@ -146,6 +153,9 @@ def import_file(conn: Connection, kind: str, path: str | Path, *, options: Impor
     spec = kind_spec(kind)
     if options.report is not None and Path(options.report).suffix.lower() not in REPORT_SUFFIXES:
         raise InvalidParameter(f"--report must end in {' or '.join(REPORT_SUFFIXES)}, got {options.report}")
+    info = _streamable(path, spec, options)
+    if info is not None:
+        return _import_streamed(conn, spec, path, info, options, progress, started)
     source = read_source(path, kind=spec, layer=options.layer, encoding=options.encoding, mapping=options.mapping)
     frame = to_wgs84(source, crs=options.crs, path=path)
     row_numbers = np.arange(source.first_row, source.first_row + len(frame))
@@ -166,4 +176,81 @@ def import_file(conn: Connection, kind: str, path: str | Path, *, options: Impor
         counts, topology = _write(conn, spec, checked.rows, options, progress)
     return ImportResult(kind=spec.name, read=len(frame), written=len(checked.rows), counts=counts,
                         rejected=checked.rejections, repaired=checked.repairs, dry_run=options.dry_run,
+                        seconds=time.perf_counter() - started, network=topology)
+
+
+# -- big files: read, validate and copy batch by batch ------------------------------------------------------
+
+def _streamable(path: str | Path, spec: KindSpec, options: ImportOptions) -> StreamInfo | None:
+    if spec.table not in ("point", "street") or options.encoding:
+        return None
+    info = stream_info(path, kind=spec, layer=options.layer, mapping=options.mapping)
+    # Ids in the file need the whole file (duplicates, numbering the rest): the one-piece path does that.
+    if info is None or info.features < options.stream_from_rows or "id" in info.columns:
+        return None
+    return info
+
+
+class _Batches:
+    """Validated rows, batch by batch.
+
+    After the first rejection (unless skip_invalid) it only collects issues, and when the file is done it raises
+    :class:`ImportRejected`, which ends the COPY: nothing is written.
+    """
+
+    def __init__(self, spec: KindSpec, path: str | Path, info: StreamInfo, ctx: Context,
+                 options: ImportOptions) -> None:
+        self.spec, self.path, self.info, self.ctx, self.options = spec, path, info, ctx, options
+        self.read = 0
+        self.written = 0
+        self.rejected: list[Issue] = []
+        self.repaired: list[Issue] = []
+
+    def _check(self, source: SourceTable):
+        frame = to_wgs84(source, crs=self.options.crs, path=self.path)
+        row_numbers = np.arange(source.first_row, source.first_row + len(frame))
+        if self.spec.geometry == "LineString":
+            frame, row_numbers = explode_lines(frame, row_numbers)
+        self.read += len(frame)
+        return validate(frame, self.spec, row_numbers=row_numbers, ctx=self.ctx)
+
+    def __iter__(self):
+        batches = stream_batches(self.path, self.info, kind=self.spec, mapping=self.options.mapping,
+                                 batch_rows=self.options.batch_rows)
+        for source in batches:
+            checked = self._check(source)
+            self.rejected += checked.rejections
+            self.repaired += checked.repairs
+            if self.rejected and not self.options.skip_invalid:
+                continue
+            self.written += len(checked.rows)
+            yield checked.rows.drop(columns=["row"])
+        if self.options.report is not None:
+            write_report(Path(self.options.report), self.rejected + self.repaired)
+        if self.rejected and not self.options.skip_invalid:
+            raise ImportRejected(_refusal(self.rejected, self.read, self.spec.name), self.rejected)
+
+
+def _import_streamed(conn: Connection, spec: KindSpec, path: str | Path, info: StreamInfo, options: ImportOptions,
+                     progress: Progress | None, started: float) -> ImportResult:
+    batches = _Batches(spec, path, info, _context(conn, spec, options), options)
+    columns = [*info.columns, "geom"]
+    if spec.table == "point" and "status" not in columns:
+        columns.insert(0, "status")  # validation fills in 'open'; NULL would break NOT NULL
+
+    def write() -> tuple[LoadCounts, dict | None]:
+        counts = stream_rows(conn, spec, iter(batches), columns=columns, expected=info.features,
+                             replace=options.replace, progress=progress)
+        return counts, _rebuild_network(conn, spec, options)
+
+    if options.dry_run:
+        savepoint = conn.begin_nested()
+        try:
+            counts, topology = write()
+        finally:
+            savepoint.rollback()
+    else:
+        counts, topology = write()
+    return ImportResult(kind=spec.name, read=batches.read, written=batches.written, counts=counts,
+                        rejected=batches.rejected, repaired=batches.repaired, dry_run=options.dry_run,
                         seconds=time.perf_counter() - started, network=topology)

@@ -17,12 +17,14 @@ from __future__ import annotations
 import io
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import psycopg2
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import shapely
 from sqlalchemy.engine import Connection
 
@@ -70,64 +72,105 @@ def _has_values(values: pd.Series) -> bool:
 
 
 def _serialise(chunk: pd.DataFrame, columns: list[str]) -> bytes:
-    out = chunk[[c for c in columns if c != "geom"]].copy()
+    """One chunk as COPY CSV bytes (Arrow's C++ CSV writer: several times faster than pandas' for a million rows)."""
+    out = pd.DataFrame({c: chunk[c] for c in columns if c != "geom"}, index=chunk.index)
     if "amenities" in out.columns:
         # PostgreSQL array literals; the codes are plain identifiers (checked), so need no quoting.
         literals = {a: "{" + ",".join(a) + "}" for a in pd.unique(out["amenities"])}
         out["amenities"] = out["amenities"].map(literals)
     if "geom" in columns:
         out["geom"] = shapely.to_wkb(shapely.set_srid(chunk["geom"].to_numpy(), 4326), hex=True, include_srid=True)
-    buffer = io.StringIO()
-    out.to_csv(buffer, header=False, index=False)
-    return buffer.getvalue().encode("utf-8")
+    table = pa.Table.from_pandas(out, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    # Nulls are written unquoted and empty, which COPY's CSV format reads as NULL; strings are quoted.
+    pa_csv.write_csv(table, sink, pa_csv.WriteOptions(include_header=False, quoting_style="needed"))
+    return sink.getvalue().to_pybytes()
+
+
+def _chunks_of(rows: pd.DataFrame) -> Iterator[pd.DataFrame]:
+    for start in range(0, len(rows), CHUNK_ROWS):
+        yield rows.iloc[start:start + CHUNK_ROWS]
 
 
 class _CopySource(io.RawIOBase):
-    """A file-like object for ``copy_expert``: chunks serialised by a background thread, progress as read."""
+    """A file-like object for ``copy_expert``: chunks serialised by a background thread, progress as read.
 
-    def __init__(self, rows: pd.DataFrame, columns: list[str], progress: Progress | None, stage: str) -> None:
+    The thread runs whatever produces the chunks (for a streamed import: reading and validating the file), so
+    that work overlaps with the server digesting the previous chunk. An exception there ends the COPY; it is kept
+    in ``error`` for the caller to raise instead of the driver's "COPY failed".
+    """
+
+    def __init__(self, chunks: Iterator[pd.DataFrame], columns: list[str], progress: Progress | None,
+                 total: int) -> None:
         super().__init__()
-        self._chunks: queue.Queue = queue.Queue(maxsize=2)
-        self._buffer = b""
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._buffer = memoryview(b"")
         self._done = 0
-        self._total = len(rows)
+        self._total = total
         self._progress = progress
-        self._stage = stage
-        self._thread = threading.Thread(target=self._produce, args=(rows, columns), daemon=True)
+        self.error: BaseException | None = None
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._produce, args=(chunks, columns), daemon=True)
         self._thread.start()
 
-    def _produce(self, rows: pd.DataFrame, columns: list[str]) -> None:
+    def _put(self, item: tuple) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, chunks: Iterator[pd.DataFrame], columns: list[str]) -> None:
         try:
-            for start in range(0, len(rows), CHUNK_ROWS):
-                chunk = rows.iloc[start:start + CHUNK_ROWS]
-                self._chunks.put((_serialise(chunk, columns), len(chunk)))
-            self._chunks.put((b"", 0))
+            for chunk in chunks:
+                if len(chunk) and not self._put((_serialise(chunk, columns), len(chunk))):
+                    return
+            self._put((b"", 0))
         except Exception as exc:  # noqa: BLE001 (handed to the reading thread, which raises it)
-            self._chunks.put((exc, 0))
+            self._put((exc, 0))
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
         while not self._buffer:
-            data, count = self._chunks.get()
-            if isinstance(data, Exception):
+            data, count = self._queue.get()
+            if isinstance(data, BaseException):
+                self.error = data
                 raise data
             if not data:
                 return b""
-            self._buffer = data
+            self._buffer = memoryview(data)
             self._done += count
             if self._progress:
-                self._progress(self._stage, self._done, self._total)
+                self._progress("writing", self._done, max(self._total, self._done))
         size = len(self._buffer) if size is None or size < 0 else size
+        # A memoryview slices without copying the rest of the chunk each time.
         piece, self._buffer = self._buffer[:size], self._buffer[size:]
-        return piece
+        return piece.tobytes()
+
+    def stop(self) -> None:
+        """The COPY failed: tell the producing thread to stop and wait for it."""
+        self._stopped.set()
+        self._thread.join()
 
 
-def _copy(cursor, target: str, columns: list[str], rows: pd.DataFrame, progress: Progress | None) -> None:
+def _copy(cursor, target: str, columns: list[str], chunks: Iterator[pd.DataFrame], progress: Progress | None,
+          total: int) -> None:
     quoted = ", ".join(f'"{c}"' for c in columns)
-    source = _CopySource(rows, columns, progress, "writing")
-    cursor.copy_expert(f"COPY {target} ({quoted}) FROM STDIN WITH (FORMAT csv)", source, size=1 << 20)
+    source = _CopySource(chunks, columns, progress, total)
+    try:
+        cursor.copy_expert(f"COPY {target} ({quoted}) FROM STDIN WITH (FORMAT csv)", source, size=1 << 20)
+    except psycopg2.Error:
+        source.stop()
+        if source.error is not None:
+            raise source.error from None
+        raise
+    except BaseException:
+        source.stop()
+        raise
 
 
 def _secondary_indexes(cursor, table: str) -> list[tuple[str, str]]:
@@ -183,7 +226,7 @@ def _load_plain(cursor, spec: KindSpec, rows: pd.DataFrame, *, replace: bool, pr
     rows = _fill_ids(cursor, table, rows, replace)
     bulk = len(rows) >= BULK_ROWS and len(rows) >= kept
     dropped = _drop_indexes(cursor, table) if bulk else []
-    _copy(cursor, table, _db_columns(spec, rows), rows, progress)
+    _copy(cursor, table, _db_columns(spec, rows), _chunks_of(rows), progress, len(rows))
     _create_indexes(cursor, dropped)
     cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce(max(id), 0) + 1, false) "
                    f"FROM {table}")
@@ -229,7 +272,7 @@ def _load_upsert(cursor, spec: KindSpec, rows: pd.DataFrame, *, replace: bool, p
     cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{STAGE}")
     typed = ", ".join(f'"{c}" ' + ("bigint" if c == "id" else "text") for c in columns)
     cursor.execute(f"CREATE TEMP TABLE {STAGE} ({typed})")
-    _copy(cursor, STAGE, columns, rows, progress)
+    _copy(cursor, STAGE, columns, _chunks_of(rows), progress, len(rows))
     counts = LoadCounts()
     if replace:
         _refuse_orphans(cursor, spec)
@@ -249,6 +292,43 @@ def _load_upsert(cursor, spec: KindSpec, rows: pd.DataFrame, *, replace: bool, p
                        f"false) FROM {spec.table}")
     cursor.execute(f"DROP TABLE pg_temp.{STAGE}")
     return counts
+
+
+def stream_rows(conn: Connection, spec: KindSpec, chunks: Iterator[pd.DataFrame], *, columns: list[str],
+                expected: int, replace: bool, progress: Progress | None = None) -> LoadCounts:
+    """Points or streets arriving chunk by chunk (read and validated while earlier chunks are copied).
+
+    ``columns`` are fixed up front (from the file's schema); ``expected`` is the file's feature count, which
+    decides the bulk path. An exception raised by ``chunks`` ends the COPY and is raised here; the caller's
+    transaction must then be rolled back.
+    """
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(f"SELECT count(*) FROM {spec.table}")
+        present = int(cursor.fetchone()[0])
+        counts = LoadCounts(deleted=present if replace else 0)
+        if replace:
+            cursor.execute(f"TRUNCATE {spec.table}")
+        bulk = expected >= BULK_ROWS and expected >= (0 if replace else present)
+        dropped = _drop_indexes(cursor, spec.table) if bulk else []
+        written = [0]
+
+        def counted() -> Iterator[pd.DataFrame]:
+            for chunk in chunks:
+                written[0] += len(chunk)
+                yield chunk
+
+        _copy(cursor, spec.table, columns, counted(), progress, expected)
+        _create_indexes(cursor, dropped)
+        if bulk:
+            cursor.execute(f"ANALYZE {spec.table}")
+        counts.inserted = written[0]
+        return counts
+    except psycopg2.Error as exc:
+        message = (exc.pgerror or str(exc)).strip().splitlines()[0].removeprefix("ERROR:").strip()
+        raise InvalidParameter(f"the database refused the {spec.name}: {message}; nothing was written") from exc
+    finally:
+        cursor.close()
 
 
 def load_rows(conn: Connection, spec: KindSpec, rows: pd.DataFrame, *, replace: bool,

@@ -312,3 +312,49 @@ def _from_chinese(frame: gpd.GeoDataFrame, system: str) -> gpd.GeoDataFrame:
 
     converted = shapely.transform(frame.geometry.to_numpy(), convert)
     return frame.set_geometry(gpd.GeoSeries(converted, index=frame.index, crs=4326), crs=4326)
+
+
+# -- streaming big files ------------------------------------------------------------------------------------
+
+@dataclass
+class StreamInfo:
+    """What a streamed read will give: the kind's columns the file has (after mapping) and the feature count."""
+
+    columns: list[str]
+    features: int
+    layer: str | None
+    format: str
+
+
+def stream_info(path: str | Path, *, kind: KindSpec, layer: str | None = None,
+                mapping: dict[str, str] | None = None) -> StreamInfo | None:
+    """For a GeoPackage or GeoJSON file (UTF-8, read by GDAL's Arrow stream): its columns and size; else None."""
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() not in (".gpkg", ".geojson", ".json"):
+        return None
+    fmt = file_format(path)
+    layer = _choose_layer(path, layer, kind, fmt)
+    try:
+        info = pyogrio.read_info(path, layer=layer)
+    except pyogrio.errors.DataSourceError as exc:
+        raise _gdal_error(path, fmt, exc) from exc
+    empty = _apply_mapping(_untruncate(pd.DataFrame(columns=list(info["fields"])), kind), mapping, kind, path)
+    return StreamInfo([c for c in kind.columns if c in empty.columns], int(info["features"]), layer, fmt)
+
+
+def stream_batches(path: str | Path, info: StreamInfo, *, kind: KindSpec, mapping: dict[str, str] | None,
+                   batch_rows: int):
+    """The file as a sequence of :class:`SourceTable` of ``batch_rows`` features each (first_row numbered on)."""
+    path = Path(path)
+    first_row = 1
+    with pyogrio.open_arrow(path, layer=info.layer, batch_size=batch_rows, use_pyarrow=True) as (meta, reader):
+        crs = meta.get("crs")
+        geometry = meta.get("geometry_name") or "wkb_geometry"
+        for batch in reader:
+            table = batch.to_pandas()
+            geoms = shapely.from_wkb(table.pop(geometry).to_numpy()) if geometry in table.columns else None
+            frame = gpd.GeoDataFrame(table.drop(columns=[meta.get("fid_column") or "fid"], errors="ignore"),
+                                     geometry=geoms if geoms is not None else [None] * len(table), crs=crs)
+            frame = _apply_mapping(_untruncate(frame, kind), mapping, kind, path)
+            yield SourceTable(frame, first_row, info.format, crs_required=info.format == "GeoPackage")
+            first_row += len(frame)
