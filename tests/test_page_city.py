@@ -20,6 +20,7 @@ from shapely.geometry import Point
 from geoservice.citygen import generate_city, scaled_spec
 from geoservice.demo import load_city
 from geoservice.vocab import AMENITIES, POINT_KINDS
+from geoservice.web.maps import city_map
 from tests.conftest import SCREENSHOTS
 
 pytestmark = pytest.mark.browser
@@ -362,3 +363,18 @@ def test_a_100k_point_city_gets_the_same_small_page_and_small_views(browser, ser
     finally:
         with engine.begin() as connection:
             load_city(connection, demo_city)
+
+
+@pytest.mark.parametrize(("basemap", "present", "absent"), [
+    ("osm", ["OpenStreetMap"], ["tianditu.gov.cn"]),
+    ("tianditu", ["tianditu.gov.cn", "tk=test-key-123"], ["OpenStreetMap"]),
+    ("none", [], ["tianditu.gov.cn", "openstreetmap", "tile."]),
+])
+def test_the_basemap_setting_picks_the_tiles_and_none_needs_no_tiles(settings, basemap, present, absent):
+    html = city_map(settings.replace(basemap=basemap, tianditu_key="test-key-123"))
+    for text in present:
+        assert text in html
+    for text in absent:
+        assert text.lower() not in html.lower()
+    # The page is the same map either way: our layers and script, from our own /static.
+    assert "geoservice.startCityMap(" in html and "/static/js/citymap.js" in html
