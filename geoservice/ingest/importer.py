@@ -55,7 +55,7 @@ class ImportOptions:
     # Points/streets GeoPackage or GeoJSON files from this many features (and without ids) are read, validated
     # and copied batch by batch, so reading and checking overlap with the database's work.
     stream_from_rows: int = 200_000
-    batch_rows: int = 100_000
+    batch_rows: int = 50_000
 
 
 @dataclass
