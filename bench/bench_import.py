@@ -23,31 +23,13 @@ import pyogrio
 import sqlalchemy as sa
 from geoalchemy2.shape import from_shape
 
-from bench.common import ROOT, machine, write_section
-from geoservice import db, models
+from bench.common import ROOT, bench_database, machine, write_section
+from geoservice import models
 from geoservice.citygen import generate_city, scaled_spec
-from geoservice.config import load_settings
-from geoservice.db.embedded import EmbeddedCluster
 from geoservice.ingest import ImportOptions, import_file
 
 COLUMNS = ("name", "kind", "amenities", "address", "phone", "opening_hours", "season", "capacity", "occupancy",
            "status")
-
-
-def bench_database(name: str = "geoservice_bench_import"):
-    """An engine on an empty, migrated database of this bench's own (embedded cluster unless DATABASE_URL)."""
-    settings = load_settings()
-    if settings.database_url:
-        url = db.database_url(settings)
-    else:
-        cluster = EmbeddedCluster(settings)
-        cluster.up()
-        cluster.ensure_database(name)
-        url = cluster.url(name)
-    engine = db.make_engine(url)
-    with engine.begin() as conn:
-        db.upgrade(conn)
-    return engine
 
 
 def points_file(points: int, blocks: int) -> Path:
@@ -122,7 +104,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     path = points_file(args.points, args.blocks)
-    engine = bench_database()
+    engine = bench_database("geoservice_bench_import")
     ours_s, ours_n, ours_print = median_run(ours, engine, path, args.repeat)
     base_s, base_n, base_print = median_run(baseline, engine, path, args.repeat)
     empty_points(engine)

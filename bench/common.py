@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "benchmarks.md"
 
 
-def bench_engine(*, blocks: int, points: int, name: str = "geoservice_bench"):
-    """An engine on a database of the bench's own (embedded cluster unless DATABASE_URL), loaded with a city."""
+def bench_database(name: str):
+    """An engine on a migrated database of the bench's own (embedded cluster unless DATABASE_URL)."""
     settings = load_settings()
     if settings.database_url:
         url = db.database_url(settings)
@@ -33,6 +33,13 @@ def bench_engine(*, blocks: int, points: int, name: str = "geoservice_bench"):
     engine = db.make_engine(url)
     with engine.begin() as conn:
         db.upgrade(conn)
+    return engine
+
+
+def bench_engine(*, blocks: int, points: int, name: str = "geoservice_bench"):
+    """An engine on a database of the bench's own, loaded with a generated city."""
+    engine = bench_database(name)
+    with engine.begin() as conn:
         started = time.perf_counter()
         city = generate_city(scaled_spec(blocks=blocks, points=points))
         counts = load_city(conn, city)

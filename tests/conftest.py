@@ -163,14 +163,20 @@ def browser():
 def page(browser):
     """A fresh desktop page (1280×800, zh-CN) that records console errors and every requested URL."""
     context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    yield recorded_page(context)
+    context.close()
+
+
+def recorded_page(context):
+    """A new page of ``context`` that records console errors (``page.console_errors``) and every URL it requests
+    (``page.requested``)."""
     page = context.new_page()
     page.console_errors = []
     page.requested = []
     page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
     page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
     page.on("request", lambda request: page.requested.append(request.url))
-    yield page
-    context.close()
+    return page
 
 
 def checksum(conn: Connection) -> str:

@@ -21,7 +21,7 @@ from shapely.geometry import Point, box
 
 from geoservice.crs import wgs84_to_gcj02
 from geoservice.web.i18n import catalogue
-from tests.conftest import SCREENSHOTS
+from tests.conftest import SCREENSHOTS, recorded_page
 
 pytestmark = pytest.mark.browser
 
@@ -39,13 +39,7 @@ def _phone_context(browser, *, geolocation: dict | None, viewport: dict = PHONE)
     if geolocation is not None:
         options.update(geolocation=geolocation, permissions=["geolocation"])
     context = browser.new_context(**options)
-    page = context.new_page()
-    page.console_errors = []
-    page.requested = []
-    page.on("console", lambda msg: msg.type == "error" and page.console_errors.append(msg.text))
-    page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
-    page.on("request", lambda request: page.requested.append(request.url))
-    return context, page
+    return context, recorded_page(context)
 
 
 @pytest.fixture(scope="module")
