@@ -136,7 +136,8 @@ _AREA_STREETS = """
 # |p0 + t·(p1 - p0) - c| ≤ r, an interval of t found exactly from the quadratic (no polygonised circles). Candidate
 # centres come from the GiST index on point.geom (a lon/lat box a little wider than the radius), then ST_DWithin in
 # the metric CRS keeps those that reach each segment. A street wholly inside the circle of the point nearest to it
-# (the common case at large radii) is covered end to end without looking at any other point.
+# (the common case at large radii) is covered end to end without looking at any other point; that point is
+# projected on the spot, because joining it to ``centres`` would scan the whole CTE once per street.
 _STRAIGHT_SPANS = """
     centres AS MATERIALIZED (
         SELECT p.id, ST_X(m.pm) AS cx, ST_Y(m.pm) AS cy, m.pm
@@ -146,7 +147,7 @@ _STRAIGHT_SPANS = """
     wholly_covered AS MATERIALIZED (
         SELECT a.id FROM area_streets a
         CROSS JOIN LATERAL (
-            SELECT c.pm FROM point p JOIN centres c ON c.id = p.id
+            SELECT ST_Transform(p.geom, :srid) AS pm FROM point p
             WHERE p.status = 'open' AND p.kind = ANY(CAST(:kinds AS text[]))
             ORDER BY p.geom <-> ST_Centroid(a.geom) LIMIT 1
         ) AS nearest
