@@ -41,6 +41,11 @@ Settings (environment variable → meaning, default):
     separately, not reported. Default ``1``.
 ``GEOSERVICE_HEALTH_TIMEOUT``
     Seconds ``/healthz`` waits for the database before answering 503. Default ``3``.
+``GEOSERVICE_TRUSTED_PROXIES``
+    How many reverse proxies (nginx, a government gateway) stand in front of the service. Their
+    ``X-Forwarded-For``, ``-Proto``, ``-Host`` and ``-Port`` headers are then believed, so the links in OGC API
+    answers carry the public ``https://`` address. Default ``0``: the headers are ignored, since any client could
+    forge them. The service must be mounted at the root of its host name (the pages use absolute paths).
 """
 
 from __future__ import annotations
@@ -76,6 +81,7 @@ class Settings:
     timezone: str = "Asia/Shanghai"
     sliver_area_m2: float = 1.0
     health_timeout: float = 3.0
+    trusted_proxies: int = 0
 
     def __post_init__(self) -> None:
         if self.basemap not in BASEMAPS:
@@ -84,6 +90,8 @@ class Settings:
             raise ConfigError("basemap 'tianditu' needs GEOSERVICE_TIANDITU_KEY (the Tianditu 'tk' key)")
         if not 0 < self.city_radius_km <= 20_000:
             raise ConfigError(f"city_radius_km must be between 0 and 20000 km, got {self.city_radius_km}")
+        if not 0 <= self.trusted_proxies <= 10:
+            raise ConfigError(f"trusted_proxies must be between 0 and 10, got {self.trusted_proxies}")
         if not 0 < self.pg_port < 65536:
             raise ConfigError(f"pg_port must be between 1 and 65535, got {self.pg_port}")
 
@@ -107,6 +115,7 @@ ENV_NAMES = {
     "timezone": "GEOSERVICE_TIMEZONE",
     "sliver_area_m2": "GEOSERVICE_SLIVER_AREA_M2",
     "health_timeout": "GEOSERVICE_HEALTH_TIMEOUT",
+    "trusted_proxies": "GEOSERVICE_TRUSTED_PROXIES",
 }
 
 

@@ -36,6 +36,8 @@ def test_environment_and_file(tmp_path):
     ({"GEOSERVICE_BASEMAP": "google"}, "basemap must be one of osm, tianditu, none"),
     ({"GEOSERVICE_BASEMAP": "tianditu"}, "needs GEOSERVICE_TIANDITU_KEY"),
     ({"GEOSERVICE_CITY_CENTER": "113.8"}, "GEOSERVICE_CITY_CENTER has an invalid value"),
+    ({"GEOSERVICE_TRUSTED_PROXIES": "-1"}, "trusted_proxies must be between 0 and 10"),
+    ({"GEOSERVICE_TRUSTED_PROXIES": "one"}, "GEOSERVICE_TRUSTED_PROXIES has an invalid value"),
     ({"GEOSERVICE_CONFIG": "/nonexistent/geoservice.toml"}, "cannot read GEOSERVICE_CONFIG"),
 ])
 def test_bad_settings_are_refused(env, message):

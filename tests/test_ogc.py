@@ -63,6 +63,22 @@ def count(conn, sql: str, **params) -> int:
 
 # --- landing page, conformance, collections ---------------------------------------------------------------------
 
+FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "map.city.example", "X-Forwarded-For": "10.0.0.9"}
+
+
+@pytest.mark.parametrize("trusted_proxies,root", [
+    (0, "http://localhost/ogc"),  # forwarded headers are ignored: a client could forge them
+    (1, "https://map.city.example/ogc"),  # behind one proxy that terminates HTTPS
+])
+def test_links_carry_the_public_address_only_behind_a_trusted_proxy(settings, engine, trusted_proxies, root):
+    from geoservice.app import create_app
+
+    app = create_app(settings.replace(trusted_proxies=trusted_proxies))
+    doc = app.test_client().get("/ogc/collections/points/items?limit=1", headers=FORWARDED).get_json()
+    hrefs = [link["href"] for link in doc["links"]]
+    assert hrefs and all(href.startswith(root + "/collections/points") for href in hrefs), hrefs
+
+
 @pytest.mark.parametrize("path", ["/ogc", "/ogc/"])
 def test_landing_page_links_to_everything(client, path):
     doc = get_json(client, path)
