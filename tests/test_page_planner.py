@@ -27,6 +27,7 @@ from tests.conftest import SCREENSHOTS
 pytestmark = pytest.mark.browser
 TIMEOUT_MS = 90_000
 EN = catalogue("planner")["en"]
+IN_BOX = "ST_Intersects(geom, ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326))"
 ZH = catalogue("planner")["zh"]
 
 
@@ -37,7 +38,14 @@ def api(served: str, path: str, query: str) -> dict:
 
 def open_planner(page, served: str) -> None:
     page.goto(served + "/planner")
-    page.wait_for_selector("body[data-planner-state='ready'][data-planner-static='ready']", timeout=TIMEOUT_MS)
+    page.wait_for_selector("body[data-planner-state='ready'][data-planner-static='ready'][data-planner-view]",
+                           timeout=TIMEOUT_MS)
+
+
+def in_view(page, conn, sql: str) -> int:
+    """Count the rows of ``sql`` (with :x0 :y0 :x1 :y1) in the box the page loaded its streets and points for."""
+    x0, y0, x1, y1 = (float(v) for v in page.get_attribute("body", "data-planner-view").split(","))
+    return conn.execute(sa.text(sql), {"x0": x0, "y0": y0, "x1": x1, "y1": y1}).scalar_one()
 
 
 def wait_for_query(page, **expected: list[str]) -> str:
@@ -85,15 +93,17 @@ def test_planner_shows_the_api_numbers_for_each_radius_kind_and_mode(page, serve
     open_planner(page, served)
     query = wait_for_query(page, radius=["500"], mode=["straight"], kind=list(KIND_CODES))
     default = assert_summary_matches_api(page, served, query)
-    # Everything drawn comes from our API: every grid, every gap and overlap, the streets as the offline basemap.
+    # Everything drawn comes from our API: every grid, every gap and overlap; the streets of the view (with a
+    # margin) as the offline basemap, and the points there.
     counts = page.evaluate("geoservicePlanner.counts")
     assert counts["grids"] == conn.execute(sa.text("SELECT count(*) FROM grid")).scalar_one() == 400
-    assert counts["streets"] == conn.execute(sa.text("SELECT count(*) FROM street")).scalar_one()
+    view_streets = in_view(page, conn, f"SELECT count(*) FROM street WHERE {IN_BOX}")
+    assert counts["streets"] == view_streets > 1000
     gaps = api(served, "/api/v1/coverage/grid-gaps", "")
     assert counts["gaps"] == len(gaps["features"]) > 0
     assert page.locator("#sum-gaps").inner_text().startswith(f"{gaps['summary']['gaps']} ")
     assert page.locator("#sum-overlaps").inner_text().startswith(f"{gaps['summary']['overlaps']} ")
-    assert counts["points"] == conn.execute(sa.text("SELECT count(*) FROM point WHERE status = 'open'")).scalar_one()
+    assert counts["points"] == in_view(page, conn, f"SELECT count(*) FROM point WHERE status = 'open' AND {IN_BOX}")
     assert page.locator("#grid-table tbody tr").count() == 400
     # Offline: no tiles, nothing from any other host.
     assert page.locator(".leaflet-tile").count() == 0
@@ -126,8 +136,8 @@ def test_planner_shows_the_api_numbers_for_each_radius_kind_and_mode(page, serve
     page.check("input[name=kind][value=kiosk]")
     query = wait_for_query(page, radius=["600"], mode=["walk"], kind=["kiosk", "toilet"])
     assert_summary_matches_api(page, served, query)
-    assert page.evaluate("geoservicePlanner.counts.points") == conn.execute(sa.text(
-        "SELECT count(*) FROM point WHERE status = 'open' AND kind IN ('kiosk', 'toilet')")).scalar_one()
+    assert page.evaluate("geoservicePlanner.counts.points") == in_view(
+        page, conn, f"SELECT count(*) FROM point WHERE status = 'open' AND kind IN ('kiosk', 'toilet') AND {IN_BOX}")
     top = api(served, "/api/v1/coverage/streets", query)["summary"]["uncovered_by_street"][0]
     assert page.locator("#top-streets li").first.inner_text() == f"{top['name']} · {top['uncovered_km']:.3f} 公里"
 

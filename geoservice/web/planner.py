@@ -2,9 +2,9 @@
 
 folium writes the map (our local Leaflet, the configured basemap, a scale bar); the side panel holds the controls
 (radius, kinds, mode), the summary, the export links and the per-grid table. ``static/js/planner.js`` asks the API
-for everything drawn or listed — uncovered street portions, grid coverage, gaps and overlaps — so the page is a few
-kilobytes whatever the size of the city. The panel comes before the map in the document so that keyboard users
-reach the controls first.
+for everything drawn or listed — uncovered street portions, grid coverage, gaps and overlaps, and the streets and
+points of the current view (by bbox, with a limit) — so the page is a few kilobytes whatever the size of the
+city. The panel comes before the map in the document so that keyboard users reach the controls first.
 """
 
 from __future__ import annotations
@@ -170,5 +170,8 @@ def planner_page(settings: Settings) -> str:
         "kinds": [{"code": k.code, "zh": k.zh, "en": k.en} for k in POINT_KINDS],
         "defaultRadius": DEFAULT_RADIUS_M,
         "maxRadius": MAX_RADIUS_M,
+        "dataMinZoom": maps.DATA_MIN_ZOOM,
+        "pointLimit": maps.POINT_LIMIT,
+        "streetLimit": maps.STREET_LIMIT,
     }))
     return m.get_root().render()

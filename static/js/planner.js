@@ -25,7 +25,10 @@
   var P = { counts: {} };
   var config, map, lang = "zh";
   var layers = {}, gridShapes = {}, gridRows = [], coverageByCode = {};
-  var allPoints = null, layerControl = null, legend = null;
+  var viewPoints = null, layerControl = null, legend = null;
+  // The streets and points of the view (with a margin), loaded by bbox like the city map: a big city's whole
+  // street and point layers would be megabytes the planner does not need to see at once.
+  var view = { bounds: null, truncated: false, timer: null, controller: null };
   var sortKey = null, sortAscending = true, selectedCode = null;
   var seq = 0, shownQuery = null, pendingQuery = null, debounce = null;
 
@@ -155,13 +158,16 @@
 
   // -- asking the API --------------------------------------------------------------------------------------
 
-  function getJSON(url) {
-    return fetch(url, { headers: { Accept: "application/json" } }).then(function (response) {
+  function getJSON(url, signal) {
+    return fetch(url, { headers: { Accept: "application/json" }, signal: signal }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (body) {
         if (!response.ok) { throw new Error(body.description || response.status + " " + response.statusText); }
         return body;
       });
-    }, function () { throw new Error(t("error_network")); });
+    }, function (error) {
+      if (error && error.name === "AbortError") { throw error; }
+      throw new Error(t("error_network"));
+    });
   }
 
   function setState(state, text) {
@@ -246,11 +252,11 @@
   }
 
   function showPoints(kinds) {
-    if (!allPoints) { return; }
+    if (!viewPoints) { return; }
     var wanted = {};
     kinds.forEach(function (k) { wanted[k] = true; });
     layers.points.clearLayers();
-    layers.points.addData({ type: "FeatureCollection", features: allPoints.features.filter(function (f) {
+    layers.points.addData({ type: "FeatureCollection", features: viewPoints.features.filter(function (f) {
       return f.properties.status === "open" && wanted[f.properties.kind];
     }) });
     P.counts.points = layers.points.getLayers().length;
@@ -448,12 +454,6 @@
       if (!selectedCode && d.features.length) { map.fitBounds(layers.districts.getBounds(), { animate: false }); }
     })
       .catch(function () { /* the outline is decoration; the coverage answers carry the content */ });
-    getJSON("/api/v1/layers/streets").then(function (d) { layers.streets.addData(d); P.counts.streets = d.features.length; })
-      .catch(function () { /* idem: the uncovered portions are drawn from the coverage answer */ });
-    getJSON("/api/v1/layers/points").then(function (d) {
-      allPoints = d;
-      if (shownQuery) { showPoints(new URLSearchParams(shownQuery).getAll("kind")); }
-    }).catch(function () { /* idem */ });
     var grids = getJSON("/api/v1/layers/grids").then(function (d) {
       layers.grids.addData(d);
       P.counts.grids = d.features.length;
@@ -471,6 +471,41 @@
     }, function (error) {
       setState("error", t("status_error", { description: error.message }));
     });
+  }
+
+  function bboxParam(bounds) {
+    var west = Math.max(-180, bounds.getWest()), east = Math.min(180, bounds.getEast());
+    var south = Math.max(-90, bounds.getSouth()), north = Math.min(90, bounds.getNorth());
+    return [west, south, east, north].map(function (n) { return n.toFixed(6); }).join(",");
+  }
+
+  /** The basemap streets and the points of the view; zoomed out too far, what is drawn stays as it is. */
+  function loadView() {
+    var bounds = map.getBounds();
+    if (map.getZoom() < config.dataMinZoom) { return; }
+    if (view.bounds && view.bounds.contains(bounds) && !view.truncated) { return; }
+    var padded = bounds.pad(0.25);
+    var bbox = bboxParam(padded);
+    if (view.controller) { view.controller.abort(); }
+    view.controller = new AbortController();
+    Promise.all([
+      getJSON("/api/v1/layers/streets?bbox=" + bbox + "&limit=" + config.streetLimit, view.controller.signal),
+      getJSON("/api/v1/layers/points?bbox=" + bbox + "&limit=" + config.pointLimit, view.controller.signal)
+    ]).then(function (answers) {
+      layers.streets.clearLayers();
+      layers.streets.addData(answers[0]);
+      P.counts.streets = answers[0].features.length;
+      viewPoints = answers[1];
+      if (shownQuery) { showPoints(new URLSearchParams(shownQuery).getAll("kind")); }
+      view.bounds = padded;
+      view.truncated = Boolean(answers[0].truncated || answers[1].truncated);
+      document.body.setAttribute("data-planner-view", bbox);
+    }).catch(function () { /* the basemap is decoration: the coverage answers carry the content */ });
+  }
+
+  function scheduleView() {
+    clearTimeout(view.timer);
+    view.timer = setTimeout(loadView, 250);
   }
 
   /** Start from the state in the address (?radius=&kind=&mode=&lang=), so a view can be shared as a link. */
@@ -510,7 +545,9 @@
     bindForm();
     readAddress();
     applyLanguage();
+    map.on("moveend", scheduleView);
     loadStatic();
+    scheduleView();
     update();
   };
   P.zoomToGrid = function (code) { zoomToGrid(code); };
