@@ -11,10 +11,9 @@ docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 
-from bench.common import bench_engine, machine, median_ms, write_section
+from bench.common import bench_engine, city_arguments, machine, median_ms, write_section
 from geoservice.app import create_app
 from geoservice.config import load_settings
 
@@ -30,10 +29,7 @@ REQUESTS = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", type=int, default=100_000)
-    parser.add_argument("--blocks", type=int, default=120)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser = city_arguments(__doc__, points=100_000, blocks=120, repeat=5)
     args = parser.parse_args()
     engine, counts = bench_engine(blocks=args.blocks, points=args.points)
     app = create_app(load_settings().replace(database_url=engine.url.render_as_string(hide_password=False)))

@@ -15,12 +15,11 @@ docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import geopandas as gpd
 
-from bench.common import bench_engine, machine, median_ms, write_section
+from bench.common import bench_engine, city_arguments, machine, median_ms, write_section
 from geoservice import coverage, network
 
 CASES = (  # (label, kinds, radius in metres)
@@ -44,10 +43,7 @@ def uncovered_m_by_geopandas(engine, *, kinds: tuple[str, ...], radius: float) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", type=int, default=100_000)
-    parser.add_argument("--blocks", type=int, default=120)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = city_arguments(__doc__, points=100_000, blocks=120, repeat=3)
     args = parser.parse_args()
     engine, counts = bench_engine(blocks=args.blocks, points=args.points)
     rows = []

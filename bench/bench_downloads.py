@@ -9,10 +9,9 @@ Run: ``.venv/bin/python -m bench.bench_downloads [--blocks 60] [--points 3000]``
 
 from __future__ import annotations
 
-import argparse
 import json
 
-from bench.common import bench_engine, machine, median_ms, write_section
+from bench.common import bench_engine, city_arguments, machine, median_ms, write_section
 from geoservice import coverage, downloads
 
 RADIUS_M = 200.0
@@ -30,10 +29,7 @@ def _rows(title: str, inline, files: dict, repeat: int) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", type=int, default=3_000)
-    parser.add_argument("--blocks", type=int, default=60)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser = city_arguments(__doc__, points=3_000, blocks=60, repeat=5)
     args = parser.parse_args()
     engine, counts = bench_engine(blocks=args.blocks, points=args.points, name="geoservice_bench_downloads")
     with engine.connect() as conn:

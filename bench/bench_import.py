@@ -13,7 +13,6 @@ Run: ``.venv/bin/python -m bench.bench_import [--points 1000000] [--repeat 3]``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import pyogrio
 import sqlalchemy as sa
 from geoalchemy2.shape import from_shape
 
-from bench.common import ROOT, bench_database, machine, write_section
+from bench.common import ROOT, bench_database, city_arguments, machine, write_section
 from geoservice import models
 from geoservice.citygen import generate_city, scaled_spec
 from geoservice.ingest import ImportOptions, import_file
@@ -98,10 +97,7 @@ def median_run(method, engine, path: Path, repeat: int) -> tuple[float, int, tup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", type=int, default=1_000_000)
-    parser.add_argument("--blocks", type=int, default=120)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = city_arguments(__doc__, points=1_000_000, blocks=120, repeat=3)
     args = parser.parse_args()
     path = points_file(args.points, args.blocks)
     engine = bench_database("geoservice_bench_import")

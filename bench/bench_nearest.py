@@ -9,13 +9,12 @@ Run: ``.venv/bin/python -m bench.bench_nearest [--points 100000] [--spots 50]``.
 
 from __future__ import annotations
 
-import argparse
 import random
 from datetime import datetime
 
 import sqlalchemy as sa
 
-from bench.common import bench_engine, machine, median_ms, write_section
+from bench.common import bench_engine, city_arguments, machine, median_ms, write_section
 from geoservice.nearest import NearestQuery, nearest_points
 
 BASELINE = sa.text("""
@@ -26,11 +25,8 @@ BASELINE = sa.text("""
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", type=int, default=100_000)
-    parser.add_argument("--blocks", type=int, default=120)
+    parser = city_arguments(__doc__, points=100_000, blocks=120, repeat=5)
     parser.add_argument("--spots", type=int, default=30)
-    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     engine, counts = bench_engine(blocks=args.blocks, points=args.points)
     rng = random.Random(1)

@@ -11,13 +11,12 @@ Run: ``.venv/bin/python -m bench.bench_walk [--points 100000] [--blocks 120]``. 
 
 from __future__ import annotations
 
-import argparse
 import random
 from datetime import datetime
 
 import sqlalchemy as sa
 
-from bench.common import bench_engine, machine, median_ms, write_section
+from bench.common import bench_engine, city_arguments, machine, median_ms, write_section
 from geoservice import network
 from geoservice.nearest import NearestQuery, nearest_points
 
@@ -40,13 +39,10 @@ def routes_over(conn, spot: tuple[float, float], targets, *, bbox, limit: float)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", type=int, default=100_000)
-    parser.add_argument("--blocks", type=int, default=120)
+    parser = city_arguments(__doc__, points=100_000, blocks=120, repeat=3)
     parser.add_argument("--spots", type=int, default=20)
     parser.add_argument("--targets", type=int, default=20)
     parser.add_argument("--limit", type=float, default=1500.0)
-    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     engine, counts = bench_engine(blocks=args.blocks, points=args.points)
     rng = random.Random(2)

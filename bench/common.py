@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -18,6 +19,15 @@ from geoservice.demo import load_city
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "benchmarks.md"
+
+
+def city_arguments(doc: str, *, points: int, blocks: int, repeat: int) -> argparse.ArgumentParser:
+    """The options every bench takes: the size of its generated city and how many timed runs."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--points", type=int, default=points, help="convenience points in the generated city")
+    parser.add_argument("--blocks", type=int, default=blocks, help="the city is blocks × blocks street blocks")
+    parser.add_argument("--repeat", type=int, default=repeat, help="timed runs; the median is reported")
+    return parser
 
 
 def bench_database(name: str):
