@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from geoservice import compression, db
 from geoservice.config import Settings, load_settings
 from geoservice.errors import GeoserviceError
+from geoservice.results_cache import ResultsCache
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 JSON_PREFIXES = ("/api", "/ogc", "/healthz")
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, *, engine_options: dict[str, An
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     db.init_app(app, db.make_engine(db.database_url(settings), **(engine_options or {})))
+    app.extensions["geoservice_results"] = ResultsCache()
 
     from geoservice.api import bp as api_bp
     from geoservice.ogc.views import bp as ogc_bp

@@ -30,6 +30,13 @@ def _settings():
     return current_app.config["GEOSERVICE_SETTINGS"]
 
 
+def _cached(name: str, compute, **query):
+    """``compute(conn, **query)``, or its answer kept from an earlier request while the data is unchanged."""
+    conn = db.get_connection()
+    key = (name, tuple(sorted(query.items())))
+    return current_app.extensions["geoservice_results"].get(conn, key, lambda: compute(conn, **query))
+
+
 @bp.get("/healthz")
 def healthz():
     """200 with versions and row counts when the database answers; 503 when it does not."""
@@ -92,8 +99,8 @@ def grid_gaps():
     args = request.args
     sliver = parse_float("min_area", args.get("min_area"), default=_settings().sliver_area_m2, minimum=0,
                          maximum=1e6)
-    return _geojson(grids.grid_gaps(db.get_connection(), district=args.get("district") or None,
-                                    community=args.get("community") or None, sliver_m2=sliver))
+    return _geojson(_cached("grid_gaps", grids.grid_gaps, district=args.get("district") or None,
+                            community=args.get("community") or None, sliver_m2=sliver))
 
 
 def _coverage_args() -> dict:
@@ -111,9 +118,9 @@ def uncovered_streets():
     openapi.check_known_params("/api/v1/coverage/streets")
     args = request.args
     fmt = parse_choice("f", args.get("f"), downloads.FORMATS, default=downloads.INLINE)
-    result = coverage.uncovered_streets(
-        db.get_connection(), **_coverage_args(), bbox=parse_bbox(args.get("bbox")),
-        district=args.get("district") or None, metric_crs=_settings().metric_crs)
+    result = _cached("uncovered_streets", coverage.uncovered_streets, **_coverage_args(),
+                     bbox=parse_bbox(args.get("bbox")), district=args.get("district") or None,
+                     metric_crs=_settings().metric_crs)
     if fmt == downloads.INLINE:
         return _geojson(result)
     return _attachment(downloads.uncovered_streets_file(result, fmt=fmt))
@@ -125,7 +132,7 @@ def grid_coverage():
     openapi.check_known_params("/api/v1/coverage/grids")
     fmt = parse_choice("f", request.args.get("f"), downloads.FORMATS, default=downloads.INLINE)
     args = _coverage_args()
-    result = coverage.grid_coverage(db.get_connection(), **args)
+    result = _cached("grid_coverage", coverage.grid_coverage, **args, metric_crs=_settings().metric_crs)
     if fmt == downloads.INLINE:
         return jsonify({"grids": result})
     return _attachment(downloads.grid_coverage_file(db.get_connection(), result, **args, fmt=fmt))
