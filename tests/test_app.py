@@ -1,6 +1,9 @@
-"""The web app: /healthz, the layer API, the one JSON error shape, and the city map page."""
+"""The web app: /healthz, the layer API, the one JSON error shape, and how every map page is built."""
 
 from __future__ import annotations
+
+import json
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -88,12 +91,45 @@ def test_unknown_api_path_is_a_json_404(client):
     assert set(response.get_json()) == {"code", "description"}
 
 
-def test_city_map_page_uses_only_local_assets(client):
-    html = client.get("/").get_data(as_text=True)
-    assert "/static/vendor/leaflet/leaflet.js" in html
-    assert "/api/v1/layers/points" in html
-    for cdn in ("jsdelivr", "cdnjs", "code.jquery", "bootstrapcdn", "unpkg"):
-        assert cdn not in html
-    # offline basemap in tests: no tile server in the page at all
+PAGES = ["/", "/farmer", "/planner"]
+PAGE_SCRIPTS = {"/": "citymap.js", "/farmer": "farmer.js", "/planner": "planner.js"}
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_is_built_one_way_from_local_assets(client, path):
+    """Each map page: one base template (one viewport that allows pinch zoom, zh-CN first), Leaflet and the shared
+    script from our /static, its configuration as JSON, no folium and nothing from a CDN."""
+    response = client.get(path)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert html.count('<html lang="zh-CN">') == 1
+    viewports = re.findall(r"<meta[^>]*name=\"viewport\"[^>]*>", html)
+    assert viewports == ['<meta name="viewport" content="width=device-width, initial-scale=1">']
+    scripts = re.findall(r'<script src="([^"]+)"', html)
+    assert scripts[:2] == ["/static/vendor/leaflet/leaflet.js", "/static/js/common.js"]
+    assert scripts[-1] == "/static/js/" + PAGE_SCRIPTS[path]
+    assert all(other not in html for page, other in PAGE_SCRIPTS.items() if page != path)
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert all(url.startswith("/") and not url.startswith("//") for url in assets), assets
+    assert "folium" not in html.lower()
+    for cdn in ("cdn", "code.jquery", "unpkg", "netdna", "leaflet.awesome-markers", "bootstrap"):
+        assert cdn not in html.lower(), cdn
+    config = json.loads(re.search(r'<script id="page-config" type="application/json">(.*?)</script>', html,
+                                  flags=re.S).group(1))
+    assert {"messages", "kinds", "map", "basemap", "api"} <= set(config)
+    assert config["basemap"] is None  # offline basemap in tests: no tile server in the page at all
     assert "tile.openstreetmap.org" not in html
     assert len(html.encode()) < 300_000
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_has_one_metric_scale_bar(page, served, path):
+    page.goto(served + path)
+    scale = page.locator(".leaflet-control-scale-line")
+    scale.first.wait_for(timeout=30_000)
+    assert scale.count() == 1
+    text = scale.inner_text()
+    assert re.fullmatch(r"\d+ k?m", text), text
+    assert "ft" not in text and "mi" not in text
+    assert page.console_errors == []

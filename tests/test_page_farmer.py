@@ -178,6 +178,7 @@ def test_geolocated_phone_gets_the_api_answer_with_route_calls_and_navigation(ph
     assert phone.console_errors == []
     assert only_local_requests(phone) == {"127.0.0.1"}
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert re.fullmatch(r"\d+ k?m", phone.locator(".leaflet-control-scale-line").inner_text())  # metric only
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     phone.screenshot(path=str(SCREENSHOTS / "farmer.png"))
 
@@ -227,7 +228,7 @@ def test_with_geolocation_denied_tapping_the_map_sets_the_spot(phone_denied, ser
     # Centre the map on a known place and tap the middle of the map: that place becomes the spot.
     centre_lon, centre_lat = 113.8305, 34.0240
     page.evaluate(f"void geoserviceFarmer.state.map.setView([{centre_lat}, {centre_lon}], 16, {{animate: false}})")
-    box_ = page.locator(".folium-map").bounding_box()
+    box_ = page.locator("#map").bounding_box()
     page.mouse.click(box_["x"] + box_["width"] / 2, box_["y"] + box_["height"] / 2)
     wait_for_results(page)
     spot = page.evaluate("geoserviceFarmer.state.spot")
@@ -250,7 +251,7 @@ def test_a_spot_off_the_streets_and_outside_every_grid_is_told_so(phone_denied, 
     page.goto(served + "/farmer")
     page.wait_for_selector("body[data-ready='true']", timeout=WAIT_MS)
     page.evaluate(f"void geoserviceFarmer.state.map.setView([{lat}, {lon}], 16, {{animate: false}})")
-    box_ = page.locator(".folium-map").bounding_box()
+    box_ = page.locator("#map").bounding_box()
     page.mouse.click(box_["x"] + box_["width"] / 2, box_["y"] + box_["height"] / 2)
     wait_for_results(page)
     page.wait_for_selector("#spot-grid:not([hidden])", timeout=WAIT_MS)

@@ -107,6 +107,7 @@ def test_planner_shows_the_api_numbers_for_each_radius_kind_and_mode(page, serve
     assert page.locator("#grid-table tbody tr").count() == 400
     # Offline: no tiles, nothing from any other host.
     assert page.locator(".leaflet-tile").count() == 0
+    assert re.fullmatch(r"\d+ k?m", page.locator(".leaflet-control-scale-line").inner_text())  # metric only
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "planner.png"))
 
@@ -288,7 +289,7 @@ def test_language_switch_changes_every_label(page, served):
     page.click("#lang-switch")
     assert page.evaluate("document.documentElement.lang") == "en"
     assert page.locator("#planner-heading").inner_text() == EN["heading"]
-    kind_labels = page.locator("[data-kind]").all_inner_texts()
+    kind_labels = page.locator("#planner-form [data-kind-label]").all_inner_texts()
     assert kind_labels == [k.en for k in POINT_KINDS]
     assert EN["layer_uncovered"] in page.locator(".leaflet-control-layers-overlays").inner_text()
     assert EN["legend_title"] in page.locator(".planner-legend").inner_text()
@@ -296,7 +297,7 @@ def test_language_switch_changes_every_label(page, served):
     assert page.get_attribute("#export-grids-gpkg", "aria-label") == "Download Grid coverage as GeoPackage"
     assert page.get_attribute("#lang-switch", "aria-label") == EN["language_switch_aria"]
     page.click("#lang-switch")
-    assert page.locator("[data-kind]").all_inner_texts() == [k.zh for k in POINT_KINDS]
+    assert page.locator("#planner-form [data-kind-label]").all_inner_texts() == [k.zh for k in POINT_KINDS]
     assert page.console_errors == []
 
 
@@ -335,7 +336,7 @@ def test_readable_at_200_percent_zoom(browser, served):
             assert rect["x"] >= 0 and rect["x"] + rect["width"] <= 640, selector
         assert page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)") >= 16
         # The map stacks under the panel and still gets most of the window.
-        map_box = page.locator(".folium-map").bounding_box()
+        map_box = page.locator("#map").bounding_box()
         assert map_box["width"] >= 600 and map_box["height"] >= 300
         page.locator("#grid-table tbody tr").first.click()
         assert page.evaluate("(() => { const r = geoservicePlanner.map.getContainer().getBoundingClientRect();"
@@ -372,9 +373,11 @@ def test_the_address_holds_the_view(page, served):
 
 def test_page_does_not_depend_on_the_data(base_settings):
     # Built without touching any database: its size is the same for the demo city and a 100k-point city.
-    from geoservice.web.planner import planner_page
+    from geoservice.app import create_app
 
-    html = planner_page(base_settings.replace(database_url="postgresql://nobody@127.0.0.1:1/nothing",
-                                              basemap="none"))
+    app = create_app(base_settings.replace(database_url="postgresql://nobody@127.0.0.1:1/nothing", basemap="none"))
+    response = app.test_client().get("/planner")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
     assert 5_000 < len(html.encode()) < 300_000
     assert "https://" not in html and "http://" not in html.replace("http://www.w3.org/", "")

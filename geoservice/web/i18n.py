@@ -13,12 +13,12 @@ MESSAGES: dict[str, dict[str, dict[str, str]]] = {
     "common": {
         "loading": {"zh": "加载中…", "en": "Loading…"},
         "language_switch": {"zh": "English", "en": "中文"},
+        "language_switch_aria": {"zh": "Switch to English", "en": "切换到中文"},
         "error_network": {"zh": "无法连接服务器，请稍后再试", "en": "Cannot reach the server; please try again"},
     },
     "city": {
         "page_title": {"zh": "城市便民点地图 · geoservice", "en": "City convenience map · geoservice"},
         "heading": {"zh": "城市便民点地图", "en": "City convenience map"},
-        "language_switch_aria": {"zh": "Switch to English", "en": "切换到中文"},
         "map_label": {"zh": "城市地图：便民点、街道和单元网格", "en": "City map: convenience points, streets, grids"},
         "layer_districts": {"zh": "行政区", "en": "Districts"},
         "layer_grids": {"zh": "单元网格（覆盖率）", "en": "Unit grids (coverage)"},
@@ -68,7 +68,6 @@ MESSAGES: dict[str, dict[str, dict[str, str]]] = {
     "farmer": {
         "page_title": {"zh": "找最近的休息点 · 瓜农便民", "en": "Nearest rest point · for melon farmers"},
         "heading": {"zh": "瓜农便民 · 休息点", "en": "Rest points for farmers"},
-        "language_switch_aria": {"zh": "Switch to English", "en": "切换到中文"},
         "find_button": {"zh": "找最近的休息点", "en": "Find the nearest rest point"},
         "intro": {"zh": "点上面的大按钮，或在地图上点一下您所在的地方。",
                   "en": "Press the big button, or tap the map where you are."},
@@ -104,7 +103,6 @@ MESSAGES: dict[str, dict[str, dict[str, str]]] = {
         "navigate_aria": {"zh": "用{app}导航到 {name}", "en": "Navigate to {name} with {app}"},
         "amap": {"zh": "高德地图", "en": "Amap"},
         "baidu": {"zh": "百度地图", "en": "Baidu Maps"},
-        "your_spot": {"zh": "您的位置", "en": "Your spot"},
         "your_grid": {"zh": "您在：{grid}（{squad}负责）", "en": "You are in {grid} (squad: {squad})"},
         "no_grid": {"zh": "您的位置不在任何网格内。", "en": "Your spot is in no unit grid."},
         "map_label": {"zh": "地图。点一下地图设置您的位置。", "en": "Map. Tap it to set your spot."},
@@ -118,7 +116,6 @@ MESSAGES: dict[str, dict[str, dict[str, str]]] = {
         "intro": {"zh": "选择半径、便民点类型和距离方式，查看哪些街道和网格还没有被覆盖。",
                   "en": "Choose a radius, point kinds and a distance mode to see which streets and grids are "
                         "not yet covered."},
-        "language_switch_aria": {"zh": "Switch to English", "en": "切换到中文"},
         "radius_legend": {"zh": "覆盖半径（米）", "en": "Coverage radius (metres)"},
         "radius_slider": {"zh": "半径滑块", "en": "Radius slider"},
         "radius_number": {"zh": "半径（米）", "en": "Radius (m)"},

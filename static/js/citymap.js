@@ -1,136 +1,19 @@
-/* geoservice city map: fills folium's layer groups from our GeoJSON API. No third-party code here. */
+/* geoservice city map (/): layers by view, popups, search, legend, permalink, language switch. No third-party code
+ * here. The page's configuration comes from geoservice/web/maps.py through common.js; nothing here holds data. */
 (function () {
   "use strict";
 
-  var KIND_COLOURS = {
-    kiosk: "#c0392b", rest_station: "#2471a3", vendor_point: "#1e8449", melon_point: "#b7950b",
-    night_market: "#7d3c98", job_board: "#a04000", parking: "#2e4053", toilet: "#117a65"
-  };
-  var STREET_WEIGHTS = { trunk: 5, primary: 4, secondary: 3.5, tertiary: 2.5, residential: 1.5 };
-  var pending = 0;
-  var loaded = {};
-
-  function escapeHtml(text) {
-    return String(text == null ? "" : text).replace(/[&<>"']/g, function (c) {
-      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
-    });
-  }
-
-  function pointPopup(p) {
-    var rows = ["<strong>" + escapeHtml(p.name) + "</strong>",
-                escapeHtml(p.kind_label.zh) + " · " + escapeHtml(p.kind_label.en)];
-    if (p.amenity_labels.length) {
-      rows.push("<ul class=\"amenities\">" + p.amenity_labels.map(function (a) {
-        return "<li data-amenity=\"" + escapeHtml(a.code) + "\">" + escapeHtml(a.zh) + " " + escapeHtml(a.en) + "</li>";
-      }).join("") + "</ul>");
-    }
-    if (p.opening_hours) { rows.push("开放时间 Hours: " + escapeHtml(p.opening_hours)); }
-    if (p.capacity != null) {
-      rows.push("空位 Free places: " + (p.capacity - (p.occupancy || 0)) + " / " + p.capacity);
-    }
-    if (p.phone) {
-      rows.push("电话 Phone: <a href=\"tel:" + escapeHtml(p.phone.replace(/[^0-9+]/g, "")) + "\">" +
-                escapeHtml(p.phone) + "</a>");
-    }
-    if (p.address) { rows.push(escapeHtml(p.address)); }
-    return rows.join("<br>");
-  }
-
-  var STYLES = {
-    district: { options: { style: { color: "#1b2631", weight: 3, fill: false } } },
-    grid: {
-      options: { style: { color: "#5d6d7e", weight: 1, fillColor: "#aed6f1", fillOpacity: 0.15 } },
-      popup: function (p) {
-        return "<strong>" + escapeHtml(p.name) + "</strong><br>" + escapeHtml(p.code) + "<br>网格员 " +
-          escapeHtml(p.officer_name) + " " + escapeHtml(p.officer_phone) + "<br>" + escapeHtml(p.squad);
-      }
-    },
-    street: {
-      options: {
-        style: function (f) {
-          return { color: "#626567", weight: STREET_WEIGHTS[f.properties.class] || 1, opacity: 0.8 };
-        }
-      },
-      popup: function (p) { return escapeHtml(p.name) + " (" + escapeHtml(p.class) + ")"; }
-    },
-    point: {
-      options: {
-        pointToLayer: function (f, latlng, pane) {
-          return L.circleMarker(latlng, {
-            pane: pane, radius: 7, color: "#ffffff", weight: 2, fillOpacity: 0.95,
-            fillColor: KIND_COLOURS[f.properties.kind] || "#000000"
-          });
-        }
-      },
-      popup: pointPopup
-    }
-  };
-
-  function setStatus(text) {
-    var el = document.getElementById("map-status");
-    if (el) { el.textContent = text; el.hidden = !text; }
-  }
-
-  // Draw order does not depend on which response arrives first: each kind of feature has its own pane.
-  var PANES = { district: 405, grid: 410, street: 420, point: 630 };
-
-  function ensurePane(map, name) {
-    var paneName = "geoservice-" + name;
-    if (!map.getPane(paneName)) { map.createPane(paneName).style.zIndex = PANES[name]; }
-    return paneName;
-  }
-
-  function loadLayer(map, group, url, styleName) {
-    var style = STYLES[styleName];
-    var pane = ensurePane(map, styleName);
-    pending += 1;
-    fetch(url, { headers: { Accept: "application/geo+json, application/json" } })
-      .then(function (response) {
-        if (!response.ok) { throw new Error(url + " answered " + response.status); }
-        return response.json();
-      })
-      .then(function (collection) {
-        var options = Object.assign({ pane: pane }, style.options);
-        if (options.pointToLayer) {
-          var makeMarker = options.pointToLayer;
-          options.pointToLayer = function (f, latlng) { return makeMarker(f, latlng, pane); };
-        }
-        var layer = L.geoJSON(collection, options);
-        if (style.popup) {
-          layer.bindPopup(function (l) { return style.popup(l.feature.properties); });
-        }
-        group.addLayer(layer);
-        loaded[styleName] = collection.features.length;
-      })
-      .catch(function (err) { setStatus("加载失败 Failed to load: " + err.message); throw err; })
-      .finally(function () {
-        pending -= 1;
-        if (pending === 0) {
-          setStatus("");
-          document.body.setAttribute("data-layers-loaded", "true");
-        }
-      });
-  }
-
-  window.geoservice = { loadLayer: loadLayer, loaded: loaded, escapeHtml: escapeHtml };
-}());
-
-/* The city map (/): layers by view, popups, search, legend, permalink, language switch.
- * Python (geoservice/web/maps.py) declares the layer groups and passes one config object; nothing here holds data. */
-(function () {
-  "use strict";
-
-  var escapeHtml = window.geoservice.escapeHtml;
+  var G = window.geoservice;
+  var config = G.config;
+  var t = G.t, kindLabel = G.kindLabel, icon = G.icon, kindSwatch = G.kindSwatch, escapeHtml = G.escapeHtml;
+  var LAYER_KEYS = ["districts", "grids", "streets"];
   var DAY_CODES = ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"];
   var PANES = { grids: 410, districts: 415, streets: 420, gridLabels: 625 };
   var DEBOUNCE_MS = 150;
 
-  function startCityMap(map, groups, config) {
-    var lang = config.lang;
-    var urlLang = new URLSearchParams(window.location.search).get("lang");
-    if (urlLang === "en" || urlLang === "zh") { lang = urlLang; }
-    var kinds = {};
-    config.kinds.forEach(function (k) { kinds[k.code] = k; });
+  function startCityMap() {
+    var map = G.createMap();
+    var groups = {};
     var statusKey = null;
     var hintKey = null;
     var coverage = {};
@@ -147,37 +30,12 @@
     var ui = {};
 
     // -- language ---------------------------------------------------------------------------------------------
-    function t(key, vars) {
-      var text = config.messages[lang][key];
-      if (text === undefined) { return key; }
-      Object.keys(vars || {}).forEach(function (name) { text = text.split("{" + name + "}").join(vars[name]); });
-      return text;
-    }
-    function kindLabel(code) { return kinds[code][lang]; }
-    function icon(symbol, cls) {
-      return "<svg class=\"" + (cls || "icon") + "\" aria-hidden=\"true\" focusable=\"false\"><use href=\"" +
-        config.sprite + "#" + symbol + "\"></use></svg>";
-    }
-
     function applyLanguage() {
-      document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-      document.title = t("page_title");
-      document.querySelectorAll("[data-i18n]").forEach(function (el) { el.textContent = t(el.dataset.i18n); });
-      document.querySelectorAll("[data-i18n-aria]").forEach(function (el) {
-        el.setAttribute("aria-label", t(el.dataset.i18nAria));
-      });
-      document.querySelectorAll("[data-i18n-placeholder]").forEach(function (el) {
-        el.setAttribute("placeholder", t(el.dataset.i18nPlaceholder));
-      });
-      document.querySelectorAll("[data-kind-label]").forEach(function (el) {
-        el.textContent = kindLabel(el.dataset.kindLabel);
-      });
-      if (ui.langButton) { ui.langButton.setAttribute("lang", lang === "zh" ? "en" : "zh-CN"); }
+      G.applyLanguage();
       if (ui.locate && ui.locate._link) {
         ui.locate._link.title = t("locate_title");
         ui.locate._link.setAttribute("aria-label", t("locate_title"));
       }
-      map.getContainer().setAttribute("aria-label", t("map_label"));
       if (ui.legend) { ui.legend.render(); }
       showStatus();
       if (lastPoints) { drawPoints(lastPoints); }
@@ -185,8 +43,8 @@
       map.closePopup();
     }
 
-    function setLanguage(next) {
-      lang = next;
+    function switchLanguage() {
+      G.switchLanguage();
       applyLanguage();
     }
 
@@ -207,14 +65,6 @@
         if (statusKey === "loading") { setStatus(null); }
         document.body.setAttribute("data-layers-loaded", "true");
       }
-    }
-
-    function getJSON(url, signal) {
-      return fetch(url, { headers: { Accept: "application/geo+json, application/json" }, signal: signal })
-        .then(function (response) {
-          if (!response.ok) { throw new Error(url + " answered " + response.status); }
-          return response.json();
-        });
     }
 
     function failed(err) {
@@ -246,7 +96,7 @@
       if (!m) { return text || ""; }
       var months = t("months").split(",");
       function day(month, d) {
-        return lang === "zh" ? months[month - 1] + Number(d) + "日" : Number(d) + " " + months[month - 1];
+        return G.lang() === "zh" ? months[month - 1] + Number(d) + "日" : Number(d) + " " + months[month - 1];
       }
       return day(Number(m[1]), m[2]) + " – " + day(Number(m[3]), m[4]);
     }
@@ -269,7 +119,7 @@
 
     function amenityList(p) {
       if (!p.amenity_labels || !p.amenity_labels.length) { return ""; }
-      var other = lang === "zh" ? "en" : "zh";
+      var lang = G.lang(), other = lang === "zh" ? "en" : "zh";
       return "<h3>" + escapeHtml(t("amenities")) + "</h3><ul class=\"amenities\">" +
         p.amenity_labels.map(function (a) {
           return "<li data-amenity=\"" + escapeHtml(a.code) + "\">" + icon("amenity-" + a.code) +
@@ -279,7 +129,6 @@
     }
 
     function pointPopup(p) {
-      var k = kinds[p.kind];
       var rows = [];
       rows.push(row("hours", escapeHtml(formatHours(p.opening_hours))));
       if (p.season) { rows.push(row("season", escapeHtml(formatSeason(p.season)))); }
@@ -294,8 +143,7 @@
       if (p.squad) { rows.push(row("squad", escapeHtml(p.squad) + " " + telLink(p.squad_phone))); }
       return "<div class=\"point-popup\" data-point-id=\"" + escapeHtml(p.id) + "\">" +
         "<h2>" + escapeHtml(p.name) + "</h2>" +
-        "<p class=\"kind\"><span class=\"kind-swatch\" style=\"--kind-colour: " + k.colour + "\">" +
-        icon("kind-" + p.kind) + "</span>" + escapeHtml(p.kind_label.zh) + " · " +
+        "<p class=\"kind\">" + kindSwatch(p.kind) + escapeHtml(p.kind_label.zh) + " · " +
         "<span lang=\"en\">" + escapeHtml(p.kind_label.en) + "</span></p>" +
         openState(p) + "<dl>" + rows.join("") + "</dl>" + amenityList(p) + "</div>";
     }
@@ -330,7 +178,7 @@
     }
 
     function loadDistricts() {
-      getJSON(config.api.districts).then(function (collection) {
+      G.getJSON(config.api.districts).then(function (collection) {
         groups.districts.addLayer(L.geoJSON(collection, {
           pane: ensurePane("districts"), interactive: false,
           style: { color: "#17202a", weight: 3.5, fill: false },
@@ -341,13 +189,13 @@
 
     // Grids are drawn as soon as they arrive and coloured when their coverage does (slower on a big city).
     function loadGrids() {
-      getJSON(config.api.coverage).then(function (body) {
+      G.getJSON(config.api.coverage_grids).then(function (body) {
         body.grids.forEach(function (g) { coverage[g.code] = g; });
         coverageLoaded = true;
         document.body.setAttribute("data-coverage-loaded", "true");
         if (gridLayer) { gridLayer.setStyle(gridStyle); }
       }).catch(failed);
-      getJSON(config.api.grids).then(function (collection) {
+      G.getJSON(config.api.grids).then(function (collection) {
         gridLayer = L.geoJSON(collection, {
           pane: ensurePane("grids"), style: gridStyle,
           onEachFeature: function (f, layer) { tag(layer, "grids"); }
@@ -384,7 +232,8 @@
         var n = cluster.getChildCount();
         return L.divIcon({
           className: "poi-cluster kind-" + kind.code, iconSize: [40, 40],
-          html: "<span class=\"poi\" style=\"--kind-colour: " + kind.colour + "\">" + icon("kind-" + kind.code) +
+          html: "<span class=\"poi\" style=\"--kind-colour: " + G.KIND_COLOURS[kind.code] + "\">" +
+            icon("kind-" + kind.code) +
             "<b>" + n + "</b><span class=\"visually-hidden\">" +
             escapeHtml(t("cluster_label", { n: n, kind: kindLabel(kind.code) })) + "</span></span>"
         });
@@ -414,7 +263,6 @@
 
     function pointMarker(feature) {
       var p = feature.properties;
-      var kind = kinds[p.kind];
       var badge = "";
       if (p.kind === "kiosk" && p.free_places != null) {
         badge = "<b class=\"badge " + (p.free_places > 0 ? "free" : "full") + "\">" + p.free_places + "</b>";
@@ -424,8 +272,8 @@
         title: markerTitle(p), alt: markerTitle(p), keyboard: true, riseOnHover: true,
         icon: L.divIcon({
           className: "poi-marker kind-" + p.kind, iconSize: [30, 30], iconAnchor: [15, 15], popupAnchor: [0, -12],
-          html: "<span class=\"poi\" style=\"--kind-colour: " + kind.colour + "\">" + icon("kind-" + p.kind) +
-            badge + "</span>"
+          html: "<span class=\"poi\" style=\"--kind-colour: " + G.KIND_COLOURS[p.kind] + "\">" +
+            icon("kind-" + p.kind) + badge + "</span>"
         })
       });
       marker.feature = feature;
@@ -449,7 +297,6 @@
         clusters[k.code].clearLayers();
         clusters[k.code].addLayers(byKind[k.code]);
       });
-      window.geoservice.loaded.point = collection.features.length;
     }
 
     function streetStyle(feature) {
@@ -469,13 +316,6 @@
           });
         }
       }));
-      window.geoservice.loaded.street = collection.features.length;
-    }
-
-    function bboxParam(bounds) {
-      var west = Math.max(-180, bounds.getWest()), east = Math.min(180, bounds.getEast());
-      var south = Math.max(-90, bounds.getSouth()), north = Math.min(90, bounds.getNorth());
-      return [west, south, east, north].map(function (n) { return n.toFixed(6); }).join(",");
     }
 
     // Whichever view load finishes first completes the initial load (a user may move before it answers).
@@ -491,7 +331,7 @@
 
     function loadView() {
       updateGrids();
-      if (map.getZoom() < config.data_min_zoom) {
+      if (map.getZoom() < config.limits.data_min_zoom) {
         setHint("zoom_in_for_data");
         viewLoaded();
         return;
@@ -504,13 +344,15 @@
       }
       // A margin around the view: small pans and zooming in need no new request.
       var padded = bounds.pad(0.25);
-      var bbox = bboxParam(padded);
+      var bbox = G.bbox(padded);
       if (controller) { controller.abort(); }
       controller = new AbortController();
       document.body.setAttribute("data-view", "loading");
       Promise.all([
-        getJSON(config.api.points + "?bbox=" + bbox + "&limit=" + config.point_limit, controller.signal),
-        getJSON(config.api.streets + "?bbox=" + bbox + "&limit=" + config.street_limit, controller.signal)
+        G.getJSON(config.api.points + "?bbox=" + bbox + "&limit=" + config.limits.point_limit,
+                  { signal: controller.signal }),
+        G.getJSON(config.api.streets + "?bbox=" + bbox + "&limit=" + config.limits.street_limit,
+                  { signal: controller.signal })
       ]).then(function (results) {
         drawPoints(results[0]);
         drawStreets(results[1]);
@@ -572,8 +414,7 @@
       });
       var panel = new Panel().addTo(map);
       var div = panel.getContainer();
-      ui.langButton = div.querySelector(".lang-switch");
-      ui.langButton.addEventListener("click", function () { setLanguage(lang === "zh" ? "en" : "zh"); });
+      div.querySelector(".lang-switch").addEventListener("click", switchLanguage);
       var form = div.querySelector("form");
       var input = div.querySelector("input");
       ui.results = { list: div.querySelector(".search-results"), status: div.querySelector(".search-status"),
@@ -587,7 +428,7 @@
 
     function search(q) {
       if (!q) { return; }
-      getJSON(config.api.search + "?q=" + encodeURIComponent(q) + "&limit=10").then(function (body) {
+      G.getJSON(config.api.search + "?q=" + encodeURIComponent(q) + "&limit=10").then(function (body) {
         ui.results.lastQuery = q;
         ui.results.features = body.features;
         renderResults();
@@ -603,8 +444,7 @@
         var li = document.createElement("li");
         var button = document.createElement("button");
         button.type = "button";
-        button.innerHTML = "<span class=\"kind-swatch\" style=\"--kind-colour: " + kinds[f.properties.kind].colour +
-          "\">" + icon("kind-" + f.properties.kind) + "</span><span class=\"name\">" + escapeHtml(f.properties.name) +
+        button.innerHTML = kindSwatch(f.properties.kind) + "<span class=\"name\">" + escapeHtml(f.properties.name) +
           "</span> <span class=\"address\">" + escapeHtml(f.properties.address || "") + "</span>";
         button.addEventListener("click", function () { showResult(f); });
         li.appendChild(button);
@@ -662,12 +502,24 @@
       }).addTo(map);
     }
 
+    // -- layers and their control -----------------------------------------------------------------------------
+    // One group per layer of the control: districts, grids, streets and one per point kind.
+    function addLayerControl() {
+      var overlays = {};
+      LAYER_KEYS.forEach(function (key) {
+        groups[key] = tag(L.featureGroup().addTo(map), key);
+        overlays["<span data-i18n=\"layer_" + key + "\">" + escapeHtml(t("layer_" + key)) + "</span>"] = groups[key];
+      });
+      config.kinds.forEach(function (kind) {
+        groups[kind.code] = tag(L.featureGroup().addTo(map), kind.code);
+        overlays[kindSwatch(kind.code) + "<span data-kind-label=\"" + kind.code + "\">" +
+                 escapeHtml(kindLabel(kind.code)) + "</span>"] = groups[kind.code];
+      });
+      L.control.layers(null, overlays, { collapsed: false, position: "topright" }).addTo(map);
+    }
+
     // -- start ------------------------------------------------------------------------------------------------
-    Object.keys(groups).forEach(function (key) { tag(groups[key], key); });
-    // Without tiles folium sets no zoom limits on the map, and marker clustering needs one.
-    map.setMinZoom(config.min_zoom);
-    map.setMaxZoom(config.max_zoom);
-    map.getContainer().setAttribute("role", "region");
+    addLayerControl();
     // Controls first in the tab order: otherwise a keyboard user tabs through every marker to reach them.
     map.getContainer().insertBefore(map._controlContainer, map.getContainer().firstChild);
     makeClusters();
@@ -683,9 +535,8 @@
     loadView();
     map.on("moveend", function () { writeHash(); scheduleView(); });
     window.addEventListener("hashchange", restoreHash);
-    window.geoservice.city = { map: map, groups: groups, clusters: clusters, setLanguage: setLanguage,
-                               language: function () { return lang; } };
+    G.city = { map: map, groups: groups, clusters: clusters };
   }
 
-  window.geoservice.startCityMap = startCityMap;
+  startCityMap();
 }());

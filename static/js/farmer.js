@@ -1,7 +1,12 @@
-/* geoservice farmer finder: the nearest rest points to where you are, walking, in Chinese or English.
-   folium has created the Leaflet map; this script asks our own API and draws the answers. No third-party code. */
+/* geoservice farmer finder (/farmer): the nearest rest points to where you are, walking, in Chinese or English.
+   common.js builds the Leaflet map from the page's configuration; this script asks our own API and draws the
+   answers. No third-party code. */
 (function () {
   "use strict";
+
+  var G = window.geoservice;
+  var config = G.config;
+  var t = G.t;
 
   var STREET_WEIGHTS = { trunk: 4, primary: 3.5, secondary: 3, tertiary: 2.5, residential: 1.5 };
   // Below this zoom a view holds too many streets to fetch for an offline basemap; the last ones stay drawn.
@@ -11,20 +16,11 @@
   var FAR_FROM_STREET_M = 200;
 
   var state = {
-    lang: "zh", map: null, config: null, spot: null, spotGrid: null, filters: {}, features: [], selected: -1,
-    query: null, searches: 0, layers: {}, streetsBox: null, streetsSeq: 0, streetsLoaded: 0
+    map: null, spot: null, spotGrid: null, filters: {}, features: [], selected: -1,
+    query: null, searches: 0, layers: {}, streetsBox: null, streetsSeq: 0
   };
 
   function byId(id) { return document.getElementById(id); }
-
-  function t(key, vars) {
-    var text = state.config.messages[state.lang][key];
-    if (text === undefined) { text = key; }
-    Object.keys(vars || {}).forEach(function (name) {
-      text = text.split("{" + name + "}").join(String(vars[name]));
-    });
-    return text;
-  }
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -53,24 +49,14 @@
   // ---- language -------------------------------------------------------------------------------------------
 
   function applyLanguage() {
-    document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
-    document.querySelectorAll("[data-i18n]").forEach(function (node) {
-      var vars = JSON.parse(node.getAttribute("data-i18n-vars") || "{}");
-      node.textContent = t(node.getAttribute("data-i18n"), vars);
-    });
-    document.querySelectorAll("[data-i18n-aria]").forEach(function (node) {
-      node.setAttribute("aria-label", t(node.getAttribute("data-i18n-aria")));
-    });
-    byId("lang-switch").setAttribute("lang", state.lang === "zh" ? "en" : "zh-CN");
-    state.map.getContainer().setAttribute("aria-label", t("map_label"));
+    G.applyLanguage();
     renderSpotGrid();
     renderResults();
   }
 
   function switchLanguage() {
-    state.lang = state.lang === "zh" ? "en" : "zh";
     var url = new URL(window.location.href);
-    url.searchParams.set("lang", state.lang);
+    url.searchParams.set("lang", G.switchLanguage());
     window.history.replaceState(null, "", url.toString());
     applyLanguage();
   }
@@ -108,7 +94,7 @@
 
   function loadSpotGrid() {
     var spot = state.spot;
-    fetchJson("/api/v1/grids/at?lon=" + spot.lon + "&lat=" + spot.lat, true).then(function (grid) {
+    G.getJSON(config.api.grid_at + "?lon=" + spot.lon + "&lat=" + spot.lat, { notFoundIsNull: true }).then(function (grid) {
       if (spot !== state.spot) { return; }
       state.spotGrid = grid ? grid.properties : false;
       renderSpotGrid();
@@ -130,12 +116,12 @@
 
   function queryParams() {
     var params = new URLSearchParams({
-      lon: state.spot.lon, lat: state.spot.lat, k: state.config.results, mode: "walk"
+      lon: state.spot.lon, lat: state.spot.lat, k: config.results, mode: "walk"
     });
     var amenities = [];
-    Object.keys(state.config.filters).forEach(function (code) {
+    Object.keys(config.filters).forEach(function (code) {
       if (!state.filters[code]) { return; }
-      var wanted = state.config.filters[code];
+      var wanted = config.filters[code];
       Object.keys(wanted).forEach(function (name) {
         if (name === "amenity") { amenities = amenities.concat(wanted.amenity); } else { params.set(name, wanted[name]); }
       });
@@ -152,7 +138,7 @@
     state.query = params.toString();
     document.body.removeAttribute("data-results");
     setStatus("searching");
-    fetchJson("/api/v1/nearest?" + state.query).then(function (collection) {
+    G.getJSON(config.api.nearest + "?" + state.query).then(function (collection) {
       if (searchNo !== state.searches) { return; }  // a newer spot or filter has been chosen meanwhile
       state.features = collection.features;
       state.selected = -1;
@@ -167,14 +153,6 @@
       drawResultMarkers();
       document.body.setAttribute("data-results", String(state.features.length));
     }).catch(showNetworkError);
-  }
-
-  function fetchJson(url, notFoundIsEmpty) {
-    return fetch(url, { headers: { Accept: "application/geo+json, application/json" } }).then(function (response) {
-      if (notFoundIsEmpty && response.status === 404) { return null; }
-      if (!response.ok) { throw new Error(url + " answered " + response.status); }
-      return response.json();
-    });
   }
 
   function showNetworkError() { setStatus("error_network"); }
@@ -219,7 +197,7 @@
       "data-walk-m": p.walk_distance_m, "data-walk-minutes": p.walk_minutes
     });
     card.appendChild(el("h3", {}, (index + 1) + ". " + p.name));
-    var kind = el("p", { "class": "kind" }, p.kind_label[state.lang] + " · ");
+    var kind = el("p", { "class": "kind" }, p.kind_label[G.lang()] + " · ");
     kind.appendChild(el("span", { "class": p.open_now ? "open" : "closed" }, t(p.open_now ? "open_now" : "closed_now")));
     card.appendChild(kind);
     card.appendChild(el("p", { "class": "walk" }, t("walk", {
@@ -236,7 +214,7 @@
     }
     if (p.amenity_labels.length) {
       card.appendChild(el("p", { "class": "amenities" }, p.amenity_labels.map(function (a) {
-        return a[state.lang];
+        return a[G.lang()];
       }).join(" · ")));
     }
     var actions = el("div", { "class": "actions" });
@@ -296,7 +274,6 @@
       L.polyline(path, { color: "#ffffff", weight: 12, opacity: 0.9, interactive: false }),
       L.polyline(path, { color: "#c2185b", weight: 7, opacity: 1, className: "farmer-route", interactive: false })
     ]).addTo(state.map);
-    state.routeVertices = latlngs.length;
     if (options && options.fit) { state.map.fitBounds(L.latLngBounds(path), { padding: [30, 30], maxZoom: 17 }); }
   }
 
@@ -307,11 +284,8 @@
     if (map.getZoom() < STREETS_MIN_ZOOM) { return; }
     if (state.streetsBox && state.streetsBox.contains(map.getBounds())) { return; }
     var box = map.getBounds().pad(0.3);
-    var bbox = [box.getWest(), box.getSouth(), box.getEast(), box.getNorth()].map(function (v) {
-      return v.toFixed(5);
-    }).join(",");
     var seq = ++state.streetsSeq;
-    fetchJson("/api/v1/layers/streets?bbox=" + bbox).then(function (collection) {
+    G.getJSON(config.api.streets + "?bbox=" + G.bbox(box)).then(function (collection) {
       if (seq !== state.streetsSeq) { return; }
       if (state.layers.streets) { map.removeLayer(state.layers.streets); }
       state.layers.streets = L.geoJSON(collection, {
@@ -319,7 +293,6 @@
         style: function (f) { return { color: "#5f6368", weight: STREET_WEIGHTS[f.properties["class"]] || 1.2 }; }
       }).addTo(map);
       state.streetsBox = box;
-      state.streetsLoaded = collection.features.length;
       document.body.setAttribute("data-streets-loaded", String(collection.features.length));
     }).catch(showNetworkError);
   }
@@ -333,17 +306,13 @@
 
   // ---- start ------------------------------------------------------------------------------------------------
 
-  function start(map, config) {
+  function start() {
+    var map = G.createMap();
     state.map = map;
-    state.config = config;
-    var wanted = new URLSearchParams(window.location.search).get("lang");
-    state.lang = wanted === "en" ? "en" : "zh";
     document.querySelectorAll("[data-filter]").forEach(function (button) {
       state.filters[button.getAttribute("data-filter")] = button.getAttribute("aria-pressed") === "true";
       button.addEventListener("click", function () { toggleFilter(button); });
     });
-    var container = map.getContainer();
-    container.setAttribute("role", "region");
     map.on("click", function (e) { setSpot(e.latlng.lng, e.latlng.lat); });
     byId("find").addEventListener("click", locate);
     byId("use-centre").addEventListener("click", function () {
@@ -351,10 +320,11 @@
       setSpot(centre.lng, centre.lat);
     });
     byId("lang-switch").addEventListener("click", switchLanguage);
-    if (config.offline_basemap) { startOfflineBasemap(map); }
+    if (!config.basemap) { startOfflineBasemap(map); }
     applyLanguage();
     document.body.setAttribute("data-ready", "true");
   }
 
-  window.geoserviceFarmer = { start: start, state: state, queryParams: function () { return queryParams().toString(); } };
+  window.geoserviceFarmer = { state: state };
+  start();
 }());

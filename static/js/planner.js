@@ -8,7 +8,9 @@
 (function () {
   "use strict";
 
-  var API = "/api/v1/coverage/";
+  var G = window.geoservice;
+  var config = G.config;
+  var t = G.t, escapeHtml = G.escapeHtml;
   // YlGn classes: low coverage pale, high coverage dark green; uncovered streets in red stand out on all of them.
   var CLASSES = [
     { upTo: 20, colour: "#ffffcc" }, { upTo: 40, colour: "#c2e699" }, { upTo: 60, colour: "#78c679" },
@@ -23,7 +25,7 @@
   var NUMERIC = { street_km: true, covered_km: true, uncovered_km: true, covered_pct: true, points: true };
 
   var P = { counts: {} };
-  var config, map, lang = "zh";
+  var map;
   var layers = {}, gridShapes = {}, gridRows = [], coverageByCode = {};
   var viewPoints = null, layerControl = null, legend = null;
   // The streets and points of the view (with a margin), loaded by bbox like the city map: a big city's whole
@@ -34,42 +36,12 @@
 
   // -- text ------------------------------------------------------------------------------------------------
 
-  function t(key, values) {
-    var text = config.messages[lang][key];
-    if (text === undefined) { return key; }
-    return text.replace(/\{(\w+)\}/g, function (_, name) { return values && name in values ? values[name] : ""; });
-  }
-
-  function kindLabel(code) {
-    for (var i = 0; i < config.kinds.length; i++) {
-      if (config.kinds[i].code === code) { return config.kinds[i][lang]; }
-    }
-    return code;
-  }
-
   function $(id) { return document.getElementById(id); }
-
-  function escapeHtml(text) {
-    return String(text == null ? "" : text).replace(/[&<>"']/g, function (c) {
-      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
-    });
-  }
 
   function fixed(value, digits) { return value == null ? t("no_value") : Number(value).toFixed(digits); }
 
   function applyLanguage() {
-    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-    document.title = t("page_title");
-    Array.prototype.forEach.call(document.querySelectorAll("[data-i18n]"), function (el) {
-      el.textContent = t(el.getAttribute("data-i18n"));
-    });
-    Array.prototype.forEach.call(document.querySelectorAll("[data-i18n-aria]"), function (el) {
-      el.setAttribute("aria-label", t(el.getAttribute("data-i18n-aria")));
-    });
-    $("lang-switch").setAttribute("lang", lang === "zh" ? "en" : "zh-CN");
-    Array.prototype.forEach.call(document.querySelectorAll("[data-kind]"), function (el) {
-      el.textContent = kindLabel(el.getAttribute("data-kind"));
-    });
+    G.applyLanguage();
     Array.prototype.forEach.call(document.querySelectorAll("button.sort"), function (button) {
       button.setAttribute("aria-label", t("sort_by", { column: t("col_" + button.getAttribute("data-key")) }));
     });
@@ -90,7 +62,7 @@
   function radiusValue() {
     var raw = $("radius-number").value.trim();
     var value = Number(raw);
-    var ok = raw !== "" && isFinite(value) && value > 0 && value <= config.maxRadius;
+    var ok = raw !== "" && isFinite(value) && value > 0 && value <= config.max_radius;
     $("radius-error").hidden = ok;
     $("radius-number").setAttribute("aria-invalid", ok ? "false" : "true");
     return ok ? value : null;
@@ -136,7 +108,7 @@
     $("kinds-none").addEventListener("click", function () { setAllKinds(false); });
     $("planner-form").addEventListener("submit", function (event) { event.preventDefault(); update(); });
     $("lang-switch").addEventListener("click", function () {
-      lang = lang === "zh" ? "en" : "zh";
+      G.switchLanguage();
       applyLanguage();
       if (shownQuery) { writeAddress(shownQuery); }
     });
@@ -158,18 +130,6 @@
 
   // -- asking the API --------------------------------------------------------------------------------------
 
-  function getJSON(url, signal) {
-    return fetch(url, { headers: { Accept: "application/json" }, signal: signal }).then(function (response) {
-      return response.json().catch(function () { return {}; }).then(function (body) {
-        if (!response.ok) { throw new Error(body.description || response.status + " " + response.statusText); }
-        return body;
-      });
-    }, function (error) {
-      if (error && error.name === "AbortError") { throw error; }
-      throw new Error(t("error_network"));
-    });
-  }
-
   function setState(state, text) {
     document.body.setAttribute("data-planner-state", state);
     $("planner-status").textContent = text;
@@ -185,7 +145,8 @@
     var mine = ++seq;
     setState("loading", t("status_updating"));
     updateExportLinks(key);
-    Promise.all([getJSON(API + "streets?" + key), getJSON(API + "grids?" + key)]).then(function (answers) {
+    Promise.all([G.getJSON(config.api.coverage_streets + "?" + key),
+                 G.getJSON(config.api.coverage_grids + "?" + key)]).then(function (answers) {
       if (mine !== seq) { return; }
       pendingQuery = null;
       shownQuery = key;
@@ -204,7 +165,8 @@
 
   function updateExportLinks(key) {
     Array.prototype.forEach.call(document.querySelectorAll("a.export-link"), function (a) {
-      a.href = API + a.getAttribute("data-what") + "?" + key + "&f=" + a.getAttribute("data-format");
+      a.href = config.api["coverage_" + a.getAttribute("data-what")] + "?" + key + "&f=" +
+        a.getAttribute("data-format");
     });
   }
 
@@ -323,7 +285,7 @@
                                         fillColor: "#154360", fillOpacity: 0.95 });
       },
       onEachFeature: function (f, layer) {
-        layer.bindPopup(escapeHtml(f.properties.name) + "<br>" + escapeHtml(kindLabel(f.properties.kind)));
+        layer.bindPopup(escapeHtml(f.properties.name) + "<br>" + escapeHtml(G.kindLabel(f.properties.kind)));
       }
     });
     ["districts", "streets", "grids", "gaps", "uncovered", "points"].forEach(function (name) {
@@ -391,7 +353,7 @@
     var x = a[sortKey], y = b[sortKey];
     // Grids without streets have no percentage: they go last whichever way the column is sorted.
     if (x == null || y == null) { return x == null ? (y == null ? 0 : 1) : -1; }
-    var order = NUMERIC[sortKey] ? x - y : String(x).localeCompare(String(y), lang === "zh" ? "zh-CN" : "en");
+    var order = NUMERIC[sortKey] ? x - y : String(x).localeCompare(String(y), G.lang() === "zh" ? "zh-CN" : "en");
     if (order === 0) { order = a.code < b.code ? -1 : (a.code > b.code ? 1 : 0); }
     return sortAscending ? order : -order;
   }
@@ -449,17 +411,17 @@
   // -- start -----------------------------------------------------------------------------------------------
 
   function loadStatic() {
-    getJSON("/api/v1/layers/districts").then(function (d) {
+    G.getJSON(config.api.districts).then(function (d) {
       layers.districts.addData(d);
       if (!selectedCode && d.features.length) { map.fitBounds(layers.districts.getBounds(), { animate: false }); }
     })
       .catch(function () { /* the outline is decoration; the coverage answers carry the content */ });
-    var grids = getJSON("/api/v1/layers/grids").then(function (d) {
+    var grids = G.getJSON(config.api.grids).then(function (d) {
       layers.grids.addData(d);
       P.counts.grids = d.features.length;
       bindGridPopups();
     });
-    var gaps = getJSON(API + "grid-gaps").then(function (d) {
+    var gaps = G.getJSON(config.api.grid_gaps).then(function (d) {
       P.lastGaps = d;
       layers.gaps.addData(d);
       P.counts.gaps = d.features.length;
@@ -473,24 +435,20 @@
     });
   }
 
-  function bboxParam(bounds) {
-    var west = Math.max(-180, bounds.getWest()), east = Math.min(180, bounds.getEast());
-    var south = Math.max(-90, bounds.getSouth()), north = Math.min(90, bounds.getNorth());
-    return [west, south, east, north].map(function (n) { return n.toFixed(6); }).join(",");
-  }
-
   /** The basemap streets and the points of the view; zoomed out too far, what is drawn stays as it is. */
   function loadView() {
     var bounds = map.getBounds();
-    if (map.getZoom() < config.dataMinZoom) { return; }
+    if (map.getZoom() < config.limits.data_min_zoom) { return; }
     if (view.bounds && view.bounds.contains(bounds) && !view.truncated) { return; }
     var padded = bounds.pad(0.25);
-    var bbox = bboxParam(padded);
+    var bbox = G.bbox(padded);
     if (view.controller) { view.controller.abort(); }
     view.controller = new AbortController();
     Promise.all([
-      getJSON("/api/v1/layers/streets?bbox=" + bbox + "&limit=" + config.streetLimit, view.controller.signal),
-      getJSON("/api/v1/layers/points?bbox=" + bbox + "&limit=" + config.pointLimit, view.controller.signal)
+      G.getJSON(config.api.streets + "?bbox=" + bbox + "&limit=" + config.limits.street_limit,
+                { signal: view.controller.signal }),
+      G.getJSON(config.api.points + "?bbox=" + bbox + "&limit=" + config.limits.point_limit,
+                { signal: view.controller.signal })
     ]).then(function (answers) {
       layers.streets.clearLayers();
       layers.streets.addData(answers[0]);
@@ -508,12 +466,12 @@
     view.timer = setTimeout(loadView, 250);
   }
 
-  /** Start from the state in the address (?radius=&kind=&mode=&lang=), so a view can be shared as a link. */
+  /** Start from the state in the address (?radius=&kind=&mode=; common.js reads &lang=), so a view can be shared
+   *  as a link. */
   function readAddress() {
     var q = new URLSearchParams(window.location.search);
-    if (q.get("lang") === "en" || q.get("lang") === "zh") { lang = q.get("lang"); }
     var radius = Number(q.get("radius"));
-    if (q.get("radius") && isFinite(radius) && radius > 0 && radius <= config.maxRadius) {
+    if (q.get("radius") && isFinite(radius) && radius > 0 && radius <= config.max_radius) {
       $("radius-number").value = String(radius);
       $("radius-range").value = String(radius);
     }
@@ -529,17 +487,12 @@
 
   function writeAddress(key) {
     var q = new URLSearchParams(key);
-    if (lang !== "zh") { q.append("lang", lang); }
+    if (G.lang() !== "zh") { q.append("lang", G.lang()); }
     window.history.replaceState(null, "", window.location.pathname + "?" + q.toString());
   }
 
-  P.start = function (leafletMap, pageConfig) {
-    // folium's viewport tag forbids pinch zoom; people who need 200 % must be able to zoom.
-    Array.prototype.forEach.call(document.querySelectorAll("meta[name=viewport]"), function (meta) {
-      meta.setAttribute("content", "width=device-width, initial-scale=1");
-    });
-    map = leafletMap;
-    config = pageConfig;
+  function start() {
+    map = G.createMap();
     P.map = map;
     makeLayers();
     bindForm();
@@ -549,9 +502,8 @@
     loadStatic();
     scheduleView();
     update();
-  };
-  P.zoomToGrid = function (code) { zoomToGrid(code); };
-  P.language = function () { return lang; };
+  }
 
   window.geoservicePlanner = P;
+  start();
 })();

@@ -1,0 +1,138 @@
+/* geoservice map pages: what the city map, the farmer finder and the planner do the same way. No third-party code.
+ *
+ * Loaded after Leaflet and before the page's own script. It reads the page's configuration (the JSON that
+ * page_base.html writes into <script id="page-config">) and offers, on window.geoservice:
+ *   config                       the page's configuration
+ *   t(key, vars), lang()         the page's messages in the current language ("{name}" filled from vars)
+ *   switchLanguage(), applyLanguage()   zh-CN ⇄ English, and relabelling every [data-i18n…] element in place
+ *   kindLabel(code), KIND_COLOURS, icon(symbol), kindSwatch(code)   the one set of kind colours and icons
+ *   getJSON(url, options)        fetch with errors as Error(description) from our {"code", "description"} shape
+ *   bbox(bounds)                 "minlon,minlat,maxlon,maxlat" for ?bbox= from Leaflet bounds
+ *   escapeHtml(text)
+ *   createMap()                  the Leaflet map in #map: start view, zoom limits, basemap, metric scale bar
+ */
+(function () {
+  "use strict";
+
+  var SPRITE = "/static/img/icons/sprite.svg";
+  // One colour per point kind: markers, clusters, search results and layer-control swatches all use these.
+  var KIND_COLOURS = {
+    kiosk: "#b03a2e", rest_station: "#1f618d", vendor_point: "#1e8449", melon_point: "#7d6608",
+    night_market: "#6c3483", job_board: "#a04000", parking: "#283747", toilet: "#0e6655"
+  };
+
+  var config = JSON.parse(document.getElementById("page-config").textContent);
+  var wanted = new URLSearchParams(window.location.search).get("lang");
+  var lang = wanted === "en" ? "en" : "zh";  // zh-CN first; ?lang=en opens the page in English
+  var kinds = {};
+  config.kinds.forEach(function (k) { kinds[k.code] = k; });
+  var pageMap = null;
+
+  // -- text ------------------------------------------------------------------------------------------------
+
+  function t(key, vars) {
+    var text = config.messages[lang][key];
+    if (text === undefined) { return key; }
+    Object.keys(vars || {}).forEach(function (name) { text = text.split("{" + name + "}").join(String(vars[name])); });
+    return text;
+  }
+
+  function kindLabel(code) { return kinds[code] ? kinds[code][lang] : code; }
+
+  function escapeHtml(text) {
+    return String(text == null ? "" : text).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+
+  function each(selector, fn) { Array.prototype.forEach.call(document.querySelectorAll(selector), fn); }
+
+  /* Relabel the document in the current language: text (data-i18n, with data-i18n-vars as JSON), aria-label
+     (data-i18n-aria), placeholder (data-i18n-placeholder) and kind labels (data-kind-label). */
+  function applyLanguage() {
+    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+    document.title = t("page_title");
+    each("[data-i18n]", function (el) {
+      el.textContent = t(el.getAttribute("data-i18n"), JSON.parse(el.getAttribute("data-i18n-vars") || "{}"));
+    });
+    each("[data-i18n-aria]", function (el) { el.setAttribute("aria-label", t(el.getAttribute("data-i18n-aria"))); });
+    each("[data-i18n-placeholder]", function (el) {
+      el.setAttribute("placeholder", t(el.getAttribute("data-i18n-placeholder")));
+    });
+    each("[data-kind-label]", function (el) { el.textContent = kindLabel(el.getAttribute("data-kind-label")); });
+    // The switch is written in the language it switches to.
+    each(".lang-switch", function (el) { el.setAttribute("lang", lang === "zh" ? "en" : "zh-CN"); });
+    if (pageMap && config.messages[lang].map_label) {
+      pageMap.getContainer().setAttribute("aria-label", t("map_label"));
+    }
+  }
+
+  function switchLanguage() {
+    lang = lang === "zh" ? "en" : "zh";
+    return lang;
+  }
+
+  // -- kinds: colours and icons ----------------------------------------------------------------------------
+
+  function icon(symbol, cls) {
+    return "<svg class=\"" + (cls || "icon") + "\" aria-hidden=\"true\" focusable=\"false\"><use href=\"" + SPRITE +
+      "#" + symbol + "\"></use></svg>";
+  }
+
+  function kindSwatch(code) {
+    return "<span class=\"kind-swatch\" style=\"--kind-colour: " + KIND_COLOURS[code] + "\">" + icon("kind-" + code) +
+      "</span>";
+  }
+
+  // -- the API ---------------------------------------------------------------------------------------------
+
+  /* GET url as JSON. A 4xx/5xx rejects with an Error whose message is the API's description (and .status,
+     .code); an unreachable server with error_network (and .network); an abort with the AbortError itself.
+     options: signal (an AbortSignal), notFoundIsNull (a 404 answers null: "there is none"). */
+  function getJSON(url, options) {
+    options = options || {};
+    return fetch(url, { headers: { Accept: "application/geo+json, application/json" }, signal: options.signal })
+      .then(function (response) {
+        if (response.ok) { return response.json(); }
+        if (options.notFoundIsNull && response.status === 404) { return null; }
+        return response.json().catch(function () { return {}; }).then(function (body) {
+          var error = new Error(body.description || response.status + " " + response.statusText);
+          error.status = response.status;
+          error.code = body.code;
+          throw error;
+        });
+      }, function (error) {
+        if (error && error.name === "AbortError") { throw error; }
+        var failed = new Error(t("error_network"));
+        failed.network = true;
+        throw failed;
+      });
+  }
+
+  function bbox(bounds) {
+    var west = Math.max(-180, bounds.getWest()), east = Math.min(180, bounds.getEast());
+    var south = Math.max(-90, bounds.getSouth()), north = Math.min(90, bounds.getNorth());
+    return [west, south, east, north].map(function (n) { return n.toFixed(6); }).join(",");
+  }
+
+  // -- the map ---------------------------------------------------------------------------------------------
+
+  function createMap() {
+    var view = config.map;
+    var map = L.map("map", {
+      center: view.center, zoom: view.zoom, minZoom: view.min_zoom, maxZoom: view.max_zoom,
+      preferCanvas: view.prefer_canvas
+    });
+    L.control.scale({ imperial: false }).addTo(map);
+    if (config.basemap) { L.tileLayer(config.basemap.url, config.basemap.options).addTo(map); }
+    if (config.messages[lang].map_label) { map.getContainer().setAttribute("role", "region"); }
+    pageMap = map;
+    return map;
+  }
+
+  window.geoservice = {
+    config: config, t: t, lang: function () { return lang; }, switchLanguage: switchLanguage,
+    applyLanguage: applyLanguage, kindLabel: kindLabel, KIND_COLOURS: KIND_COLOURS, icon: icon,
+    kindSwatch: kindSwatch, getJSON: getJSON, bbox: bbox, escapeHtml: escapeHtml, createMap: createMap
+  };
+}());
