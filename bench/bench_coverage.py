@@ -16,12 +16,14 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import geopandas as gpd
 
-from bench.common import bench_engine, city_arguments, machine, median_ms, write_section
-from geoservice import coverage, network
+from bench.common import BENCH_METRIC_CRS, bench_engine, city_arguments, machine, median_ms, write_section
+from geoservice import coverage, query
 
+uncovered_streets = partial(coverage.uncovered_streets, metric_crs=BENCH_METRIC_CRS)
 CASES = (  # (label, kinds, radius in metres)
     ("toilets, 300 m", ("toilet",), 300.0),
     ("kiosks, 200 m", ("kiosk",), 200.0),
@@ -31,13 +33,13 @@ CASES = (  # (label, kinds, radius in metres)
 
 def uncovered_m_by_geopandas(engine, *, kinds: tuple[str, ...], radius: float) -> float:
     """Total uncovered street length, the desktop-GIS way."""
-    kinds = kinds or coverage.check_kinds(None)
+    kinds = kinds or query.check_kinds(None)
     with engine.connect() as conn:
         streets = gpd.read_postgis("SELECT id, geom FROM street", conn, geom_col="geom")
         points = gpd.read_postgis("SELECT id, geom FROM point WHERE status = 'open' AND kind = ANY(%(kinds)s)",
                                   conn, geom_col="geom", params={"kinds": list(kinds)})
-    streets = streets.to_crs(network.DEFAULT_METRIC_CRS)
-    points = points.to_crs(network.DEFAULT_METRIC_CRS)
+    streets = streets.to_crs(BENCH_METRIC_CRS)
+    points = points.to_crs(BENCH_METRIC_CRS)
     circles = gpd.GeoDataFrame(geometry=points.buffer(radius, quad_segs=32), crs=points.crs)
     return float(gpd.overlay(streets, circles, how="difference", keep_geom_type=True).length.sum())
 
@@ -49,8 +51,8 @@ def main() -> None:
     rows = []
     for label, kinds, radius in CASES:
         with engine.connect() as conn:
-            ours = coverage.uncovered_streets(conn, kinds=kinds, radius_m=radius)["summary"]
-            ours_ms = median_ms(lambda: coverage.uncovered_streets(conn, kinds=kinds, radius_m=radius),  # noqa: B023
+            ours = uncovered_streets(conn, kinds=kinds, radius_m=radius)["summary"]
+            ours_ms = median_ms(lambda: uncovered_streets(conn, kinds=kinds, radius_m=radius),  # noqa: B023
                                 repeat=args.repeat)
         started = time.perf_counter()
         theirs_m = uncovered_m_by_geopandas(engine, kinds=kinds, radius=radius)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from bench.common import bench_engine, city_arguments, machine, median_ms, write_section
+from bench.common import BENCH_METRIC_CRS, bench_engine, city_arguments, machine, median_ms, write_section
 from geoservice import coverage, downloads
 
 RADIUS_M = 200.0
@@ -33,10 +33,11 @@ def main() -> None:
     args = parser.parse_args()
     engine, counts = bench_engine(blocks=args.blocks, points=args.points, name="geoservice_bench_downloads")
     with engine.connect() as conn:
-        query_ms = {"streets": median_ms(lambda: coverage.uncovered_streets(conn, radius_m=RADIUS_M), repeat=1),
-                    "grids": median_ms(lambda: coverage.grid_coverage(conn, radius_m=RADIUS_M), repeat=1)}
-        streets = coverage.uncovered_streets(conn, radius_m=RADIUS_M)
-        grids = coverage.grid_coverage(conn, radius_m=RADIUS_M)
+        city = {"radius_m": RADIUS_M, "metric_crs": BENCH_METRIC_CRS}
+        query_ms = {"streets": median_ms(lambda: coverage.uncovered_streets(conn, **city), repeat=1),
+                    "grids": median_ms(lambda: coverage.grid_coverage(conn, **city), repeat=1)}
+        streets = coverage.uncovered_streets(conn, radius_m=RADIUS_M, metric_crs=BENCH_METRIC_CRS)
+        grids = coverage.grid_coverage(conn, radius_m=RADIUS_M, metric_crs=BENCH_METRIC_CRS)
         rows = _rows("uncovered streets", lambda: json.dumps(streets, ensure_ascii=False).encode(), {
             fmt: (lambda fmt=fmt: downloads.uncovered_streets_file(streets, fmt=fmt))
             for fmt in downloads.DOWNLOAD_FORMATS}, args.repeat)

@@ -22,9 +22,9 @@ import pyogrio
 import sqlalchemy as sa
 from geoalchemy2.shape import from_shape
 
-from bench.common import ROOT, bench_database, city_arguments, machine, write_section
+from bench.common import BENCH_METRIC_CRS, ROOT, bench_database, city_arguments, machine, write_section
 from geoservice import models
-from geoservice.citygen import generate_city, scaled_spec
+from geoservice.citygen import CitySpec, generate_city, scaled_spec
 from geoservice.ingest import ImportOptions, import_file
 
 COLUMNS = ("name", "kind", "amenities", "address", "phone", "opening_hours", "season", "capacity", "occupancy",
@@ -58,7 +58,8 @@ def ours(engine, path: Path) -> tuple[float, int]:
     empty_points(engine)
     started = time.perf_counter()
     with engine.begin() as conn:
-        result = import_file(conn, "points", path, options=ImportOptions(replace=True))
+        result = import_file(conn, "points", path, options=ImportOptions(replace=True, city_center=CitySpec().center,
+                                                                         radius_km=60, metric_crs=BENCH_METRIC_CRS))
     return time.perf_counter() - started, result.written
 
 

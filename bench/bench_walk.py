@@ -16,8 +16,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from bench.common import bench_engine, city_arguments, machine, median_ms, write_section
-from geoservice import network
+from bench.common import BENCH_METRIC_CRS, bench_engine, city_arguments, machine, median_ms, write_section
+from geoservice import routing, spatial
 from geoservice.nearest import NearestQuery, nearest_points
 
 NEAREST_CANDIDATES = sa.text("""
@@ -29,11 +29,11 @@ WHOLE_CITY = (-180.0, -90.0, 180.0, 90.0)
 
 def routes_over(conn, spot: tuple[float, float], targets, *, bbox, limit: float) -> dict[int, float]:
     """Network distances from the snapped spot to the snapped targets, with the graph cut to ``bbox``."""
-    srid = network.metric_srid(conn, network.DEFAULT_METRIC_CRS)
-    start = network.snap_points(conn, [(0, *spot)], srid=srid)[0]
-    snapped = network.snap_points(conn, targets, srid=srid)
+    srid = spatial.metric_srid(conn, BENCH_METRIC_CRS)
+    start = routing.snap_points(conn, [(0, *spot)], srid=srid)[0]
+    snapped = routing.snap_points(conn, targets, srid=srid)
     reachable = list(enumerate(snapped.values(), start=2))
-    routes = network._network_routes(conn, start, reachable, bbox=bbox, srid=srid, limit=limit)  # noqa: SLF001
+    routes = routing._network_routes(conn, start, reachable, bbox=bbox, srid=srid, limit=limit)  # noqa: SLF001
     keys = {pid: snap.key for pid, snap in reachable}
     return {keys[pid]: route.distance_m for pid, route in routes.items()}
 
@@ -55,7 +55,7 @@ def main() -> None:
                                                                             "n": args.targets})] for s in spots}
 
         def small():
-            return [routes_over(conn, s, targets[s], bbox=network.box_around(*s, args.limit + 300), limit=args.limit)
+            return [routes_over(conn, s, targets[s], bbox=spatial.box_around(*s, args.limit + 300), limit=args.limit)
                     for s in spots]
 
         def whole():
@@ -67,7 +67,8 @@ def main() -> None:
         small_ms = median_ms(small, repeat=args.repeat) / len(spots)
         whole_ms = median_ms(whole, repeat=args.repeat) / len(spots)
         now = datetime(2026, 7, 3, 12)
-        api_ms = median_ms(lambda: [nearest_points(conn, NearestQuery(lon=x, lat=y, k=5, mode="walk"), now=now)
+        api_ms = median_ms(lambda: [nearest_points(conn, NearestQuery(lon=x, lat=y, k=5, mode="walk"), now=now,
+                                                   metric_crs=BENCH_METRIC_CRS)
                                     for x, y in spots], repeat=args.repeat) / len(spots)
     body = (
         f"Machine: {machine()}.\n\n"

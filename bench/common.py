@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from geoservice import db
-from geoservice.citygen import generate_city, scaled_spec
+from geoservice.citygen import CitySpec, generate_city, scaled_spec
 from geoservice.config import load_settings
+from geoservice.crs import metric_crs_for
 from geoservice.db.embedded import EmbeddedCluster
 from geoservice.demo import load_city
 
@@ -44,6 +45,10 @@ def bench_database(name: str):
     with engine.begin() as conn:
         db.upgrade(conn)
     return engine
+
+
+# The generated cities lie where the demo does; their metric CRS is chosen as the settings would choose it.
+BENCH_METRIC_CRS = metric_crs_for(*CitySpec().center)
 
 
 def bench_engine(*, blocks: int, points: int, name: str = "geoservice_bench"):

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
-from pyproj import Transformer
 from shapely.geometry import LineString, Point, Polygon, box
 
+from geoservice.crs import metric_crs_for, metric_transformer
 from geoservice.vocab import KIND_CODES
 
 # Index 0 is the westmost (southmost) line; the seeds' roads run through the middle of the city.
@@ -58,7 +58,6 @@ class CitySpec:
     district_code: str = "411002"
     district_name: str = "魏都区"
     center: tuple[float, float] = (113.826, 34.026)
-    metric_crs: str = "EPSG:4547"
     blocks_x: int = 48
     blocks_y: int = 40
     block_m: float = 200.0
@@ -114,8 +113,8 @@ class _Frame:
     """The local metric frame: lattice metres ↔ projected CRS ↔ WGS 84."""
 
     def __init__(self, spec: CitySpec) -> None:
-        self.to_metric = Transformer.from_crs("EPSG:4326", spec.metric_crs, always_xy=True)
-        self.to_wgs84 = Transformer.from_crs(spec.metric_crs, "EPSG:4326", always_xy=True)
+        # The city is laid out in metres in the zone chosen for its centre, as the settings would choose it.
+        self.to_metric, self.to_wgs84 = metric_transformer(metric_crs_for(*spec.center))
         cx, cy = self.to_metric.transform(*spec.center)
         self.x0 = cx - spec.width_m / 2
         self.y0 = cy - spec.height_m / 2

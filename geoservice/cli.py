@@ -91,7 +91,7 @@ def db_down(ctx: click.Context) -> None:
 @click.pass_context
 @_one_line_errors
 def db_status(ctx: click.Context) -> None:
-    """Say whether the database runs, where, and at which schema revision. Exit 1 when it is down."""
+    """Say whether the database runs, where, at which schema revision, and the metric CRS. Exit 1 when it is down."""
     settings = _settings(ctx)
     if not settings.database_url:
         status = EmbeddedCluster(settings).status()
@@ -105,6 +105,10 @@ def db_status(ctx: click.Context) -> None:
         current = db.current_revision(conn)
     engine.dispose()
     click.echo(f"schema revision {current or 'none'} (newest {db.head_revision()})")
+    crs = settings.metric_crs_report()
+    how = "chosen from the city centre" if crs["chosen_from_city_center"] else "configured"
+    click.echo(f"metric CRS {crs['code']} ({crs['name']}), {how}; "
+               f"scale error at the centre {crs['scale_error_pct']:+.3f} %")
 
 
 @db_group.command("upgrade")
@@ -158,13 +162,13 @@ def network_group() -> None:
 @_one_line_errors
 def network_rebuild(ctx: click.Context, tolerance: float, split: bool) -> None:
     """Split streets at intersections and recompute the routing topology (source/target nodes)."""
-    from geoservice import network
+    from geoservice.ingest.topology import rebuild_topology, split_at_intersections
 
     settings = _settings(ctx)
     engine = db.make_engine(db.database_url(settings))
     with engine.begin() as conn:
-        added = network.split_at_intersections(conn, tolerance_m=tolerance) if split else 0
-        counts = network.rebuild_topology(conn, tolerance_m=tolerance, metric_crs=settings.metric_crs)
+        added = split_at_intersections(conn, tolerance_m=tolerance) if split else 0
+        counts = rebuild_topology(conn, tolerance_m=tolerance, metric_crs=settings.metric_crs)
     engine.dispose()
     click.echo(f"network rebuilt: {counts['edges']} edges ({added} added by splitting), {counts['nodes']} nodes, "
                f"{counts['components']} connected parts, {counts['dead_ends']} dead ends, "

@@ -22,8 +22,11 @@ Settings (environment variable → meaning, default):
 ``GEOSERVICE_DB_NAME``
     Name of the database inside the embedded cluster. Default ``geoservice``.
 ``GEOSERVICE_METRIC_CRS``
-    Projected CRS for metric work (lengths, buffers). Default ``EPSG:4547`` (CGCS2000 / 3-degree
-    Gauss-Kruger CM 114E, right for Xuchang).
+    Projected CRS (``EPSG:<code>``, in metres) for metric work: lengths, buffers, snapping, coverage. Unset (the
+    default): chosen from ``GEOSERVICE_CITY_CENTER`` — the CGCS2000 3-degree Gauss-Kruger zone in China (EPSG:4547,
+    CM 114E, for Xuchang), the WGS 84 UTM zone elsewhere (see ``geoservice.crs.metric_crs_for``). A configured CRS
+    must hold the city centre in its area of use, else the settings are refused with the zone to use. Every
+    computation takes it from here; no module has a default of its own.
 ``GEOSERVICE_CITY_CENTER``
     ``lon,lat`` the maps open on. Default ``113.826,34.026`` (Weidu district, Xuchang).
 ``GEOSERVICE_CITY_RADIUS_KM``
@@ -58,7 +61,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from geoservice.errors import ConfigError
+from geoservice.crs import check_metric_crs, metric_crs_for, scale_error
+from geoservice.errors import ConfigError, InvalidParameter
 
 BASEMAPS = ("osm", "tianditu", "none")
 
@@ -73,7 +77,7 @@ class Settings:
     pg_os_user: str = "postgres"
     pg_bin: Path = field(default_factory=lambda: Path("/usr/lib/postgresql/15/bin"))
     db_name: str = "geoservice"
-    metric_crs: str = "EPSG:4547"
+    metric_crs: str | None = None
     city_center: tuple[float, float] = (113.826, 34.026)
     city_radius_km: float = 60.0
     basemap: str = "osm"
@@ -82,8 +86,11 @@ class Settings:
     sliver_area_m2: float = 1.0
     health_timeout: float = 3.0
     trusted_proxies: int = 0
+    metric_crs_chosen: bool = field(default=False, init=False, compare=False)
+    """True when ``metric_crs`` was chosen from the city centre rather than configured."""
 
     def __post_init__(self) -> None:
+        self._resolve_metric_crs()
         if self.basemap not in BASEMAPS:
             raise ConfigError(f"basemap must be one of {', '.join(BASEMAPS)}, got {self.basemap!r}")
         if self.basemap == "tianditu" and not self.tianditu_key:
@@ -95,8 +102,32 @@ class Settings:
         if not 0 < self.pg_port < 65536:
             raise ConfigError(f"pg_port must be between 1 and 65535, got {self.pg_port}")
 
+    def _resolve_metric_crs(self) -> None:
+        lon, lat = self.city_center
+        try:
+            if self.metric_crs is None:
+                object.__setattr__(self, "metric_crs", metric_crs_for(lon, lat))
+                object.__setattr__(self, "metric_crs_chosen", True)
+            else:
+                check_metric_crs(self.metric_crs, lon, lat, what="GEOSERVICE_CITY_CENTER")
+        except InvalidParameter as exc:
+            raise ConfigError(f"GEOSERVICE_METRIC_CRS: {exc}") from None
+
+    def metric_crs_report(self) -> dict:
+        """The metric CRS as ``/healthz`` and ``geoservice db status`` show it."""
+        from pyproj import CRS
+
+        return {"code": self.metric_crs, "name": CRS(self.metric_crs).name,
+                "chosen_from_city_center": self.metric_crs_chosen,
+                "scale_error_pct": round(100 * scale_error(self.metric_crs, *self.city_center), 4)}
+
     def replace(self, **changes: Any) -> Settings:
-        """Return a copy with ``changes`` applied (validated again)."""
+        """Return a copy with ``changes`` applied (validated again).
+
+        A metric CRS chosen from the city centre is chosen again for a new centre.
+        """
+        if self.metric_crs_chosen and "metric_crs" not in changes:
+            changes["metric_crs"] = None
         return dataclasses.replace(self, **changes)
 
 

@@ -7,87 +7,36 @@ of it (DESIGN.md, "Semantics of the queries"):
   computed exactly, segment by segment, as the stretch of each straight segment within the radius of each point
   (a quadratic in the position along the segment), not with polygonised buffers — exact, and cheap at any radius;
 - ``walk``: the part of the street reachable within the radius along the network from any point, from either end
-  of each edge (``geoservice.network.reachable_street_portions``).
+  of each edge (``geoservice.routing.reachable_street_portions``), access legs included.
 
 Both modes produce covered stretches as fractions along each street; one SQL part merges them, takes the gaps as
 the uncovered stretches, and cuts both out of the street (and to the bbox or district). Uncovered streets are the
 uncovered portions, aggregated per street name. The default radius is 500 m (GB 50180-2018: a 10-minute living
 circle is about a 500 m walk), 300 m when the only kind asked for is ``toilet``; every radius is a parameter. All
-lengths are metres in the metric CRS (within 0.001 % of geodesic lengths in Xuchang).
+lengths are metres in the city's metric CRS, which the caller passes from the settings (a zone chosen for the city:
+within 0.1 % of geodesic lengths; see ``geoservice.crs.metric_crs_for``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from geoservice import network
 from geoservice.errors import InvalidParameter, NotFound
-from geoservice.vocab import DEFAULT_RADIUS_M, KIND_CODES, TOILET_RADIUS_M
+from geoservice.query import check_bbox, check_kinds, check_mode, check_radius, open_point_sql
+from geoservice.routing import reachable_street_portions
+from geoservice.spatial import box_params, metric_srid, without_jit
 
-MODES = ("straight", "walk")
-MAX_RADIUS_M = 10_000.0
+_OPEN_POINT = open_point_sql("p")
+
 MIN_PORTION_M = 0.01
 """Uncovered pieces of a street shorter than this (floating-point crumbs) are not listed as features; they still
 count in the summary's lengths."""
 
-BBox = tuple[float, float, float, float]
-
-
 # -- validation --------------------------------------------------------------------------------------------
-
-def default_radius_m(kinds: Sequence[str] | None) -> float:
-    """The radius used when none is given: 300 m when only toilets are asked for, else 500 m."""
-    return TOILET_RADIUS_M if kinds is not None and tuple(dict.fromkeys(kinds)) == ("toilet",) else DEFAULT_RADIUS_M
-
-
-def check_kinds(kinds: Sequence[str] | None) -> tuple[str, ...]:
-    """The requested kinds, de-duplicated in order; all kinds when None or empty."""
-    if kinds is None:
-        return KIND_CODES
-    if isinstance(kinds, str):
-        raise InvalidParameter(f"kinds must be a list of kinds, not one string; allowed kinds: {', '.join(KIND_CODES)}")
-    unique = tuple(dict.fromkeys(kinds))
-    unknown = [k for k in unique if k not in KIND_CODES]
-    if unknown:
-        raise InvalidParameter(f"unknown kind {unknown[0]!r}; allowed kinds: {', '.join(KIND_CODES)}")
-    return unique or KIND_CODES
-
-
-def check_radius(radius_m: float | None, kinds: Sequence[str] | None) -> float:
-    """The radius in metres, or the default for ``kinds``; must be > 0 and at most 10 000."""
-    if radius_m is None:
-        return default_radius_m(kinds)
-    if isinstance(radius_m, bool) or not isinstance(radius_m, int | float) or not math.isfinite(radius_m) \
-            or not 0 < radius_m <= MAX_RADIUS_M:
-        raise InvalidParameter(f"radius must be a number of metres > 0 and at most {MAX_RADIUS_M:g}, got {radius_m!r}")
-    return float(radius_m)
-
-
-def check_mode(mode: str) -> str:
-    """``straight`` or ``walk``."""
-    if mode not in MODES:
-        raise InvalidParameter(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-    return mode
-
-
-def check_bbox(bbox: Sequence[float] | None) -> BBox | None:
-    """``(minlon, minlat, maxlon, maxlat)`` in WGS 84, or None."""
-    if bbox is None:
-        return None
-    values = tuple(bbox)
-    if len(values) != 4 or not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
-        raise InvalidParameter(f"bbox must be 4 numbers minlon,minlat,maxlon,maxlat, got {bbox!r}")
-    minx, miny, maxx, maxy = (float(v) for v in values)
-    if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
-        raise InvalidParameter("bbox must be minlon,minlat,maxlon,maxlat with -180 ≤ minlon < maxlon ≤ 180 and "
-                               f"-90 ≤ minlat < maxlat ≤ 90, got {bbox!r}")
-    return (minx, miny, maxx, maxy)
-
 
 def _check_district(conn: Connection, district: str | None) -> str | None:
     if district is None:
@@ -138,17 +87,17 @@ _AREA_STREETS = """
 # the metric CRS keeps those that reach each segment. A street wholly inside the circle of the point nearest to it
 # (the common case at large radii) is covered end to end without looking at any other point; that point is
 # projected on the spot, because joining it to ``centres`` would scan the whole CTE once per street.
-_STRAIGHT_SPANS = """
+_STRAIGHT_SPANS = f"""
     centres AS MATERIALIZED (
         SELECT p.id, ST_X(m.pm) AS cx, ST_Y(m.pm) AS cy, m.pm
         FROM point p CROSS JOIN LATERAL (SELECT ST_Transform(p.geom, :srid) AS pm) AS m
-        WHERE p.status = 'open' AND p.kind = ANY(CAST(:kinds AS text[]))
+        WHERE {_OPEN_POINT}
     ),
     wholly_covered AS MATERIALIZED (
         SELECT a.id FROM area_streets a
         CROSS JOIN LATERAL (
             SELECT ST_Transform(p.geom, :srid) AS pm FROM point p
-            WHERE p.status = 'open' AND p.kind = ANY(CAST(:kinds AS text[]))
+            WHERE {_OPEN_POINT}
             ORDER BY p.geom <-> ST_Centroid(a.geom) LIMIT 1
         ) AS nearest
         WHERE NOT ST_IsEmpty(a.gm) AND ST_DFullyWithin(a.full_m, nearest.pm, :radius)
@@ -163,7 +112,7 @@ _STRAIGHT_SPANS = """
                        AS dlon
         ) AS margin
         JOIN point p ON p.geom && ST_Expand(a.geom, margin.dlon, margin.dlat)
-        WHERE p.status = 'open' AND p.kind = ANY(CAST(:kinds AS text[])) AND NOT ST_IsEmpty(a.gm)
+        WHERE {_OPEN_POINT} AND NOT ST_IsEmpty(a.gm)
           AND a.id NOT IN (SELECT id FROM wholly_covered)
     ),
     segments AS MATERIALIZED (
@@ -195,7 +144,7 @@ _STRAIGHT_SPANS = """
     )
 """
 
-# Walk: the reachable stretches of each edge, computed by geoservice.network and handed in as arrays.
+# Walk: the reachable stretches of each edge, computed by geoservice.routing and handed in as arrays.
 _WALK_SPANS = """
     spans AS (
         SELECT * FROM unnest(CAST(:edge_ids AS bigint[]), CAST(:starts AS float8[]), CAST(:ends AS float8[]))
@@ -270,16 +219,16 @@ _GRIDS_TAIL = """
     FROM grid_m g LEFT JOIN per_grid p ON p.code = g.code
 """
 
-_POINTS_IN_GRIDS = sa.text("""
+_POINTS_IN_GRIDS = sa.text(f"""
     SELECT g.code, p.kind, count(*) AS n
     FROM grid g JOIN point p ON ST_Covers(g.geom, p.geom)
-    WHERE p.status = 'open' AND p.kind = ANY(CAST(:kinds AS text[]))
+    WHERE {_OPEN_POINT}
     GROUP BY g.code, p.kind
 """)
 
-_SOURCES = sa.text("""
+_SOURCES = sa.text(f"""
     SELECT ST_X(geom), ST_Y(geom) FROM point
-    WHERE status = 'open' AND kind = ANY(CAST(:kinds AS text[]))
+    WHERE {open_point_sql('point')}
     ORDER BY id
 """)
 
@@ -287,10 +236,6 @@ _AREA_BOX = sa.text(f"""
     WITH {_CLIP}
     SELECT ST_XMin(g), ST_YMin(g), ST_XMax(g), ST_YMax(g), ST_IsEmpty(g) FROM clip
 """)
-
-
-def _box_params(bbox: BBox | None) -> dict:
-    return dict(zip(("x0", "y0", "x1", "y1"), bbox if bbox is not None else (None,) * 4, strict=True))
 
 
 def _walk_params(conn: Connection, *, kinds: tuple[str, ...], radius: float, area: dict, srid: int,
@@ -303,7 +248,7 @@ def _walk_params(conn: Connection, *, kinds: tuple[str, ...], radius: float, are
             return {"edge_ids": [], "starts": [], "ends": []}
         box = (minx, miny, maxx, maxy)
     sources = [tuple(row) for row in conn.execute(_SOURCES, {"kinds": list(kinds)})]
-    reachable = network.reachable_street_portions(conn, sources=sources, radius_m=radius, bbox=box,
+    reachable = reachable_street_portions(conn, sources=sources, radius_m=radius, bbox=box,
                                                   metric_crs=metric_crs)
     spans = [(edge_id, a, b) for edge_id, intervals in reachable.items() for a, b in intervals]
     return {"edge_ids": [s[0] for s in spans], "starts": [s[1] for s in spans], "ends": [s[2] for s in spans]}
@@ -311,14 +256,14 @@ def _walk_params(conn: Connection, *, kinds: tuple[str, ...], radius: float, are
 
 def _cover_query(conn: Connection, *, tail: str, mode: str, kinds: tuple[str, ...], radius: float, area: dict,
                  metric_crs: str, extra: dict) -> list[sa.RowMapping]:
-    srid = network.metric_srid(conn, metric_crs)
+    srid = metric_srid(conn, metric_crs)
     params = {**area, **extra, "srid": srid, "radius": radius, "kinds": list(kinds)}
     if mode == "walk":
         params.update(_walk_params(conn, kinds=kinds, radius=radius, area=area, srid=srid, metric_crs=metric_crs))
         spans = _WALK_SPANS
     else:
         spans = _STRAIGHT_SPANS
-    with network.without_jit(conn):
+    with without_jit(conn):
         return conn.execute(sa.text(f"WITH {_CLIP}, {_AREA_STREETS}, {spans}, {_COVER} {tail}"),
                             params).mappings().all()
 
@@ -327,7 +272,7 @@ def _cover_query(conn: Connection, *, tail: str, mode: str, kinds: tuple[str, ..
 
 def uncovered_streets(conn: Connection, *, radius_m: float | None = None, kinds: Sequence[str] | None = None,
                       mode: str = "straight", bbox: Sequence[float] | None = None, district: str | None = None,
-                      metric_crs: str = network.DEFAULT_METRIC_CRS) -> dict:
+                      metric_crs: str) -> dict:
     """The street portions no qualifying point covers, with a summary.
 
     Args:
@@ -352,7 +297,7 @@ def uncovered_streets(conn: Connection, *, radius_m: float | None = None, kinds:
     kinds_ok = check_kinds(kinds)
     radius = check_radius(radius_m, kinds)
     check_mode(mode)
-    area = {**_box_params(check_bbox(bbox)), "district": _check_district(conn, district)}
+    area = {**box_params(check_bbox(bbox)), "district": _check_district(conn, district)}
     rows = _cover_query(conn, tail=_STREETS_TAIL, mode=mode, kinds=kinds_ok, radius=radius, area=area,
                         metric_crs=metric_crs, extra={"min_portion": MIN_PORTION_M})
     features, by_name = [], {}
@@ -376,7 +321,7 @@ def uncovered_streets(conn: Connection, *, radius_m: float | None = None, kinds:
 
 
 def grid_coverage(conn: Connection, *, radius_m: float | None = None, kinds: Sequence[str] | None = None,
-                  mode: str = "straight", metric_crs: str = network.DEFAULT_METRIC_CRS) -> list[dict]:
+                  mode: str = "straight", metric_crs: str) -> list[dict]:
     """Street coverage per unit grid, weakest first.
 
     Args:
@@ -398,7 +343,7 @@ def grid_coverage(conn: Connection, *, radius_m: float | None = None, kinds: Seq
     kinds_ok = check_kinds(kinds)
     radius = check_radius(radius_m, kinds)
     check_mode(mode)
-    area = {**_box_params(None), "district": None}
+    area = {**box_params(None), "district": None}
     rows = _cover_query(conn, tail=_GRIDS_TAIL, mode=mode, kinds=kinds_ok, radius=radius, area=area,
                         metric_crs=metric_crs, extra={})
     points: dict[str, dict[str, int]] = {}

@@ -21,10 +21,19 @@ from sqlalchemy.engine import Connection
 
 from geoservice import hours, navigation
 from geoservice.errors import InvalidParameter
-from geoservice.vocab import AMENITIES, AMENITY_CODES, KIND_CODES, POINT_KINDS
+from geoservice.query import (
+    MAX_DISTANCE_M,
+    MAX_K,
+    MODES,
+    RESPONSIBLE_COLUMNS,
+    check_kinds,
+    open_point_sql,
+    responsible_join,
+    rest_point_sql,
+)
+from geoservice.routing import WALK_SPEED_M_PER_MIN, walk_routes, walk_start
+from geoservice.vocab import AMENITIES, AMENITY_CODES, POINT_KINDS
 
-MODES = ("straight", "walk")
-MAX_K = 50
 # Without max_distance, a walking search looks this far (straight) for candidates: about 1 h on foot.
 DEFAULT_WALK_SEARCH_M = 5000.0
 CANDIDATE_CAP = 500
@@ -40,6 +49,7 @@ class NearestQuery:
     amenities: tuple[str, ...] = ()
     open_now: bool = False
     vacancy: bool = False
+    rest: bool = False
     k: int = 5
     max_distance_m: float | None = None
     mode: str = "straight"
@@ -47,16 +57,15 @@ class NearestQuery:
     def __post_init__(self) -> None:
         if not -180 <= self.lon <= 180 or not -90 <= self.lat <= 90:
             raise InvalidParameter("lon must be within -180..180 and lat within -90..90")
-        unknown = [k for k in self.kinds if k not in KIND_CODES]
-        if unknown:
-            raise InvalidParameter(f"unknown kind {unknown[0]!r}; allowed kinds: {', '.join(KIND_CODES)}")
+        check_kinds(self.kinds)
         unknown = [a for a in self.amenities if a not in AMENITY_CODES]
         if unknown:
             raise InvalidParameter(f"unknown amenity {unknown[0]!r}; allowed amenities: {', '.join(AMENITY_CODES)}")
         if not 1 <= self.k <= MAX_K:
             raise InvalidParameter(f"k must be between 1 and {MAX_K}, got {self.k}")
-        if self.max_distance_m is not None and not 0 < self.max_distance_m <= 100_000:
-            raise InvalidParameter(f"max_distance must be > 0 and at most 100000 m, got {self.max_distance_m}")
+        if self.max_distance_m is not None and not 0 < self.max_distance_m <= MAX_DISTANCE_M:
+            raise InvalidParameter(f"max_distance must be > 0 and at most {MAX_DISTANCE_M:g} m, "
+                                   f"got {self.max_distance_m}")
         if self.mode not in MODES:
             raise InvalidParameter(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
 
@@ -67,15 +76,15 @@ _BOUND_MARGIN_M = 1.0
 # The distance limit is applied after the index-ordered LIMIT, not inside it: inside, the planner prefers the
 # ST_DWithin index scan and reads every point in the disc (thousands in a big city) before sorting. Taking the
 # nearest `pool` and then dropping those beyond the limit gives the same rows.
-_CANDIDATES = sa.text("""
+_CANDIDATES = sa.text(f"""
     WITH spot AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography AS g)
     SELECT c.*, ST_Distance(c.geom::geography, spot.g) AS distance_m
     FROM spot, LATERAL (
         SELECT p.id, p.name, p.kind, p.amenities, p.address, p.phone, p.opening_hours, p.season, p.capacity,
                p.occupancy, p.status, p.geom, ST_X(p.geom) AS lon, ST_Y(p.geom) AS lat
         FROM point p
-        WHERE p.status = 'open'
-          AND (cardinality(CAST(:kinds AS text[])) = 0 OR p.kind = ANY(CAST(:kinds AS text[])))
+        WHERE {open_point_sql("p")}
+          AND (NOT :rest OR {rest_point_sql("p")})
           AND p.amenities @> CAST(:amenities AS text[])
           AND (NOT :vacancy OR ('overnight' = ANY(p.amenities) AND p.capacity > coalesce(p.occupancy, 0)))
         ORDER BY p.geom::geography <-> spot.g
@@ -85,19 +94,18 @@ _CANDIDATES = sa.text("""
     ORDER BY distance_m, c.id
 """)
 
-_RESPONSIBLE = sa.text("""
-    SELECT g.code AS grid_code, g.name AS grid_name, g.officer_name, g.officer_phone,
-           s.name AS squad_name, s.leader AS squad_leader, s.phone AS squad_phone
-    FROM grid g LEFT JOIN squad s ON s.id = g.squad_id
-    WHERE ST_Covers(g.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))
-    ORDER BY g.code LIMIT 1
+_RESPONSIBLE = sa.text(f"""
+    SELECT t.id, r.*
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:lons AS float8[]), CAST(:lats AS float8[])) AS t(id, lon, lat)
+    {responsible_join("ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326)")}
 """)
 
 
 def _candidates(conn: Connection, query: NearestQuery, *, within: float | None, pool: int) -> list[dict]:
     rows = conn.execute(_CANDIDATES, {
-        "lon": query.lon, "lat": query.lat, "kinds": list(query.kinds), "amenities": list(query.amenities),
-        "vacancy": query.vacancy, "within": within, "pool": pool,
+        "lon": query.lon, "lat": query.lat, "kinds": list(check_kinds(query.kinds)),
+        "amenities": list(query.amenities), "vacancy": query.vacancy, "rest": query.rest, "within": within,
+        "pool": pool,
     }).mappings().all()
     return [dict(r) for r in rows]
 
@@ -108,29 +116,46 @@ def _open_filter(rows: list[dict], now: datetime) -> list[dict]:
     return rows
 
 
-def nearest_points(conn: Connection, query: NearestQuery, *, now: datetime) -> dict:
+def nearest_points(conn: Connection, query: NearestQuery, *, now: datetime, metric_crs: str) -> dict:
     """The k nearest points answering ``query``, as a GeoJSON FeatureCollection ordered by distance.
 
     Args:
         conn: database connection.
         query: the validated question.
         now: the local time in the city's time zone (for ``open_now`` and the ``open_now`` property).
+        metric_crs: the city's metric CRS ("EPSG:<code>"), in which walking positions are snapped.
 
     Returns:
         A FeatureCollection; each feature carries distance_m (and walk_distance_m, walk_minutes, route in walk
-        mode), open_now, free places, the responsible grid and squad, and navigation links.
+        mode), open_now, free places, the responsible grid and squad, and navigation links. In walk mode, when
+        fewer than k points were reached, ``walk_search`` says why: the street the spot was placed on, how far
+        away, and whether that street is a separate piece of the network.
     """
     within = query.max_distance_m
+    extra = {}
     if query.mode == "walk":
         within = within or DEFAULT_WALK_SEARCH_M
-        chosen = _by_walking(conn, query, now=now, limit_m=within)
+        chosen = _by_walking(conn, query, now=now, limit_m=within, metric_crs=metric_crs)
+        if len(chosen) < query.k:
+            extra["walk_search"] = walk_start(conn, lon=query.lon, lat=query.lat, limit_m=within,
+                                              metric_crs=metric_crs, found=len(chosen), wanted=query.k)
     else:
         chosen = _by_straight_distance(conn, query, now=now, within=within)
-    features = [_feature(conn, query, row) for row in chosen]
-    return {"type": "FeatureCollection", "features": features,
+    responsible = _responsible(conn, chosen)
+    features = [_feature(query, row, responsible.get(row["id"])) for row in chosen]
+    return {"type": "FeatureCollection", "features": features, **extra,
             "query": {"lon": query.lon, "lat": query.lat, "mode": query.mode, "k": query.k,
                       "kinds": list(query.kinds), "amenities": list(query.amenities), "open_now": query.open_now,
-                      "vacancy": query.vacancy, "max_distance_m": query.max_distance_m}}
+                      "vacancy": query.vacancy, "rest": query.rest, "max_distance_m": query.max_distance_m}}
+
+
+def _responsible(conn: Connection, rows: Sequence[dict]) -> dict[int, dict]:
+    """The grid and squad at each point, by point id (points in no grid are absent)."""
+    if not rows:
+        return {}
+    found = conn.execute(_RESPONSIBLE, {"ids": [r["id"] for r in rows], "lons": [r["lon"] for r in rows],
+                                        "lats": [r["lat"] for r in rows]}).mappings()
+    return {r["id"]: {c: r[c] for c in RESPONSIBLE_COLUMNS} for r in found if r["grid_code"] is not None}
 
 
 def _fetch(conn: Connection, query: NearestQuery, *, now: datetime, within: float | None, pool: int,
@@ -155,13 +180,13 @@ def _by_straight_distance(conn: Connection, query: NearestQuery, *, now: datetim
     return _fetch(conn, query, now=now, within=bound, pool=CANDIDATE_CAP)[: query.k]
 
 
-def _by_walking(conn: Connection, query: NearestQuery, *, now: datetime, limit_m: float) -> list[dict]:
+def _by_walking(conn: Connection, query: NearestQuery, *, now: datetime, limit_m: float,
+                metric_crs: str) -> list[dict]:
     """The k points nearest by walking (access legs included), routed exactly (see the module docstring)."""
-    from geoservice.network import walk_routes
 
     def route(batch: Sequence[dict], limit: float) -> None:
         if batch:
-            routes.update(walk_routes(conn, lon=query.lon, lat=query.lat, max_distance_m=limit,
+            routes.update(walk_routes(conn, lon=query.lon, lat=query.lat, max_distance_m=limit, metric_crs=metric_crs,
                                       targets=[(r["id"], r["lon"], r["lat"]) for r in batch]))
 
     def settled(limit: float) -> list[float]:
@@ -203,10 +228,9 @@ def _first_limit(rows: Sequence[dict], *, k: int, ceiling: float) -> float:
     return min(max(2 * rows[k - 1]["distance_m"] + _BOUND_MARGIN_M, 300.0), ceiling)
 
 
-def _feature(conn: Connection, query: NearestQuery, row: dict) -> dict:
+def _feature(query: NearestQuery, row: dict, responsible: dict | None) -> dict:
     kinds = {t.code: t for t in POINT_KINDS}
     amenity_terms = {t.code: t for t in AMENITIES}
-    responsible = conn.execute(_RESPONSIBLE, {"lon": row["lon"], "lat": row["lat"]}).mappings().first()
     free = row["capacity"] - (row["occupancy"] or 0) if row["capacity"] is not None else None
     props = {
         "id": row["id"], "name": row["name"], "kind": row["kind"],
@@ -218,7 +242,7 @@ def _feature(conn: Connection, query: NearestQuery, row: dict) -> dict:
         "season": row["season"], "open_now": row["open_now"], "capacity": row["capacity"],
         "occupancy": row["occupancy"], "free_places": free,
         "distance_m": round(row["distance_m"], 1),
-        "grid": dict(responsible) if responsible else None,
+        "grid": responsible,
         "navigation": navigation.links(lon=row["lon"], lat=row["lat"], name=row["name"],
                                        origin=(query.lon, query.lat)),
     }
@@ -230,8 +254,6 @@ def _feature(conn: Connection, query: NearestQuery, row: dict) -> dict:
 
 def _walk_properties(walk, *, spot: tuple[float, float], point: tuple[float, float]) -> dict:
     """walk_distance_m and walk_minutes of the whole walk, its parts, and the route from the spot to the point."""
-    from geoservice.network import WALK_SPEED_M_PER_MIN
-
     total = _walk_total(walk)
     # The access legs are straight lines from the spot onto the street and from the street to the point.
     coordinates = [list(spot), *walk.geometry["coordinates"], list(point)]

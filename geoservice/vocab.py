@@ -69,12 +69,6 @@ POINT_STATUSES: tuple[str, ...] = ("open", "closed", "planned")
 KIND_CODES = tuple(t.code for t in POINT_KINDS)
 AMENITY_CODES = tuple(t.code for t in AMENITIES)
 
-# Default coverage radius in metres per kind (GB 50180-2018: a 10-minute living circle is about 500 m;
-# public toilets are expected closer).
-DEFAULT_RADIUS_M = 500.0
-TOILET_RADIUS_M = 300.0
-
-
 def label(code: str, lang: str = "zh") -> str:
     """The label of a kind or amenity code in ``lang`` ("zh" or "en"); the code itself if unknown."""
     for term in POINT_KINDS + AMENITIES:

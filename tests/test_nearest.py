@@ -4,6 +4,7 @@ Python logic, and the API's validation."""
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -15,6 +16,9 @@ from pyproj import Geod
 from geoservice import crs
 from geoservice.hours import is_open
 from geoservice.nearest import NearestQuery, nearest_points
+from tests.conftest import DEMO_METRIC_CRS
+
+nearest = partial(nearest_points, metric_crs=DEMO_METRIC_CRS)
 
 GEOD = Geod(ellps="WGS84")
 NOON = datetime(2026, 7, 3, 12, 0)  # a Friday in the melon season
@@ -35,7 +39,7 @@ def geodesic(lon, lat, point) -> float:
 @pytest.mark.parametrize(("lon", "lat"), SPOTS)
 @pytest.mark.parametrize("kinds", [(), ("kiosk",), ("toilet", "rest_station")])
 def test_straight_nearest_matches_geodesic_order(conn, lon, lat, kinds):
-    result = nearest_points(conn, NearestQuery(lon=lon, lat=lat, kinds=kinds, k=7), now=NOON)
+    result = nearest(conn, NearestQuery(lon=lon, lat=lat, kinds=kinds, k=7), now=NOON)
     candidates = [p for p in all_points(conn) if p["status"] == "open" and (not kinds or p["kind"] in kinds)]
     expected = sorted(candidates, key=lambda p: geodesic(lon, lat, p))[:7]
     got = result["features"]
@@ -49,13 +53,13 @@ def test_amenity_vacancy_and_open_now_filters(conn):
     evening = datetime(2026, 7, 3, 22, 30)
     query = NearestQuery(lon=spot[0], lat=spot[1], amenities=("drinking_water", "umbrella"), vacancy=False,
                          open_now=True, k=50)
-    got = [f["id"] for f in nearest_points(conn, query, now=evening)["features"]]
+    got = [f["id"] for f in nearest(conn, query, now=evening)["features"]]
     expected = [p for p in all_points(conn) if p["status"] == "open"
                 and {"drinking_water", "umbrella"} <= set(p["amenities"])
                 and is_open(p["opening_hours"], p["season"], evening)]
     expected = [p["id"] for p in sorted(expected, key=lambda p: geodesic(*spot, p))][:50]
     assert got == expected
-    vacancy = nearest_points(conn, NearestQuery(lon=spot[0], lat=spot[1], vacancy=True, k=50), now=NOON)
+    vacancy = nearest(conn, NearestQuery(lon=spot[0], lat=spot[1], vacancy=True, k=50), now=NOON)
     for feature in vacancy["features"]:
         props = feature["properties"]
         assert "overnight" in props["amenities"] and props["free_places"] > 0
@@ -66,13 +70,13 @@ def test_amenity_vacancy_and_open_now_filters(conn):
 
 def test_max_distance_limits_results(conn):
     spot = (113.826, 34.026)
-    result = nearest_points(conn, NearestQuery(lon=spot[0], lat=spot[1], k=50, max_distance_m=800), now=NOON)
+    result = nearest(conn, NearestQuery(lon=spot[0], lat=spot[1], k=50, max_distance_m=800), now=NOON)
     expected = [p for p in all_points(conn) if p["status"] == "open" and geodesic(*spot, p) <= 800]
     assert len(result["features"]) == len(expected)
 
 
 def test_result_carries_grid_squad_and_navigation(conn):
-    result = nearest_points(conn, NearestQuery(lon=113.826, lat=34.026, kinds=("kiosk",), k=1), now=NOON)
+    result = nearest(conn, NearestQuery(lon=113.826, lat=34.026, kinds=("kiosk",), k=1), now=NOON)
     props = result["features"][0]["properties"]
     lon, lat = result["features"][0]["geometry"]["coordinates"]
     grid = conn.execute(sa.text(
@@ -97,7 +101,7 @@ def test_result_carries_grid_squad_and_navigation(conn):
 @given(lon=st.floats(113.77, 113.88), lat=st.floats(33.99, 34.06),
        kind=st.sampled_from(["kiosk", "toilet", "vendor_point", "parking", "melon_point"]))
 def test_property_first_result_is_no_farther_than_any_point_of_the_kind(conn, lon, lat, kind):
-    result = nearest_points(conn, NearestQuery(lon=lon, lat=lat, kinds=(kind,), k=1), now=NOON)
+    result = nearest(conn, NearestQuery(lon=lon, lat=lat, kinds=(kind,), k=1), now=NOON)
     first = result["features"][0]["properties"]["distance_m"]
     others = [geodesic(lon, lat, p) for p in all_points(conn) if p["kind"] == kind and p["status"] == "open"]
     assert first <= min(others) + 0.1

@@ -1,8 +1,9 @@
 """The walking network against independent computations: networkx on the same street table, shapely, pyproj.
 
 The reference (``StreetGraph``) reads the streets' geometries, measures them on the WGS 84 ellipsoid with pyproj,
-snaps positions with shapely in the metric CRS (EPSG:4547) and splits edges at the snapped fractions before running
-Dijkstra in networkx. It shares no code with ``geoservice.network``.
+snaps positions with shapely in the demo city's metric CRS (EPSG:4547) and splits edges at the snapped fractions
+before running Dijkstra in networkx. It shares no code with ``geoservice.routing``, ``geoservice.service_area`` or
+``geoservice.ingest.topology``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import random
 from collections import defaultdict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from itertools import pairwise
 
 import networkx as nx
@@ -22,12 +24,21 @@ import sqlalchemy as sa
 from pyproj import Geod, Transformer
 from shapely.geometry import LineString, Point, shape
 
-from geoservice import network
+from geoservice import routing, service_area
+from geoservice.citygen import demo_spec
+from geoservice.crs import metric_crs_for
 from geoservice.errors import InvalidParameter, NotFound
+from geoservice.ingest import topology
 
 GEOD = Geod(ellps="WGS84")
-TO_METRIC = Transformer.from_crs("EPSG:4326", "EPSG:4547", always_xy=True)
-TO_WGS84 = Transformer.from_crs("EPSG:4547", "EPSG:4326", always_xy=True)
+# The demo city's metric CRS as the settings choose it (EPSG:4547); only the snapping of the reference uses it.
+METRIC_CRS = metric_crs_for(*demo_spec().center)
+TO_METRIC = Transformer.from_crs("EPSG:4326", METRIC_CRS, always_xy=True)
+walk_routes = partial(routing.walk_routes, metric_crs=METRIC_CRS)
+reachable_street_portions = partial(routing.reachable_street_portions, metric_crs=METRIC_CRS)
+service_area_of = partial(service_area.service_area, metric_crs=METRIC_CRS)
+rebuild_topology = partial(topology.rebuild_topology, metric_crs=METRIC_CRS)
+TO_WGS84 = Transformer.from_crs(METRIC_CRS, "EPSG:4326", always_xy=True)
 TOLERANCE_M = 0.5
 
 
@@ -101,10 +112,14 @@ class StreetGraph:
         return {name[1]: d for name, d in lengths.items() if isinstance(name, tuple) and name[0] == "target"}
 
     def reach(self, sources: Iterable[tuple[float, float]], radius: float) -> dict[int, list[tuple[float, float]]]:
-        """Per edge, the fractions within ``radius`` along the network of any snapped source (multi-source)."""
-        placed = {("source", n): self.snap(lon, lat)[:2] for n, (lon, lat) in enumerate(sources)}
-        g = self.graph(placed)
-        dist = nx.multi_source_dijkstra_path_length(g, list(placed), cutoff=radius)
+        """Per edge, the fractions within ``radius`` of any source, walking from the source onto its street (the
+        access leg counts) and then along the network."""
+        snaps = {("source", n): self.snap(lon, lat) for n, (lon, lat) in enumerate(sources)}
+        g = self.graph({key: snap[:2] for key, snap in snaps.items()})
+        # One directed super-source joined to each source by its access leg: a walk cannot pass through it.
+        walk = g.to_directed()
+        walk.add_weighted_edges_from((("start", key, snap[2]) for key, snap in snaps.items()), weight="weight")
+        dist = nx.single_source_dijkstra_path_length(walk, "start", cutoff=radius)
         reached: dict[int, list[tuple[float, float]]] = defaultdict(list)
         for _, _, data in g.edges(data=True):
             e = self.edges[data["edge"]]
@@ -148,7 +163,7 @@ def open_points(conn, kinds: tuple[str, ...] | None = None) -> list[tuple[int, f
     return [tuple(r) for r in rows if kinds is None or r[3] in kinds]
 
 
-def assert_routes_match(routes: dict[int, network.WalkRoute], expected: dict[int, float], limit: float) -> None:
+def assert_routes_match(routes: dict[int, routing.WalkRoute], expected: dict[int, float], limit: float) -> None:
     # Targets within half a metre of the limit may fall either way.
     clear = {k for k, d in expected.items() if d < limit - TOLERANCE_M}
     assert clear <= set(routes)
@@ -171,7 +186,7 @@ HAND_PICKED_SPOTS = [
 @pytest.mark.parametrize("spot", HAND_PICKED_SPOTS)
 def test_walk_distances_match_networkx(conn, streets, spot):
     targets = [(pid, lon, lat) for pid, lon, lat, _ in open_points(conn)][::4]
-    routes = network.walk_routes(conn, lon=spot[0], lat=spot[1], targets=targets, max_distance_m=3000)
+    routes = walk_routes(conn, lon=spot[0], lat=spot[1], targets=targets, max_distance_m=3000)
     expected = streets.walk_distances(spot, targets, cutoff=3000 + 10)
     assert_routes_match(routes, expected, 3000)
     assert routes or spot == (113.7900, 33.9950)
@@ -187,14 +202,14 @@ def test_walk_distances_match_networkx_at_random_spots(conn, streets):
         spot = (rng.uniform(minx, maxx), rng.uniform(miny, maxy))
         targets = rng.sample(points, 15)
         limit = rng.uniform(800, 4000)
-        routes = network.walk_routes(conn, lon=spot[0], lat=spot[1], targets=targets, max_distance_m=limit)
+        routes = walk_routes(conn, lon=spot[0], lat=spot[1], targets=targets, max_distance_m=limit)
         assert_routes_match(routes, streets.walk_distances(spot, targets, cutoff=limit + 10), limit)
 
 
 def test_route_geometry_runs_along_the_streets_between_the_snapped_positions(conn, streets):
     spot = (113.826, 34.026)
     targets = [(pid, lon, lat) for pid, lon, lat, _ in open_points(conn)][:40]
-    routes = network.walk_routes(conn, lon=spot[0], lat=spot[1], targets=targets, max_distance_m=4000)
+    routes = walk_routes(conn, lon=spot[0], lat=spot[1], targets=targets, max_distance_m=4000)
     assert len(routes) >= 5
     start = streets.position(*streets.snap(*spot)[:2])
     by_id = {t[0]: t for t in targets}
@@ -243,7 +258,7 @@ def test_spot_snaps_at_its_fraction_not_to_the_nearest_vertex(conn, streets):
     spot = offset_position(streets, a.id, 0.45, 5.0)
     target = offset_position(streets, b.id, 0.55, -5.0)
     assert streets.snap(*spot)[0] == a.id and streets.snap(*target)[0] == b.id
-    routes = network.walk_routes(conn, lon=spot[0], lat=spot[1], targets=[(7, *target)], max_distance_m=2000)
+    routes = walk_routes(conn, lon=spot[0], lat=spot[1], targets=[(7, *target)], max_distance_m=2000)
     at_fraction = 0.55 * a.length + 0.55 * b.length
     at_vertices = a.length + b.length
     assert routes[7].distance_m == pytest.approx(at_fraction, abs=TOLERANCE_M)
@@ -254,7 +269,7 @@ def test_spot_and_target_on_the_same_edge_walk_along_it(conn, streets):
     a, _ = two_adjacent_edges(streets)
     spot = offset_position(streets, a.id, 0.3, 6.0)
     target = offset_position(streets, a.id, 0.8, -6.0)
-    routes = network.walk_routes(conn, lon=spot[0], lat=spot[1], targets=[(1, *target), (2, *spot)],
+    routes = walk_routes(conn, lon=spot[0], lat=spot[1], targets=[(1, *target), (2, *spot)],
                                  max_distance_m=1000)
     assert routes[1].distance_m == pytest.approx(0.5 * a.length, abs=TOLERANCE_M)
     line = shape(routes[1].geometry)
@@ -269,12 +284,12 @@ def test_targets_beyond_the_limit_are_left_out(conn, streets):
     spot = (113.826, 34.026)
     targets = [(pid, lon, lat) for pid, lon, lat, _ in open_points(conn)]
     expected = streets.walk_distances(spot, targets, cutoff=800)
-    routes = network.walk_routes(conn, lon=spot[0], lat=spot[1], targets=targets, max_distance_m=800)
+    routes = walk_routes(conn, lon=spot[0], lat=spot[1], targets=targets, max_distance_m=800)
     assert_routes_match(routes, expected, 800)
     assert len(routes) < len(targets)
-    far = network.walk_routes(conn, lon=spot[0], lat=spot[1], targets=[(1, 113.60, 34.00)], max_distance_m=5000)
+    far = walk_routes(conn, lon=spot[0], lat=spot[1], targets=[(1, 113.60, 34.00)], max_distance_m=5000)
     assert far == {}
-    assert network.walk_routes(conn, lon=spot[0], lat=spot[1], targets=[], max_distance_m=5000) == {}
+    assert walk_routes(conn, lon=spot[0], lat=spot[1], targets=[], max_distance_m=5000) == {}
 
 
 # -- reachable street portions -----------------------------------------------------------------------------
@@ -283,7 +298,7 @@ def test_reachable_portions_match_networkx_multi_source_on_a_bbox(conn, streets)
     sources = [(lon, lat) for _, lon, lat, _ in open_points(conn)]
     bbox = (113.805, 34.005, 113.835, 34.035)
     radius = 400.0
-    got = network.reachable_street_portions(conn, sources=sources, radius_m=radius, bbox=bbox)
+    got = reachable_street_portions(conn, sources=sources, radius_m=radius, bbox=bbox)
     expected = streets.reach(sources, radius)
     inside = [e for e in streets.edges.values() if shapely.box(*bbox).contains(e.line)]
     assert len(inside) > 200
@@ -306,7 +321,7 @@ def test_reachable_portions_match_networkx_multi_source_on_a_bbox(conn, streets)
 ])
 def test_reachable_portions_of_the_whole_city_match_networkx(conn, streets, kinds, radius):
     sources = [(lon, lat) for _, lon, lat, _ in open_points(conn, kinds)]
-    got = network.reachable_street_portions(conn, sources=sources, radius_m=radius)
+    got = reachable_street_portions(conn, sources=sources, radius_m=radius)
     expected = streets.reach(sources, radius)
     assert set(got) == set(expected)
     total_got = sum(measure(v) * streets.edges[k].length for k, v in got.items())
@@ -319,7 +334,7 @@ def test_reachable_portions_of_the_whole_city_match_networkx(conn, streets, kind
 
 
 def test_no_sources_reach_nothing(conn):
-    assert network.reachable_street_portions(conn, sources=[], radius_m=500) == {}
+    assert reachable_street_portions(conn, sources=[], radius_m=500) == {}
 
 
 # -- service areas -----------------------------------------------------------------------------------------
@@ -331,7 +346,7 @@ def point_row(conn, point_id: int) -> tuple[float, float]:
 
 @pytest.mark.parametrize("radius", [300.0, 500.0, 1200.0])
 def test_straight_service_area_is_the_geodesic_circle(conn, radius):
-    feature = network.service_area(conn, point_id=1, radius_m=radius, mode="straight")
+    feature = service_area_of(conn, point_id=1, radius_m=radius, mode="straight")
     polygon = shape(feature["geometry"])
     area, _ = GEOD.geometry_area_perimeter(polygon)
     assert abs(area) == pytest.approx(math.pi * radius**2, rel=0.01)
@@ -345,12 +360,12 @@ def test_straight_service_area_is_the_geodesic_circle(conn, radius):
 @pytest.mark.parametrize("point_id", [1, 2, 10, 60])
 def test_walking_service_area_holds_the_reachable_streets_and_stays_in_the_circle(conn, streets, point_id):
     radius = 500.0
-    feature = network.service_area(conn, point_id=point_id, radius_m=radius, mode="walk")
+    feature = service_area_of(conn, point_id=point_id, radius_m=radius, mode="walk")
     polygon = shape(feature["geometry"])
     centre = point_row(conn, point_id)
     assert polygon.contains(Point(centre))
     _, _, offset = streets.snap(*centre)
-    band = network.SERVICE_AREA_BUFFER_M
+    band = service_area.SERVICE_AREA_BUFFER_M
     for ring in [polygon.exterior] if polygon.geom_type == "Polygon" else [p.exterior for p in polygon.geoms]:
         for x, y in ring.coords:
             assert geodesic_m(centre, (x, y)) <= radius + offset + band + 1.0
@@ -366,14 +381,14 @@ def test_walking_service_area_holds_the_reachable_streets_and_stays_in_the_circl
 
 def test_service_area_of_a_missing_point_is_not_found(conn):
     with pytest.raises(NotFound, match="999999"):
-        network.service_area(conn, point_id=999999, radius_m=500, mode="walk")
+        service_area_of(conn, point_id=999999, radius_m=500, mode="walk")
 
 
 # -- topology ----------------------------------------------------------------------------------------------
 
 def test_rebuild_topology_reproduces_the_generators_connectivity(conn):
     before = conn.execute(sa.text("SELECT id, source, target FROM street ORDER BY id")).all()
-    counts = network.rebuild_topology(conn)
+    counts = rebuild_topology(conn)
     after = conn.execute(sa.text("SELECT id, source, target FROM street ORDER BY id")).all()
     old_to_new: dict[int, int] = {}
     new_to_old: dict[int, int] = {}
@@ -391,7 +406,7 @@ def test_rebuild_topology_reproduces_the_generators_connectivity(conn):
         degree[t] += 1
     assert counts["dead_ends"] == sum(1 for d in degree.values() if d == 1)
     # Ids follow positions, so a second run changes nothing.
-    assert network.rebuild_topology(conn)["changed"] == 0
+    assert rebuild_topology(conn)["changed"] == 0
 
 
 def insert_street(conn, name: str, coords: list[tuple[float, float]]) -> int:
@@ -405,16 +420,16 @@ def test_rebuild_topology_joins_endpoints_within_the_tolerance(conn):
     insert_street(conn, "测试甲路", [(113.600, 34.000), (113.601, 34.000)])
     gap = 0.3 / (111_320 * math.cos(math.radians(34.0)))
     insert_street(conn, "测试乙路", [(113.601 + gap, 34.000), (113.602, 34.001)])
-    network.rebuild_topology(conn, tolerance_m=0.5)
+    rebuild_topology(conn, tolerance_m=0.5)
     ends = dict(conn.execute(sa.text("SELECT name, ARRAY[source, target] FROM street WHERE name LIKE '测试%'")).all())
     assert ends["测试甲路"][1] == ends["测试乙路"][0]
-    network.rebuild_topology(conn, tolerance_m=0.1)
+    rebuild_topology(conn, tolerance_m=0.1)
     ends = dict(conn.execute(sa.text("SELECT name, ARRAY[source, target] FROM street WHERE name LIKE '测试%'")).all())
     assert ends["测试甲路"][1] != ends["测试乙路"][0]
 
 
 def test_split_at_intersections_nodes_crossing_and_touching_lines(conn):
-    assert network.split_at_intersections(conn) == 0  # the demo city is noded already
+    assert topology.split_at_intersections(conn) == 0  # the demo city is noded already
     west, east = (113.600, 34.000), (113.604, 34.000)
     south, north = (113.602, 33.998), (113.602, 34.002)
     insert_street(conn, "测试东西路", [west, east])
@@ -422,7 +437,7 @@ def test_split_at_intersections_nodes_crossing_and_touching_lines(conn):
     insert_street(conn, "测试丁字巷", [(113.601, 34.000), (113.601, 33.999)])  # ends on the middle of 东西路
     lengths_before = dict(conn.execute(sa.text(
         "SELECT name, sum(length_m) FROM street WHERE name LIKE '测试%' GROUP BY name")).all())
-    assert network.split_at_intersections(conn) == 3
+    assert topology.split_at_intersections(conn) == 3
     pieces = dict(conn.execute(sa.text(
         "SELECT name, count(*) FROM street WHERE name LIKE '测试%' GROUP BY name")).all())
     assert pieces == {"测试东西路": 3, "测试南北路": 2, "测试丁字巷": 1}
@@ -430,20 +445,20 @@ def test_split_at_intersections_nodes_crossing_and_touching_lines(conn):
         "SELECT name, sum(length_m) FROM street WHERE name LIKE '测试%' GROUP BY name")).all())
     for name, length in lengths_before.items():
         assert lengths_after[name] == pytest.approx(length, abs=1e-3)
-    assert network.split_at_intersections(conn) == 0
+    assert topology.split_at_intersections(conn) == 0
     # Until the topology is rebuilt the split streets are not routable, and nothing snaps onto them.
-    snapped = network.snap_points(conn, [(1, *west), (2, *north)], srid=4547)
+    snapped = routing.snap_points(conn, [(1, *west), (2, *north)], srid=4547)
     names = conn.execute(sa.text("SELECT name FROM street WHERE id = ANY(:ids)"),
                          {"ids": [s.edge_id for s in snapped.values()]}).scalars().all()
     assert names and not any(name.startswith("测试") for name in names)
-    network.rebuild_topology(conn)
+    rebuild_topology(conn)
     degree = dict(conn.execute(sa.text("""
         SELECT node, count(*) FROM (SELECT source AS node FROM street WHERE name LIKE '测试%'
                                     UNION ALL SELECT target FROM street WHERE name LIKE '测试%') AS ends
         GROUP BY node""")).all())
     assert sorted(degree.values()) == [1, 1, 1, 1, 1, 3, 4]
     # The crossing is walkable now: west end → crossing → north end.
-    routes = network.walk_routes(conn, lon=west[0], lat=west[1], targets=[(1, *north)], max_distance_m=2000)
+    routes = walk_routes(conn, lon=west[0], lat=west[1], targets=[(1, *north)], max_distance_m=2000)
     expected = geodesic_m(west, (113.602, 34.000)) + geodesic_m((113.602, 34.000), north)
     assert routes[1].distance_m == pytest.approx(expected, abs=TOLERANCE_M)
 
@@ -451,27 +466,29 @@ def test_split_at_intersections_nodes_crossing_and_touching_lines(conn):
 # -- bad arguments -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("call", "message"), [
-    (lambda c: network.walk_routes(c, lon=200, lat=34, targets=[], max_distance_m=100), "lon must be between"),
-    (lambda c: network.walk_routes(c, lon=113.8, lat=95, targets=[], max_distance_m=100), "lat must be between"),
-    (lambda c: network.walk_routes(c, lon=113.8, lat=34, targets=[], max_distance_m=0),
-     "max_distance_m must be > 0 and at most 100000"),
-    (lambda c: network.walk_routes(c, lon=113.8, lat=34, targets=[], max_distance_m=float("nan")),
+    (lambda c: walk_routes(c, lon=200, lat=34, targets=[], max_distance_m=100), "lon must be between"),
+    (lambda c: walk_routes(c, lon=113.8, lat=95, targets=[], max_distance_m=100), "lat must be between"),
+    (lambda c: walk_routes(c, lon=113.8, lat=34, targets=[], max_distance_m=0),
+     "max_distance_m must be a number of metres > 0 and at most 100000"),
+    (lambda c: walk_routes(c, lon=113.8, lat=34, targets=[], max_distance_m=float("nan")),
      "max_distance_m must be a number"),
-    (lambda c: network.walk_routes(c, lon=113.8, lat=34, targets=[(1, 113.8, 34), (1, 113.9, 34)],
+    (lambda c: walk_routes(c, lon=113.8, lat=34, targets=[(1, 113.8, 34), (1, 113.9, 34)],
                                    max_distance_m=100), "unique"),
-    (lambda c: network.walk_routes(c, lon=113.8, lat=34, targets=[(1, 113.8)], max_distance_m=100),
+    (lambda c: walk_routes(c, lon=113.8, lat=34, targets=[(1, 113.8)], max_distance_m=100),
      r"\(id, lon, lat\)"),
-    (lambda c: network.walk_routes(c, lon=113.8, lat=34, targets=[], max_distance_m=100, metric_crs="EPSG:999999"),
+    (lambda c: walk_routes(c, lon=113.8, lat=34, targets=[], max_distance_m=100, metric_crs="EPSG:999999"),
      "not known"),
-    (lambda c: network.walk_routes(c, lon=113.8, lat=34, targets=[], max_distance_m=100, metric_crs="utm"),
+    (lambda c: walk_routes(c, lon=113.8, lat=34, targets=[], max_distance_m=100, metric_crs="utm"),
      "EPSG:<code>"),
-    (lambda c: network.service_area(c, point_id=1, radius_m=500, mode="drive"), "mode must be one of straight, walk"),
-    (lambda c: network.service_area(c, point_id=1, radius_m=0, mode="walk"), "radius_m must be > 0 and at most 10000"),
-    (lambda c: network.service_area(c, point_id=1, radius_m=20000, mode="walk"), "at most 10000"),
-    (lambda c: network.reachable_street_portions(c, sources=[(113.8, 34.0)], radius_m=-5), "radius_m must be > 0"),
-    (lambda c: network.reachable_street_portions(c, sources=[(300, 34.0)], radius_m=5), "source: lon"),
-    (lambda c: network.rebuild_topology(c, tolerance_m=-1), "tolerance_m must be a number of metres between 0"),
-    (lambda c: network.split_at_intersections(c, tolerance_m=1000), "between 0 and 100"),
+    (lambda c: service_area_of(c, point_id=1, radius_m=500, mode="drive"), "mode must be one of straight, walk"),
+    (lambda c: service_area_of(c, point_id=1, radius_m=0, mode="walk"),
+     "radius must be a number of metres > 0 and at most 10000"),
+    (lambda c: service_area_of(c, point_id=1, radius_m=20000, mode="walk"), "at most 10000"),
+    (lambda c: reachable_street_portions(c, sources=[(113.8, 34.0)], radius_m=-5),
+     "radius_m must be a number of metres > 0"),
+    (lambda c: reachable_street_portions(c, sources=[(300, 34.0)], radius_m=5), "source: lon"),
+    (lambda c: rebuild_topology(c, tolerance_m=-1), "tolerance_m must be a number of metres between 0"),
+    (lambda c: topology.split_at_intersections(c, tolerance_m=1000), "between 0 and 100"),
 ])
 def test_bad_arguments_say_what_is_allowed(conn, call, message):
     with pytest.raises(InvalidParameter, match=message):

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from geoservice import coverage
 from geoservice.results_cache import ResultsCache, data_version
+from tests.conftest import DEMO_METRIC_CRS
 
 CHANGES = [
     "INSERT INTO point (name, kind, geom) VALUES ('新岗亭', 'kiosk', ST_SetSRID(ST_MakePoint(113.83, 34.03), 4326))",
@@ -32,7 +33,7 @@ def test_every_change_to_the_data_gives_a_new_version(conn, statement):
 def test_reading_does_not_change_the_version(conn):
     before = data_version(conn)
     conn.execute(sa.text("SELECT count(*) FROM point"))
-    coverage.grid_coverage(conn, radius_m=300)
+    coverage.grid_coverage(conn, radius_m=300, metric_crs=DEMO_METRIC_CRS)
     assert data_version(conn) == before
 
 
@@ -97,7 +98,7 @@ def test_the_api_serves_kept_answers_until_the_data_changes(app, client, engine)
     try:
         after = client.get(url).get_json()
         with engine.connect() as reader:
-            expected = coverage.grid_coverage(reader, radius_m=200, kinds=["toilet"])
+            expected = coverage.grid_coverage(reader, radius_m=200, kinds=["toilet"], metric_crs=DEMO_METRIC_CRS)
         assert after["grids"] == expected != first["grids"]
         changed = next(g for g in after["grids"] if g["code"] == grid)
         before = next(g for g in first["grids"] if g["code"] == grid)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from geoservice import coverage, db, downloads, features, grids, health, hours, nearest, network
+from geoservice import coverage, db, downloads, features, grids, health, hours, nearest, query
 from geoservice.api import openapi
 from geoservice.params import (
     parse_bbox,
@@ -19,11 +19,10 @@ from geoservice.params import (
     parse_list,
     parse_lonlat,
 )
-from geoservice.vocab import AMENITY_CODES, DEFAULT_RADIUS_M, KIND_CODES, TOILET_RADIUS_M
+from geoservice.service_area import service_area as point_service_area
+from geoservice.vocab import AMENITY_CODES, KIND_CODES
 
 bp = Blueprint("api", __name__)
-MODES = ("straight", "walk")
-MAX_RADIUS_M = 10_000.0
 
 
 def _settings():
@@ -43,8 +42,9 @@ def healthz():
     try:
         report = health.probe(db.get_engine(), timeout_s=_settings().health_timeout)
     except health.Unreachable as exc:
-        return jsonify({"status": "unavailable", "database": {"reachable": False, "error": str(exc)}}), 503
-    return jsonify({"status": "ok", "database": report})
+        return jsonify({"status": "unavailable", "database": {"reachable": False, "error": str(exc)},
+                        "metric_crs": _settings().metric_crs_report()}), 503
+    return jsonify({"status": "ok", "database": report, "metric_crs": _settings().metric_crs_report()})
 
 
 @bp.get("/api/v1/layers/<layer>")
@@ -72,16 +72,18 @@ def nearest_points():
     openapi.check_known_params("/api/v1/nearest")
     args = request.args
     lon, lat = parse_lonlat(args.get("lon"), args.get("lat"))
-    query = nearest.NearestQuery(
+    question = nearest.NearestQuery(
         lon=lon, lat=lat, kinds=parse_list("kind", args.getlist("kind"), KIND_CODES),
         amenities=parse_list("amenity", args.getlist("amenity"), AMENITY_CODES),
         open_now=parse_bool("open_now", args.get("open_now")), vacancy=parse_bool("vacancy", args.get("vacancy")),
-        k=parse_int("k", args.get("k"), default=5, minimum=1, maximum=nearest.MAX_K),
-        max_distance_m=parse_float("max_distance", args.get("max_distance"), minimum=1, maximum=100_000),
-        mode=parse_choice("mode", args.get("mode"), MODES, default="straight"),
+        rest=parse_bool("rest", args.get("rest")),
+        k=parse_int("k", args.get("k"), default=5, minimum=1, maximum=query.MAX_K),
+        max_distance_m=parse_float("max_distance", args.get("max_distance"), minimum=0, maximum=query.MAX_DISTANCE_M),
+        mode=parse_choice("mode", args.get("mode"), query.MODES, default="straight"),
     )
     now = hours.local_now(_settings().timezone)
-    return _geojson(nearest.nearest_points(db.get_connection(), query, now=now))
+    return _geojson(nearest.nearest_points(db.get_connection(), question, now=now,
+                                           metric_crs=_settings().metric_crs))
 
 
 @bp.get("/api/v1/grids/at")
@@ -106,10 +108,10 @@ def grid_gaps():
 def _coverage_args() -> dict:
     args = request.args
     kinds = parse_list("kind", args.getlist("kind"), KIND_CODES)
-    default_radius = TOILET_RADIUS_M if kinds == ("toilet",) else DEFAULT_RADIUS_M
-    radius = parse_float("radius", args.get("radius"), default=default_radius, minimum=1, maximum=MAX_RADIUS_M)
+    radius = parse_float("radius", args.get("radius"), default=query.default_radius_m(kinds), minimum=0,
+                         maximum=query.MAX_RADIUS_M)
     return {"radius_m": radius, "kinds": kinds or None,
-            "mode": parse_choice("mode", args.get("mode"), MODES, default="straight")}
+            "mode": parse_choice("mode", args.get("mode"), query.MODES, default="straight")}
 
 
 @bp.get("/api/v1/coverage/streets")
@@ -143,9 +145,11 @@ def service_area(point_id: int):
     """The area reachable from a point within a radius."""
     openapi.check_known_params("/api/v1/points/{id}/service-area")
     args = request.args
-    radius = parse_float("radius", args.get("radius"), default=DEFAULT_RADIUS_M, minimum=1, maximum=MAX_RADIUS_M)
-    mode = parse_choice("mode", args.get("mode"), MODES, default="walk")
-    return _geojson(network.service_area(db.get_connection(), point_id=point_id, radius_m=radius, mode=mode))
+    radius = parse_float("radius", args.get("radius"), default=query.DEFAULT_RADIUS_M, minimum=0,
+                         maximum=query.MAX_RADIUS_M)
+    mode = parse_choice("mode", args.get("mode"), query.MODES, default="walk")
+    return _geojson(point_service_area(db.get_connection(), point_id=point_id, radius_m=radius, mode=mode,
+                                       metric_crs=_settings().metric_crs))
 
 
 @bp.get("/api/v1/openapi.json")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import request
 
-from geoservice import __version__
+from geoservice import __version__, query
 from geoservice.downloads import FORMATS
 from geoservice.errors import InvalidParameter
 from geoservice.vocab import AMENITY_CODES, KIND_CODES
@@ -39,8 +39,9 @@ LAT = _p("lat", "WGS 84 latitude of the spot, degrees", {"type": "number", "mini
 KIND = _p("kind", "point kind (repeat or comma-separate for several)", {"type": "string", "enum": list(KIND_CODES)},
           repeated=True)
 MODE = _p("mode", "straight = geodesic distance; walk = along the street network",
-          {"type": "string", "enum": ["straight", "walk"], "default": "straight"})
-RADIUS = _p("radius", "coverage radius in metres (default 500; 300 when kind is only toilet)", metres(10000))
+          {"type": "string", "enum": list(query.MODES), "default": "straight"})
+RADIUS = _p("radius", f"coverage radius in metres (default {query.DEFAULT_RADIUS_M:g}; {query.TOILET_RADIUS_M:g} "
+            "when kind is only toilet)", metres(query.MAX_RADIUS_M))
 BBOX = _p("bbox", "minlon,minlat,maxlon,maxlat (WGS 84)", {"type": "string"})
 DISTRICT = _p("district", "6-digit district code", {"type": "string", "pattern": "^[0-9]{6}$"})
 FEATURES = {"description": "GeoJSON", "content": {"application/geo+json": {"schema": {"type": "object"}}}}
@@ -57,15 +58,20 @@ PATHS: dict[str, dict] = {
                        "walk_minutes of the whole walk, its parts walk_network_m along the streets and walk_access_m "
                        "from the spot onto the street and off it to the point, and the route as a LineString), "
                        "open_now, free places, the grid and squad at the point, and Amap (GCJ-02) / Baidu "
-                       "(coord_type=wgs84) navigation links.",
+                       "(coord_type=wgs84) navigation links. In walk mode, when fewer than k points are reached, "
+                       "walk_search says why: the street the walk starts on, how far it is, and whether it is a "
+                       "separate piece of the street network.",
         "parameters": [
             LON, LAT, KIND,
             _p("amenity", "required amenity; all given are required", {"type": "string", "enum": list(AMENITY_CODES)},
                repeated=True),
             _p("open_now", "only points open now (Asia/Shanghai)", {"type": "boolean", "default": False}),
             _p("vacancy", "only points with free overnight places", {"type": "boolean", "default": False}),
-            _p("k", "how many points", {"type": "integer", "minimum": 1, "maximum": 50, "default": 5}),
-            _p("max_distance", "farthest distance in metres", metres(100000)),
+            _p("rest", "only rest points: open kiosks, rest stations, vendor and melon-farmer points offering "
+               f"at least one of {', '.join(query.REST_AMENITIES)} (the farmer finder's default)",
+               {"type": "boolean", "default": False}),
+            _p("k", "how many points", {"type": "integer", "minimum": 1, "maximum": query.MAX_K, "default": 5}),
+            _p("max_distance", "farthest distance in metres", metres(query.MAX_DISTANCE_M)),
             MODE,
         ],
         "responses": {"200": FEATURES},
@@ -110,8 +116,8 @@ PATHS: dict[str, dict] = {
         "description": "walk: along the street network (default); straight: a geodesic circle.",
         "parameters": [
             _p("id", "point id", {"type": "integer"}, required=True, where="path"),
-            _p("radius", "metres (default 500)", metres(10000)),
-            _p("mode", "walk (default) or straight", {"type": "string", "enum": ["straight", "walk"]}),
+            _p("radius", f"metres (default {query.DEFAULT_RADIUS_M:g})", metres(query.MAX_RADIUS_M)),
+            _p("mode", "walk (default) or straight", {"type": "string", "enum": list(query.MODES)}),
         ],
         "responses": {"200": FEATURES, "404": {"$ref": "#/components/responses/Error"}},
     },

@@ -18,11 +18,12 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from geoservice import network
+from geoservice.crs import check_metric_crs
 from geoservice.errors import InvalidParameter
 from geoservice.ingest.kinds import KindSpec, kind_spec
 from geoservice.ingest.load import LoadCounts, Progress, load_rows, stream_rows
 from geoservice.ingest.readers import SourceTable, StreamInfo, read_source, stream_batches, stream_info, to_wgs84
+from geoservice.ingest.topology import rebuild_topology, split_at_intersections
 from geoservice.ingest.validate import Context, Issue, explode_lines, validate
 
 REPORT_SUFFIXES = (".csv", ".json")
@@ -49,9 +50,10 @@ class ImportOptions:
     repair: bool = False
     skip_invalid: bool = False
     report: Path | None = None
-    city_center: tuple[float, float] = (113.826, 34.026)
-    radius_km: float = 60.0
-    metric_crs: str = network.DEFAULT_METRIC_CRS
+    # The city, from the settings (GEOSERVICE_CITY_CENTER, _CITY_RADIUS_KM, _METRIC_CRS): no defaults of their own.
+    city_center: tuple[float, float]
+    radius_km: float
+    metric_crs: str
     # Points/streets GeoPackage or GeoJSON files from this many features (and without ids) are read, validated
     # and copied batch by batch, so reading and checking overlap with the database's work.
     stream_from_rows: int = 200_000
@@ -124,11 +126,11 @@ def _rebuild_network(conn: Connection, spec: KindSpec, options: ImportOptions) -
     if spec.table != "street":
         return None
     # Imported streets are rarely noded: cut them where they meet, then number the routing nodes again.
-    added = network.split_at_intersections(conn)
-    return {**network.rebuild_topology(conn, metric_crs=options.metric_crs), "split_added": added}
+    added = split_at_intersections(conn)
+    return {**rebuild_topology(conn, metric_crs=options.metric_crs), "split_added": added}
 
 
-def import_file(conn: Connection, kind: str, path: str | Path, *, options: ImportOptions | None = None,
+def import_file(conn: Connection, kind: str, path: str | Path, *, options: ImportOptions,
                 progress: Progress | None = None) -> ImportResult:
     """Import ``path`` as ``kind`` in the caller's transaction; see the module docstring.
 
@@ -137,7 +139,7 @@ def import_file(conn: Connection, kind: str, path: str | Path, *, options: Impor
         kind: one of ``geoservice.ingest.KINDS`` (districts, subdistricts, communities, grids, squads, streets,
             points).
         path: GeoJSON, GeoPackage, Shapefile (.shp or .zip), CSV, XLSX or OSM PBF (streets, points).
-        options: see :class:`ImportOptions`.
+        options: see :class:`ImportOptions`; its city (centre, radius, metric CRS) comes from the settings.
         progress: called with (stage, done, total) while rows are written.
 
     Returns:
@@ -145,10 +147,12 @@ def import_file(conn: Connection, kind: str, path: str | Path, *, options: Impor
 
     Raises:
         ImportRejected: rows were rejected and ``options.skip_invalid`` is False; nothing was written.
-        InvalidParameter: the file cannot be read, its CRS is unknown, it lies outside the city, or the
-            database refused the rows.
+        InvalidParameter: the file cannot be read, its CRS is unknown, it lies outside the city, the metric CRS
+            is not meant for the city (the message names the right one), or the database refused the rows.
     """
-    options = options or ImportOptions()
+    # Rows farther than radius_km from the centre are refused below, so a CRS whose area of use holds the centre
+    # serves every row that gets in.
+    check_metric_crs(options.metric_crs, *options.city_center, what="the city centre")
     started = time.perf_counter()
     spec = kind_spec(kind)
     if options.report is not None and Path(options.report).suffix.lower() not in REPORT_SUFFIXES:

@@ -5,7 +5,7 @@ Read with pyrosm (which decodes the PBF and builds way geometries); this module 
 Streets: the ways of pyrosm's ``walking`` network (it drops ``foot=no``, ``access=private`` and the like) whose
 ``highway`` value is in :data:`WALKABLE_HIGHWAYS`, mapped to our street class. Motorways, ``corridor`` (indoors),
 ``elevator``, ``platform``, ``construction``/``proposed`` and unknown values are left out. Ways are not split at
-intersections here: the importer runs :func:`geoservice.network.split_at_intersections` and rebuilds the routing
+intersections here: the importer runs :func:`geoservice.ingest.topology.split_at_intersections` and rebuilds the routing
 topology after every street import.
 
 Points: the nodes and areas matching a row of :data:`POINT_TAGS` become points of its kind with its amenities,

@@ -1,0 +1,522 @@
+"""Walking at query time (pgRouting): snapping onto the streets, walking routes, the street portions reachable on foot.
+
+The street table is the graph: every row is an undirected edge between the routing nodes ``source`` and
+``target`` (kept by ``geoservice.ingest.topology``), costing its geodesic length ``length_m`` in either direction
+(people walk both ways along one-way streets).
+
+Snapping (DESIGN.md, "Semantics of the queries"). A spot is snapped onto its nearest street edge (nearest in
+metres) at its *fraction* along that edge — the position of the foot of the perpendicular, found with
+``ST_LineLocatePoint`` in the city's metric CRS — never onto the nearest vertex. Points of interest are snapped the
+same way. The network distance is the distance along the streets between the two snapped positions; the access legs
+from the spot onto the street and from the street to the point are given apart (``offset_m``) and added by the
+callers (``geoservice.nearest``). Network distances use pgRouting's *with points* functions, where a snapped
+position is a point ``(pid, edge_id, fraction)`` and is referred to by the negative id ``-pid``.
+
+Reachable portions. A street edge (u, v) of length L, reached at u at network distance du and at v at dv, is
+reachable within r on [0, r - du] from u and on [L - (r - dv), L] from v, plus the stretch within r of any source
+lying on the edge itself. All sources are searched together by one ``pgr_drivingDistance`` from a virtual
+super-source joined to both ends of each source's edge.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from geoservice.errors import InvalidParameter
+from geoservice.query import MAX_DISTANCE_M, MAX_RADIUS_M, BBox, check_lonlat, check_metres
+from geoservice.spatial import BOX_MARGIN_M, box_around, box_params, expand_box, metric_srid
+
+WALK_SPEED_M_PER_MIN = 75.0
+"""Walking speed: 4.5 km/h, an unhurried adult pace."""
+
+
+# pgRouting 3.4 drops points whose fraction is exactly 0 or 1 (they coincide with a vertex); nudging them inward
+# by 1e-9 of the edge moves them by well under a millimetre.
+_FRACTION_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class WalkRoute:
+    """A walking route from the snapped spot to a snapped target.
+
+    Attributes:
+        distance_m: network distance in metres between the two snapped positions.
+        minutes: walking time at :data:`WALK_SPEED_M_PER_MIN`.
+        geometry: GeoJSON LineString (WGS 84 lon/lat) along the streets, from the spot's snapped position to the
+            target's.
+        spot_offset_m: metres from the spot to its snapped position (not part of ``distance_m``).
+        target_offset_m: metres from the target's snapped position to the target (not part of ``distance_m``).
+    """
+
+    distance_m: float
+    minutes: float
+    geometry: dict
+    spot_offset_m: float = 0.0
+    target_offset_m: float = 0.0
+
+
+@dataclass(frozen=True)
+class Snap:
+    """Where a position lies on the street network.
+
+    Attributes:
+        key: the caller's id of the position.
+        edge_id: the street edge it was snapped onto (its nearest, in metres).
+        fraction: position along the edge from its first vertex, 0..1 (by length in the metric CRS).
+        source: routing node at fraction 0.
+        target: routing node at fraction 1.
+        length_m: the edge's length.
+        offset_m: distance from the position to the edge (not part of any walking distance).
+        inside: whether the edge touches the search box the snap was made for (always True without one).
+    """
+
+    key: int
+    edge_id: int
+    fraction: float
+    source: int
+    target: int
+    length_m: float
+    offset_m: float
+    inside: bool = True
+
+
+
+# -- snapping ----------------------------------------------------------------------------------------------
+
+# The nearest edge in metres: `<->` on lon/lat geometry ranks by degrees, which stretch east-west by 1/cos(lat),
+# so the metric nearest is among the edges within (degree distance of the degree-nearest) / cos(lat).
+_SNAP = sa.text("""
+    WITH spot AS (
+        SELECT t.key, ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326) AS g,
+               1.02 / greatest(cos(radians(abs(t.lat))), 0.01) AS stretch
+        FROM unnest(CAST(:keys AS bigint[]), CAST(:lons AS float8[]), CAST(:lats AS float8[])) AS t(key, lon, lat)
+    )
+    SELECT spot.key, e.id AS edge_id, e.source, e.target, e.length_m, leg.offset_m,
+           ST_LineLocatePoint(e.gm, e.pm) AS fraction,
+           (CAST(:x0 AS float8) IS NULL
+            OR e.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)) AS inside
+    FROM spot
+    CROSS JOIN LATERAL (
+        SELECT ST_Distance(s.geom, spot.g) AS d FROM street s
+        WHERE s.source IS NOT NULL AND s.target IS NOT NULL
+        ORDER BY s.geom <-> spot.g LIMIT 1
+    ) AS first
+    CROSS JOIN LATERAL (
+        SELECT s.id, s.source, s.target, s.length_m, s.geom, m.gm, m.pm
+        FROM street s
+        CROSS JOIN LATERAL (SELECT ST_Transform(s.geom, :srid) AS gm, ST_Transform(spot.g, :srid) AS pm) AS m
+        WHERE ST_DWithin(s.geom, spot.g, first.d * spot.stretch + 1e-9)
+          AND s.source IS NOT NULL AND s.target IS NOT NULL
+        ORDER BY ST_Distance(m.gm, m.pm), s.id
+        LIMIT 1
+    ) AS e
+    -- The access leg is measured on the spheroid, from the spot to the foot of the perpendicular.
+    CROSS JOIN LATERAL (
+        SELECT ST_Distance(ST_Transform(ST_ClosestPoint(e.gm, e.pm), 4326)::geography, spot.g::geography) AS offset_m
+    ) AS leg
+""")
+
+
+def snap_points(conn: Connection, positions: Sequence[tuple[int, float, float]], *, srid: int,
+                bbox: BBox | None = None) -> dict[int, Snap]:
+    """Snap each ``(key, lon, lat)`` onto its nearest routable street edge at its fraction along the edge.
+
+    Streets without ``source``/``target`` (not yet through :func:`rebuild_topology`) are not routable and ignored.
+
+    Args:
+        conn: database connection.
+        positions: the positions, keyed by the caller's ids.
+        srid: SRID of the metric CRS the distances and fractions are measured in.
+        bbox: optional lon/lat box; each snap says whether its edge touches it (``inside``).
+
+    Returns:
+        Snaps by key; empty when there are no streets at all.
+    """
+    if not positions:
+        return {}
+    keys, lons, lats = zip(*positions, strict=True)
+    rows = conn.execute(_SNAP, {"keys": list(keys), "lons": list(lons), "lats": list(lats), "srid": srid,
+                                **box_params(bbox)}).mappings()
+    return {r["key"]: Snap(key=r["key"], edge_id=r["edge_id"], fraction=r["fraction"], source=r["source"],
+                           target=r["target"], length_m=r["length_m"], offset_m=r["offset_m"], inside=r["inside"])
+            for r in rows}
+
+
+def _routing_fraction(fraction: float) -> float:
+    return min(max(fraction, _FRACTION_EPS), 1.0 - _FRACTION_EPS)
+
+
+# The graph and the points are handed to pgRouting as SQL text. Values never go into that text from Python: the
+# server quotes the bound parameters into it with format(%L).
+_EDGES_SQL = """
+    format('SELECT id, source, target, length_m AS cost, length_m AS reverse_cost FROM street
+            WHERE source IS NOT NULL AND target IS NOT NULL
+              AND (geom && ST_MakeEnvelope(%L::float8, %L::float8, %L::float8, %L::float8, 4326)
+                   OR id = ANY(%L::bigint[]))',
+           CAST(:x0 AS float8), CAST(:y0 AS float8), CAST(:x1 AS float8), CAST(:y1 AS float8),
+           CAST(:edge_ids AS bigint[]))
+"""
+_POINTS_SQL = """
+    format('SELECT pid, edge_id, fraction, %L::char AS side
+            FROM unnest(%L::bigint[], %L::bigint[], %L::float8[]) AS t(pid, edge_id, fraction)',
+           'b', CAST(:pids AS bigint[]), CAST(:pedges AS bigint[]), CAST(:pfractions AS float8[]))
+"""
+
+
+def _points_params(snaps: Sequence[tuple[int, Snap]]) -> dict:
+    """The points SQL parameters for ``(pid, snap)`` pairs, and the edges they lie on (always in the graph)."""
+    return {"pids": [pid for pid, _ in snaps], "pedges": [s.edge_id for _, s in snaps],
+            "pfractions": [_routing_fraction(s.fraction) for _, s in snaps],
+            "edge_ids": sorted({s.edge_id for _, s in snaps})}
+
+
+# -- walking routes ----------------------------------------------------------------------------------------
+
+# One-to-many with details: every step is (node, edge); a node is a routing vertex (> 0) or a point (-pid). The
+# step's piece of street runs from the node's position on the edge to the next node's; positions are fractions
+# in the metric CRS, so the pieces are cut there.
+_ROUTES = sa.text(f"""
+    WITH pts AS (
+        SELECT * FROM unnest(CAST(:pids AS bigint[]), CAST(:pfractions AS float8[])) AS t(pid, fraction)
+    ),
+    route AS (
+        SELECT r.end_pid, r.path_seq, r.node, r.edge, r.agg_cost,
+               lead(r.node) OVER (PARTITION BY r.end_pid ORDER BY r.path_seq) AS next_node
+        FROM pgr_withPoints({_EDGES_SQL}, {_POINTS_SQL}, CAST(:start AS bigint), CAST(:ends AS bigint[]),
+                            directed := false, driving_side := 'b', details := true) AS r
+    ),
+    totals AS (SELECT end_pid, max(agg_cost) AS distance_m FROM route GROUP BY end_pid),
+    steps AS (
+        SELECT r.end_pid, r.path_seq, s.geom,
+               CASE WHEN r.node < 0 THEN pa.fraction WHEN r.node = s.source THEN 0.0 ELSE 1.0 END AS fa,
+               CASE WHEN r.next_node < 0 THEN pb.fraction WHEN r.next_node = s.source THEN 0.0 ELSE 1.0 END AS fb
+        FROM route r
+        JOIN street s ON s.id = r.edge
+        LEFT JOIN pts pa ON pa.pid = -r.node
+        LEFT JOIN pts pb ON pb.pid = -r.next_node
+        WHERE r.next_node IS NOT NULL
+    ),
+    pieces AS (
+        SELECT end_pid, path_seq,
+               CASE WHEN fa <= fb THEN ST_LineSubstring(ST_Transform(geom, :srid), fa, fb)
+                    ELSE ST_Reverse(ST_LineSubstring(ST_Transform(geom, :srid), fb, fa)) END AS g
+        FROM steps
+        WHERE fa <> fb
+    )
+    SELECT t.end_pid, t.distance_m,
+           ST_AsGeoJSON(ST_Transform(ST_MakeLine(p.g ORDER BY p.path_seq), 4326), 7) AS geometry
+    FROM totals t LEFT JOIN pieces p ON p.end_pid = t.end_pid
+    WHERE t.distance_m <= :max_distance
+    GROUP BY t.end_pid, t.distance_m
+""")
+
+_ALONG_EDGE = sa.text("""
+    SELECT t.key, ST_AsGeoJSON(ST_Transform(
+               CASE WHEN t.fa <= t.fb THEN ST_LineSubstring(ST_Transform(s.geom, :srid), t.fa, t.fb)
+                    ELSE ST_Reverse(ST_LineSubstring(ST_Transform(s.geom, :srid), t.fb, t.fa)) END, 4326), 7)
+    FROM unnest(CAST(:keys AS bigint[]), CAST(:edges AS bigint[]), CAST(:fa AS float8[]), CAST(:fb AS float8[]))
+         AS t(key, edge_id, fa, fb)
+    JOIN street s ON s.id = t.edge_id
+""")
+
+_POSITION = sa.text("""
+    SELECT t.key, ST_X(q), ST_Y(q)
+    FROM unnest(CAST(:keys AS bigint[]), CAST(:edges AS bigint[]), CAST(:fractions AS float8[]))
+         AS t(key, edge_id, fraction)
+    JOIN street s ON s.id = t.edge_id
+    CROSS JOIN LATERAL ST_Transform(ST_LineInterpolatePoint(ST_Transform(s.geom, :srid), t.fraction), 4326) AS q
+""")
+
+
+def snapped_positions(conn: Connection, snaps: Sequence[Snap], *, srid: int) -> dict[int, tuple[float, float]]:
+    """The WGS 84 ``(lon, lat)`` of each snapped position, by the snap's key."""
+    rows = conn.execute(_POSITION, {"keys": [s.key for s in snaps], "edges": [s.edge_id for s in snaps],
+                                    "fractions": [s.fraction for s in snaps], "srid": srid})
+    return {key: (lon, lat) for key, lon, lat in rows}
+
+
+def _check_targets(targets: Sequence[tuple[int, float, float]]) -> None:
+    seen: set[int] = set()
+    for target in targets:
+        if len(target) != 3:
+            raise InvalidParameter(f"each target must be (id, lon, lat), got {target!r}")
+        key, lon, lat = target
+        if isinstance(key, bool) or not isinstance(key, int):
+            raise InvalidParameter(f"target id must be an integer, got {key!r}")
+        if key in seen:
+            raise InvalidParameter(f"target ids must be unique; {key} appears twice")
+        seen.add(key)
+        check_lonlat(lon, lat, what=f"target {key}")
+
+
+def walk_routes(conn: Connection, *, lon: float, lat: float, targets: Sequence[tuple[int, float, float]],
+                max_distance_m: float, metric_crs: str) -> dict[int, WalkRoute]:
+    """Walking routes from a spot to each target, along the streets.
+
+    The spot and every target are snapped onto their nearest street edge at their fraction along it (see the
+    module docstring); the distance is the network distance between the snapped positions. A target on the
+    spot's own edge may be reached directly along that edge. Only edges within ``max_distance_m`` of the spot
+    form the graph, which is exact: a walk of length d never leaves the disc of radius d.
+
+    Args:
+        conn: database connection.
+        lon: WGS 84 longitude of the spot.
+        lat: WGS 84 latitude of the spot.
+        targets: ``(id, lon, lat)`` of each target; ids unique.
+        max_distance_m: targets farther than this along the network are left out (0 < d ≤ 100 km).
+        metric_crs: projected CRS in which positions are snapped ("EPSG:<code>").
+
+    Returns:
+        Routes by target id, for the targets reachable within ``max_distance_m``.
+
+    Raises:
+        InvalidParameter: a bad position, target list or distance.
+    """
+    check_lonlat(lon, lat)
+    _check_targets(targets)
+    limit = check_metres("max_distance_m", max_distance_m, MAX_DISTANCE_M)
+    srid = metric_srid(conn, metric_crs)
+    if not targets:
+        return {}
+    spot = snap_points(conn, [(0, lon, lat)], srid=srid).get(0)
+    if spot is None:
+        return {}
+    bbox = box_around(lon, lat, limit + spot.offset_m + BOX_MARGIN_M)
+    snapped = snap_points(conn, targets, srid=srid, bbox=bbox)
+    # pid 1 is the spot; targets are 2, 3, … in the order given (their own ids may be anything).
+    pid_of = {key: n for n, key in enumerate((t[0] for t in targets), start=2)}
+    reachable = [(pid_of[key], snap) for key, snap in snapped.items() if snap.inside]
+    routes = _network_routes(conn, spot, reachable, bbox=bbox, srid=srid, limit=limit) if reachable else {}
+    routes.update(_along_own_edge(conn, spot, reachable, routes, srid=srid, limit=limit))
+    key_of = {pid: key for key, pid in pid_of.items()}
+    return {key_of[pid]: replace(route, spot_offset_m=spot.offset_m, target_offset_m=snapped[key_of[pid]].offset_m)
+            for pid, route in sorted(routes.items())}
+
+
+def _network_routes(conn: Connection, spot: Snap, reachable: list[tuple[int, Snap]], *, bbox: BBox, srid: int,
+                    limit: float) -> dict[int, WalkRoute]:
+    params = {**box_params(bbox), **_points_params([(1, spot), *reachable]), "start": -1,
+              "ends": [-pid for pid, _ in reachable], "srid": srid, "max_distance": limit}
+    routes = {}
+    for end_pid, distance, geometry in conn.execute(_ROUTES, params):
+        routes[-end_pid] = _route(distance, geometry)
+    return routes
+
+
+def _along_own_edge(conn: Connection, spot: Snap, reachable: list[tuple[int, Snap]], routes: dict[int, WalkRoute],
+                    *, srid: int, limit: float) -> dict[int, WalkRoute]:
+    """Targets on the spot's own edge: straight along it, when that is no longer than the network route.
+
+    It also covers a target snapped to the very position of the spot, for which pgRouting returns no path.
+    """
+    direct = {}
+    for pid, snap in reachable:
+        if snap.edge_id != spot.edge_id:
+            continue
+        distance = abs(snap.fraction - spot.fraction) * spot.length_m
+        known = routes.get(pid)
+        if distance <= limit and (known is None or distance <= known.distance_m):
+            direct[pid] = (distance, snap.fraction)
+    if not direct:
+        return {}
+    rows = conn.execute(_ALONG_EDGE, {"keys": list(direct), "edges": [spot.edge_id] * len(direct),
+                                      "fa": [spot.fraction] * len(direct), "fb": [f for _, f in direct.values()],
+                                      "srid": srid})
+    return {pid: _route(direct[pid][0], geometry) for pid, geometry in rows}
+
+
+def _route(distance: float, geometry: str | None) -> WalkRoute:
+    line = json.loads(geometry) if geometry else None
+    if line is None or line["type"] != "LineString":
+        # Zero length (the target snaps where the spot does): a degenerate line at that position.
+        position = line["coordinates"] if line and line["type"] == "Point" else None
+        line = {"type": "LineString", "coordinates": [position, position] if position else []}
+    return WalkRoute(distance_m=distance, minutes=distance / WALK_SPEED_M_PER_MIN, geometry=line)
+
+
+# -- why a walk found less than asked ---------------------------------------------------------------------------
+
+# The streets reachable from the spot's edge within the limit; the piece is closed (a separate part of the network)
+# when no street joins a reached node to one that was not reached.
+_PIECE = sa.text(f"""
+    WITH reached AS (
+        SELECT node FROM pgr_drivingDistance({_EDGES_SQL}, CAST(:start AS bigint), :limit, directed := false)
+    ),
+    edges AS (
+        SELECT s.length_m, s.source IN (SELECT node FROM reached) AS a, s.target IN (SELECT node FROM reached) AS b
+        FROM street s WHERE s.source IS NOT NULL AND s.target IS NOT NULL
+    )
+    SELECT coalesce(bool_and(a = b), true) AS closed,
+           coalesce(sum(length_m) FILTER (WHERE a AND b), 0) AS piece_m,
+           count(*) FILTER (WHERE NOT (a AND b)) AS elsewhere
+    FROM edges
+""")
+_STREET = sa.text("SELECT id, name, class FROM street WHERE id = :id")
+
+
+def walk_start(conn: Connection, *, lon: float, lat: float, limit_m: float, metric_crs: str, found: int,
+               wanted: int) -> dict:
+    """Where a walk from (lon, lat) starts, and why it may reach fewer points than wanted.
+
+    Returns:
+        ``street`` (id, name, class) the spot was placed on and ``distance_m`` to it (None without streets);
+        ``separate_piece``: that street belongs to a part of the network joined to no other street within
+        ``limit_m``, with ``piece_street_m`` metres of streets; ``searched_m``, ``found``, ``wanted`` and a
+        ``message`` saying it in a sentence.
+    """
+    srid = metric_srid(conn, metric_crs)
+    spot = snap_points(conn, [(0, lon, lat)], srid=srid).get(0)
+    report = {"street": None, "distance_m": None, "separate_piece": False, "piece_street_m": None,
+              "searched_m": limit_m, "found": found, "wanted": wanted}
+    if spot is None:
+        return {**report, "message": "there are no routable streets: walking distances cannot be computed"}
+    street = dict(conn.execute(_STREET, {"id": spot.edge_id}).mappings().one())
+    box = box_around(lon, lat, limit_m + spot.offset_m + BOX_MARGIN_M)
+    piece = conn.execute(_PIECE, {**box_params(box), "edge_ids": [spot.edge_id], "start": spot.source,
+                                  "limit": limit_m}).mappings().one()
+    separate = bool(piece["closed"]) and piece["elsewhere"] > 0
+    name = street["name"] or f"street {street['id']}"
+    report.update(street=street, distance_m=round(spot.offset_m, 1), separate_piece=separate,
+                  piece_street_m=round(piece["piece_m"], 1) if separate else None)
+    where = f"the walk starts on {name}, {spot.offset_m:.0f} m from the spot"
+    if separate:
+        why = (f"; it is a separate piece of the street network ({piece['piece_m']:.0f} m of streets joined to no "
+               "other street), so points elsewhere cannot be reached on foot along the streets")
+    else:
+        why = f"; {found} of {wanted} points asked for are within {limit_m:g} m on foot"
+    return {**report, "message": where + why}
+
+
+# -- reachable street portions -----------------------------------------------------------------------------
+
+Intervals = tuple[tuple[float, float], ...]
+
+_EDGES_IN_BOX = sa.text("""
+    SELECT id, source, target, length_m FROM street
+    WHERE source IS NOT NULL AND target IS NOT NULL
+      AND (CAST(:x0 AS float8) IS NULL OR geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326))
+""")
+
+# All sources at once: a virtual super-source joined to both ends of every source's edge, one way, at the cost of
+# walking from the source to that end; one driving-distance search from it gives every node its distance to the
+# nearest source. (pgr_withPointsDD with several start points and equicost := true returns wrong distances for some
+# nodes in pgRouting 3.4.2 — a node reached by one start is not relaxed from a nearer one — and equicost := false
+# searches once per source.) The super-source's id is one above every routing node's.
+_MULTI_SOURCE_DISTANCE = sa.text("""
+    WITH super AS (SELECT coalesce(max(greatest(source, target)), 0) + 1 AS id FROM street)
+    SELECT dd.node, dd.agg_cost
+    FROM super
+    CROSS JOIN LATERAL pgr_drivingDistance(
+        format('SELECT id, source, target, length_m AS cost, length_m AS reverse_cost FROM street
+                WHERE source IS NOT NULL AND target IS NOT NULL
+                  AND (geom && ST_MakeEnvelope(%L::float8, %L::float8, %L::float8, %L::float8, 4326)
+                       OR id = ANY(%L::bigint[]))
+                UNION ALL
+                SELECT -n, %L::bigint, node, cost, -1.0
+                FROM unnest(%L::bigint[], %L::float8[]) WITH ORDINALITY AS t(node, cost, n)',
+               CAST(:x0 AS float8), CAST(:y0 AS float8), CAST(:x1 AS float8), CAST(:y1 AS float8),
+               CAST(:edge_ids AS bigint[]), super.id, CAST(:ends AS bigint[]), CAST(:costs AS float8[])),
+        super.id, :radius, directed := true) AS dd
+    WHERE dd.node <> super.id
+""")
+
+
+def reachable_street_portions(conn: Connection, *, sources: Sequence[tuple[float, float]], radius_m: float,
+                              metric_crs: str, bbox: BBox | None = None) -> dict[int, Intervals]:
+    """The portion of every street edge within ``radius_m`` along the network from any of ``sources``.
+
+    Sources are snapped onto their nearest edges at their fractions; one multi-source driving-distance search
+    gives each routing node its distance to the nearest source, and each edge is reachable from either end as
+    far as the remaining radius allows, and around any source lying on it (see the module docstring).
+
+    Args:
+        conn: database connection.
+        sources: ``(lon, lat)`` of each source, e.g. every qualifying convenience point.
+        radius_m: walking radius in metres (0 < r ≤ 10 km).
+        bbox: optional ``(minlon, minlat, maxlon, maxlat)``: only edges touching it are returned, and only the
+            network within ``radius_m`` of it is searched. The parts inside the box are exact (a walk of length
+            r to a place never leaves the disc of radius r around it); parts of those edges outside it may be
+            under-reported.
+        metric_crs: projected CRS in which positions are snapped.
+
+    Returns:
+        Edge id → the reachable intervals of the edge, as sorted, disjoint ``(from, to)`` fractions of its length
+        from its first vertex. Edges with nothing reachable are absent.
+    """
+    radius = check_metres("radius_m", radius_m, MAX_RADIUS_M)
+    for lon, lat in sources:
+        check_lonlat(lon, lat, what="source")
+    srid = metric_srid(conn, metric_crs)
+    if not sources:
+        return {}
+    search = expand_box(bbox, radius + BOX_MARGIN_M) if bbox is not None else None
+    snaps = snap_points(conn, [(n, lon, lat) for n, (lon, lat) in enumerate(sources, start=1)], srid=srid,
+                        bbox=search)
+    portions = reachable_from_snaps(conn, [s for s in snaps.values() if s.inside], radius_m=radius, box=search)
+    if bbox is None:
+        return portions
+    touching = conn.execute(_EDGES_IN_BOX, box_params(bbox)).scalars().all()
+    return {edge_id: portions[edge_id] for edge_id in touching if edge_id in portions}
+
+
+def reachable_from_snaps(conn: Connection, snaps: Sequence[Snap], *, radius_m: float,
+                         box: BBox | None = None) -> dict[int, Intervals]:
+    """Reachable intervals of the edges touching ``box`` (all edges without one) from already snapped sources.
+
+    A source's walk starts with its access leg (``offset_m``, from the source onto its edge): it is counted, so a
+    source 40 m off the street reaches 40 m less along it.
+    """
+    if not snaps:
+        return {}
+    world = (-180.0, -90.0, 180.0, 90.0)
+    ends = [node for snap in snaps for node in (snap.source, snap.target)]
+    costs = [snap.offset_m + cost for snap in snaps
+             for cost in (snap.fraction * snap.length_m, (1 - snap.fraction) * snap.length_m)]
+    params = {**box_params(box or world), "edge_ids": sorted({s.edge_id for s in snaps}), "ends": ends,
+              "costs": costs, "radius": radius_m}
+    node_distance = dict(conn.execute(_MULTI_SOURCE_DISTANCE, params).all())
+    on_edge: dict[int, list[tuple[float, float]]] = {}
+    for snap in snaps:
+        on_edge.setdefault(snap.edge_id, []).append((snap.fraction, snap.offset_m))
+    portions = {}
+    for edge_id, source, target, length_m in conn.execute(_EDGES_IN_BOX, box_params(box)):
+        intervals = edge_reach(length_m, node_distance.get(source), node_distance.get(target),
+                               on_edge.get(edge_id, ()), radius_m)
+        if intervals:
+            portions[edge_id] = intervals
+    return portions
+
+
+def edge_reach(length_m: float, d_source: float | None, d_target: float | None,
+               sources_on_edge: Sequence[tuple[float, float]], radius_m: float) -> Intervals:
+    """The reachable intervals (fractions) of one edge, from its ends' network distances and the sources on it.
+
+    ``sources_on_edge`` are ``(fraction, access leg in metres)``.
+    """
+    raw = []
+    if d_source is not None and d_source < radius_m:
+        raw.append((0.0, min(1.0, (radius_m - d_source) / length_m)))
+    if d_target is not None and d_target < radius_m:
+        raw.append((max(0.0, 1.0 - (radius_m - d_target) / length_m), 1.0))
+    for fraction, offset_m in sources_on_edge:
+        if offset_m < radius_m:
+            reach = (radius_m - offset_m) / length_m
+            raw.append((max(0.0, fraction - reach), min(1.0, fraction + reach)))
+    return merge_intervals(raw)
+
+
+def merge_intervals(intervals: Sequence[tuple[float, float]]) -> Intervals:
+    """Sorted, disjoint union of closed intervals."""
+    merged: list[list[float]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return tuple((a, b) for a, b in merged)
+
