@@ -129,7 +129,9 @@ def nearest_points(conn: Connection, query: NearestQuery, *, now: datetime, metr
         A FeatureCollection; each feature carries distance_m (and walk_distance_m, walk_minutes, route in walk
         mode), open_now, free places, the responsible grid and squad, and navigation links. In walk mode, when
         fewer than k points were reached, ``walk_search`` says why: the street the spot was placed on, how far
-        away, and whether that street is a separate piece of the network.
+        away, and whether that street is a separate piece of the network — in which case the walk crosses
+        straight to the nearest street of the rest of the network (``rejoined``) and the search is made again
+        from there.
     """
     within = query.max_distance_m
     extra = {}
@@ -137,8 +139,8 @@ def nearest_points(conn: Connection, query: NearestQuery, *, now: datetime, metr
         within = within or DEFAULT_WALK_SEARCH_M
         chosen = _by_walking(conn, query, now=now, limit_m=within, metric_crs=metric_crs)
         if len(chosen) < query.k:
-            extra["walk_search"] = walk_start(conn, lon=query.lon, lat=query.lat, limit_m=within,
-                                              metric_crs=metric_crs, found=len(chosen), wanted=query.k)
+            chosen, extra["walk_search"] = _walk_search(conn, query, chosen, now=now, limit_m=within,
+                                                        metric_crs=metric_crs)
     else:
         chosen = _by_straight_distance(conn, query, now=now, within=within)
     responsible = _responsible(conn, chosen)
@@ -156,6 +158,49 @@ def _responsible(conn: Connection, rows: Sequence[dict]) -> dict[int, dict]:
     found = conn.execute(_RESPONSIBLE, {"ids": [r["id"] for r in rows], "lons": [r["lon"] for r in rows],
                                         "lats": [r["lat"] for r in rows]}).mappings()
     return {r["id"]: {c: r[c] for c in RESPONSIBLE_COLUMNS} for r in found if r["grid_code"] is not None}
+
+
+def _walk_search(conn: Connection, query: NearestQuery, chosen: list[dict], *, now: datetime, limit_m: float,
+                 metric_crs: str) -> tuple[list[dict], dict]:
+    """Fewer than k points were reached on foot: say why, and leave a separate piece of the network if that is it.
+
+    A spot whose street is joined to no other (a courtyard, a clipped lane) walks straight to the nearest street of
+    the rest of the network; the points reached from there join those reached on the piece itself.
+    """
+    start = walk_start(conn, lon=query.lon, lat=query.lat, limit_m=limit_m, metric_crs=metric_crs)
+    report = {"street": start.street, "distance_m": round(start.snap.offset_m, 1) if start.snap else None,
+              "separate_piece": start.separate_piece,
+              "piece_street_m": round(start.piece_street_m, 1) if start.separate_piece else None,
+              "rejoined": None, "searched_m": limit_m, "wanted": query.k}
+    if start.snap is None:
+        return chosen, {**report, "found": len(chosen),
+                        "message": "there are no routable streets: walking distances cannot be computed"}
+    name = _street_name(start.street)
+    message = f"the walk starts on {name}, {start.snap.offset_m:.0f} m from the spot"
+    if start.separate_piece:
+        message += (f"; {name} is a separate piece of the street network ({start.piece_street_m:.0f} m of streets "
+                    "joined to no other street)")
+        joined = walk_start(conn, lon=query.lon, lat=query.lat, limit_m=limit_m, metric_crs=metric_crs,
+                            avoid=start.piece_edges)
+        if joined.snap is not None and joined.snap.offset_m < limit_m:
+            more = _by_walking(conn, query, now=now, limit_m=limit_m, metric_crs=metric_crs,
+                               avoid=start.piece_edges)
+            best = {r["id"]: r for r in chosen}
+            for row in more:
+                if row["id"] not in best or _walk_total(row["walk"]) < _walk_total(best[row["id"]]["walk"]):
+                    best[row["id"]] = row
+            chosen = sorted(best.values(), key=lambda r: (_walk_total(r["walk"]), r["id"]))[: query.k]
+            report["rejoined"] = {"street": joined.street, "distance_m": round(joined.snap.offset_m, 1)}
+            message += (f"; to reach the rest, the walk crosses {joined.snap.offset_m:.0f} m straight to "
+                        f"{_street_name(joined.street)}")
+        else:
+            message += f", and no other street lies within {limit_m:g} m, so points elsewhere cannot be reached"
+    message += f"; {len(chosen)} of {query.k} points asked for are within {limit_m:g} m on foot"
+    return chosen, {**report, "found": len(chosen), "message": message}
+
+
+def _street_name(street: dict) -> str:
+    return street["name"] or f"street {street['id']}"
 
 
 def _fetch(conn: Connection, query: NearestQuery, *, now: datetime, within: float | None, pool: int,
@@ -180,13 +225,14 @@ def _by_straight_distance(conn: Connection, query: NearestQuery, *, now: datetim
     return _fetch(conn, query, now=now, within=bound, pool=CANDIDATE_CAP)[: query.k]
 
 
-def _by_walking(conn: Connection, query: NearestQuery, *, now: datetime, limit_m: float,
-                metric_crs: str) -> list[dict]:
+def _by_walking(conn: Connection, query: NearestQuery, *, now: datetime, limit_m: float, metric_crs: str,
+                avoid: Sequence[int] = ()) -> list[dict]:
     """The k points nearest by walking (access legs included), routed exactly (see the module docstring)."""
 
     def route(batch: Sequence[dict], limit: float) -> None:
         if batch:
-            routes.update(walk_routes(conn, lon=query.lon, lat=query.lat, max_distance_m=limit, metric_crs=metric_crs,
+            routes.update(walk_routes(conn, lon=query.lon, lat=query.lat, max_distance_m=limit,
+                                      metric_crs=metric_crs, avoid=avoid,
                                       targets=[(r["id"], r["lon"], r["lat"]) for r in batch]))
 
     def settled(limit: float) -> list[float]:

@@ -103,7 +103,7 @@ _SNAP = sa.text("""
     FROM spot
     CROSS JOIN LATERAL (
         SELECT ST_Distance(s.geom, spot.g) AS d FROM street s
-        WHERE s.source IS NOT NULL AND s.target IS NOT NULL
+        WHERE s.source IS NOT NULL AND s.target IS NOT NULL AND NOT s.id = ANY(CAST(:exclude AS bigint[]))
         ORDER BY s.geom <-> spot.g LIMIT 1
     ) AS first
     CROSS JOIN LATERAL (
@@ -111,7 +111,7 @@ _SNAP = sa.text("""
         FROM street s
         CROSS JOIN LATERAL (SELECT ST_Transform(s.geom, :srid) AS gm, ST_Transform(spot.g, :srid) AS pm) AS m
         WHERE ST_DWithin(s.geom, spot.g, first.d * spot.stretch + 1e-9)
-          AND s.source IS NOT NULL AND s.target IS NOT NULL
+          AND s.source IS NOT NULL AND s.target IS NOT NULL AND NOT s.id = ANY(CAST(:exclude AS bigint[]))
         ORDER BY ST_Distance(m.gm, m.pm), s.id
         LIMIT 1
     ) AS e
@@ -123,7 +123,7 @@ _SNAP = sa.text("""
 
 
 def snap_points(conn: Connection, positions: Sequence[tuple[int, float, float]], *, srid: int,
-                bbox: BBox | None = None) -> dict[int, Snap]:
+                bbox: BBox | None = None, exclude: Sequence[int] = ()) -> dict[int, Snap]:
     """Snap each ``(key, lon, lat)`` onto its nearest routable street edge at its fraction along the edge.
 
     Streets without ``source``/``target`` (not yet through :func:`rebuild_topology`) are not routable and ignored.
@@ -133,6 +133,7 @@ def snap_points(conn: Connection, positions: Sequence[tuple[int, float, float]],
         positions: the positions, keyed by the caller's ids.
         srid: SRID of the metric CRS the distances and fractions are measured in.
         bbox: optional lon/lat box; each snap says whether its edge touches it (``inside``).
+        exclude: street edges not to snap onto (a separate piece of the network the spot should leave).
 
     Returns:
         Snaps by key; empty when there are no streets at all.
@@ -141,7 +142,7 @@ def snap_points(conn: Connection, positions: Sequence[tuple[int, float, float]],
         return {}
     keys, lons, lats = zip(*positions, strict=True)
     rows = conn.execute(_SNAP, {"keys": list(keys), "lons": list(lons), "lats": list(lats), "srid": srid,
-                                **box_params(bbox)}).mappings()
+                                "exclude": list(exclude), **box_params(bbox)}).mappings()
     return {r["key"]: Snap(key=r["key"], edge_id=r["edge_id"], fraction=r["fraction"], source=r["source"],
                            target=r["target"], length_m=r["length_m"], offset_m=r["offset_m"], inside=r["inside"])
             for r in rows}
@@ -255,7 +256,7 @@ def _check_targets(targets: Sequence[tuple[int, float, float]]) -> None:
 
 
 def walk_routes(conn: Connection, *, lon: float, lat: float, targets: Sequence[tuple[int, float, float]],
-                max_distance_m: float, metric_crs: str) -> dict[int, WalkRoute]:
+                max_distance_m: float, metric_crs: str, avoid: Sequence[int] = ()) -> dict[int, WalkRoute]:
     """Walking routes from a spot to each target, along the streets.
 
     The spot and every target are snapped onto their nearest street edge at their fraction along it (see the
@@ -270,6 +271,8 @@ def walk_routes(conn: Connection, *, lon: float, lat: float, targets: Sequence[t
         targets: ``(id, lon, lat)`` of each target; ids unique.
         max_distance_m: targets farther than this along the network are left out (0 < d ≤ 100 km).
         metric_crs: projected CRS in which positions are snapped ("EPSG:<code>").
+        avoid: street edges the spot is not placed on (to leave a separate piece of the network, see
+            :func:`walk_start`); targets may still lie on them.
 
     Returns:
         Routes by target id, for the targets reachable within ``max_distance_m``.
@@ -283,7 +286,7 @@ def walk_routes(conn: Connection, *, lon: float, lat: float, targets: Sequence[t
     srid = metric_srid(conn, metric_crs)
     if not targets:
         return {}
-    spot = snap_points(conn, [(0, lon, lat)], srid=srid).get(0)
+    spot = snap_points(conn, [(0, lon, lat)], srid=srid, exclude=avoid).get(0)
     if spot is None:
         return {}
     bbox = box_around(lon, lat, limit + spot.offset_m + BOX_MARGIN_M)
@@ -348,48 +351,54 @@ _PIECE = sa.text(f"""
         SELECT node FROM pgr_drivingDistance({_EDGES_SQL}, CAST(:start AS bigint), :limit, directed := false)
     ),
     edges AS (
-        SELECT s.length_m, s.source IN (SELECT node FROM reached) AS a, s.target IN (SELECT node FROM reached) AS b
+        SELECT s.id, s.length_m,
+               s.source IN (SELECT node FROM reached) AS a, s.target IN (SELECT node FROM reached) AS b
         FROM street s WHERE s.source IS NOT NULL AND s.target IS NOT NULL
     )
     SELECT coalesce(bool_and(a = b), true) AS closed,
            coalesce(sum(length_m) FILTER (WHERE a AND b), 0) AS piece_m,
+           coalesce(array_agg(id) FILTER (WHERE a AND b), ARRAY[]::bigint[]) AS piece_edges,
            count(*) FILTER (WHERE NOT (a AND b)) AS elsewhere
     FROM edges
 """)
 _STREET = sa.text("SELECT id, name, class FROM street WHERE id = :id")
 
 
-def walk_start(conn: Connection, *, lon: float, lat: float, limit_m: float, metric_crs: str, found: int,
-               wanted: int) -> dict:
-    """Where a walk from (lon, lat) starts, and why it may reach fewer points than wanted.
+@dataclass(frozen=True)
+class WalkStart:
+    """Where a walk from a spot starts, and whether it can leave that part of the network.
 
-    Returns:
-        ``street`` (id, name, class) the spot was placed on and ``distance_m`` to it (None without streets);
-        ``separate_piece``: that street belongs to a part of the network joined to no other street within
-        ``limit_m``, with ``piece_street_m`` metres of streets; ``searched_m``, ``found``, ``wanted`` and a
-        ``message`` saying it in a sentence.
+    Attributes:
+        snap: the spot's position on its nearest street edge (None without routable streets).
+        street: ``id``, ``name`` and ``class`` of that edge.
+        separate_piece: the edge belongs to a part of the network that no street joins to the rest within the
+            search limit (a courtyard, a clipped lane).
+        piece_street_m: metres of streets in that part (None when it is not separate).
+        piece_edges: the street edges of that part (empty when it is not separate).
     """
+
+    snap: Snap | None
+    street: dict | None = None
+    separate_piece: bool = False
+    piece_street_m: float | None = None
+    piece_edges: tuple[int, ...] = ()
+
+
+def walk_start(conn: Connection, *, lon: float, lat: float, limit_m: float, metric_crs: str,
+               avoid: Sequence[int] = ()) -> WalkStart:
+    """Where a walk from (lon, lat) starts (avoiding the edges ``avoid``), and whether that is a separate piece."""
     srid = metric_srid(conn, metric_crs)
-    spot = snap_points(conn, [(0, lon, lat)], srid=srid).get(0)
-    report = {"street": None, "distance_m": None, "separate_piece": False, "piece_street_m": None,
-              "searched_m": limit_m, "found": found, "wanted": wanted}
+    spot = snap_points(conn, [(0, lon, lat)], srid=srid, exclude=avoid).get(0)
     if spot is None:
-        return {**report, "message": "there are no routable streets: walking distances cannot be computed"}
+        return WalkStart(snap=None)
     street = dict(conn.execute(_STREET, {"id": spot.edge_id}).mappings().one())
     box = box_around(lon, lat, limit_m + spot.offset_m + BOX_MARGIN_M)
     piece = conn.execute(_PIECE, {**box_params(box), "edge_ids": [spot.edge_id], "start": spot.source,
                                   "limit": limit_m}).mappings().one()
-    separate = bool(piece["closed"]) and piece["elsewhere"] > 0
-    name = street["name"] or f"street {street['id']}"
-    report.update(street=street, distance_m=round(spot.offset_m, 1), separate_piece=separate,
-                  piece_street_m=round(piece["piece_m"], 1) if separate else None)
-    where = f"the walk starts on {name}, {spot.offset_m:.0f} m from the spot"
-    if separate:
-        why = (f"; it is a separate piece of the street network ({piece['piece_m']:.0f} m of streets joined to no "
-               "other street), so points elsewhere cannot be reached on foot along the streets")
-    else:
-        why = f"; {found} of {wanted} points asked for are within {limit_m:g} m on foot"
-    return {**report, "message": where + why}
+    if not (piece["closed"] and piece["elsewhere"] > 0):
+        return WalkStart(snap=spot, street=street)
+    return WalkStart(snap=spot, street=street, separate_piece=True, piece_street_m=float(piece["piece_m"]),
+                     piece_edges=tuple(piece["piece_edges"]))
 
 
 # -- reachable street portions -----------------------------------------------------------------------------

@@ -71,31 +71,57 @@ def test_the_api_takes_rest_and_documents_it(client):
 
 # -- a walk that cannot reach anything says why ----------------------------------------------------------------
 
-# A lane 120 m long, 1.5 km east of the demo city's streets, joined to nothing.
-LANE = ((113.9300, 34.0300), (113.9313, 34.0300))
-
-
 @pytest.fixture()
-def lonely_lane(conn):
-    extent = conn.execute(sa.text("SELECT ST_XMax(ST_Extent(geom)) FROM street")).scalar_one()
-    assert LANE[0][0] > extent + 0.01  # really apart from the network
+def lonely_lane(conn) -> dict:
+    """A lane 120 m long, 1.4 km east of the demo city's easternmost street, joined to nothing; a spot 22 m north."""
+    east, y = conn.execute(sa.text(
+        "SELECT ST_XMax(ST_Extent(geom)), (ST_YMin(ST_Extent(geom)) + ST_YMax(ST_Extent(geom))) / 2 FROM street"
+    )).one()
+    lane = ((east + 0.015, y), (east + 0.0163, y))
     conn.execute(sa.text("INSERT INTO street (name, class, geom) VALUES ('孤巷', 'service', "
                          "ST_SetSRID(ST_MakeLine(ST_MakePoint(:x0, :y0), ST_MakePoint(:x1, :y1)), 4326))"),
-                 {"x0": LANE[0][0], "y0": LANE[0][1], "x1": LANE[1][0], "y1": LANE[1][1]})
+                 {"x0": lane[0][0], "y0": lane[0][1], "x1": lane[1][0], "y1": lane[1][1]})
     rebuild_topology(conn, metric_crs=DEMO_METRIC_CRS)
-    return GEOD.inv(*LANE[0], *LANE[1])[2]
+    spot = (east + 0.0156, y + 0.0002)
+    return {"lane": lane, "spot": spot, "length_m": GEOD.inv(*lane[0], *lane[1])[2],
+            "offset_m": GEOD.inv(*spot, spot[0], y)[2]}
 
 
-def test_a_spot_on_a_separate_piece_is_told_so(conn, lonely_lane):
-    spot = (113.9306, 34.0302)  # 22 m north of the lane
+def nearest_other_street_m(conn, spot) -> float:
+    """Geodesic distance from the spot to the nearest street that is not the lane (PostGIS geography)."""
+    return conn.execute(sa.text(
+        "SELECT min(ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint(:x, :y), 4326)::geography)) "
+        "FROM street WHERE name IS DISTINCT FROM '孤巷'"), {"x": spot[0], "y": spot[1]}).scalar_one()
+
+
+def test_a_spot_on_a_separate_piece_crosses_to_the_rest_of_the_network(conn, lonely_lane):
+    spot = lonely_lane["spot"]
     result = nearest(conn, NearestQuery(lon=spot[0], lat=spot[1], k=3, mode="walk"), now=NOON)
-    assert result["features"] == []
     search = result["walk_search"]
     assert search["street"]["name"] == "孤巷"
-    assert search["distance_m"] == pytest.approx(GEOD.inv(*spot, spot[0], LANE[0][1])[2], abs=0.5)
+    assert search["distance_m"] == pytest.approx(lonely_lane["offset_m"], abs=0.5)
     assert search["separate_piece"] is True
-    assert search["piece_street_m"] == pytest.approx(lonely_lane, abs=0.5)
-    assert "孤巷" in search["message"] and "separate piece" in search["message"]
+    assert search["piece_street_m"] == pytest.approx(lonely_lane["length_m"], abs=0.5)
+    crossing = nearest_other_street_m(conn, spot)
+    assert 1000 < crossing < 3000
+    assert search["rejoined"]["street"]["name"] != "孤巷"
+    assert search["rejoined"]["distance_m"] == pytest.approx(crossing, abs=0.5)
+    assert "separate piece" in search["message"] and "crosses" in search["message"]
+    # Found from the rest of the network, each walk starting with the crossing.
+    assert len(result["features"]) == 3
+    for feature in result["features"]:
+        props = feature["properties"]
+        assert props["walk_access_m"] >= crossing - 0.5
+        assert props["walk_distance_m"] >= props["distance_m"] - 0.5
+
+
+def test_a_separate_piece_with_nothing_in_reach_says_why_not(conn, lonely_lane):
+    spot = lonely_lane["spot"]
+    result = nearest(conn, NearestQuery(lon=spot[0], lat=spot[1], k=3, mode="walk", max_distance_m=800), now=NOON)
+    assert result["features"] == []
+    search = result["walk_search"]
+    assert search["separate_piece"] is True and search["rejoined"] is None and search["found"] == 0
+    assert "孤巷" in search["message"] and "cannot be reached" in search["message"]
 
 
 def test_a_spot_on_the_main_network_with_too_few_points_says_how_many(conn):
