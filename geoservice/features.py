@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from geoservice import hours
+from geoservice.catalogue import FEATURE_TABLES, POINT, Table
 from geoservice.errors import InvalidParameter
 from geoservice.params import BBox
 from geoservice.vocab import AMENITIES, POINT_KINDS
@@ -26,26 +27,18 @@ _POINT_GRID = """
         WHERE ST_Covers(g.geom, t.geom) ORDER BY g.code LIMIT 1
     ) r ON true
 """
-_POINT_PROPERTIES = (
-    "jsonb_build_object('id', t.id, 'name', t.name, 'kind', t.kind, 'amenities', t.amenities, "
-    "'address', t.address, 'phone', t.phone, 'opening_hours', t.opening_hours, "
-    "'season', t.season, 'capacity', t.capacity, 'occupancy', t.occupancy, 'status', t.status, "
-    "'grid_code', r.code, 'grid_name', r.name, 'squad', r.squad, 'squad_phone', r.squad_phone)"
-)
+_POINT_GRID_PROPERTIES = {"grid_code": "r.code", "grid_name": "r.name", "squad": "r.squad",
+                          "squad_phone": "r.squad_phone"}
 
-# layer → (table, properties SQL, joins). Properties are built in SQL so one query returns finished GeoJSON.
-LAYERS: dict[str, tuple[str, str, str]] = {
-    "districts": ("district", "jsonb_build_object('code', t.code, 'name', t.name)", ""),
-    "subdistricts": ("subdistrict", "jsonb_build_object('code', t.code, 'name', t.name)", ""),
-    "communities": ("community", "jsonb_build_object('code', t.code, 'name', t.name)", ""),
-    "grids": ("grid", "jsonb_build_object('code', t.code, 'name', t.name, 'area_m2', round(t.area_m2::numeric, 1), "
-                      "'officer_name', t.officer_name, 'officer_phone', t.officer_phone, "
-                      "'squad', (SELECT s.name FROM squad s WHERE s.id = t.squad_id), "
-                      "'squad_phone', (SELECT s.phone FROM squad s WHERE s.id = t.squad_id))", ""),
-    "streets": ("street", "jsonb_build_object('id', t.id, 'name', t.name, 'class', t.class, "
-                          "'length_m', round(t.length_m::numeric, 1))", ""),
-    "points": ("point", _POINT_PROPERTIES, _POINT_GRID),
-}
+
+def _properties_sql(table: Table, extra: dict[str, str] | None = None) -> str:
+    """The ``jsonb_build_object`` of what the layer carries (the catalogue's map properties), plus ``extra``."""
+    pairs = [(p.name, p.map_sql) for p in table.map_properties] + list((extra or {}).items())
+    return "jsonb_build_object(" + ", ".join(f"'{name}', {sql}" for name, sql in pairs) + ")"
+
+
+# Properties are built in SQL so one query returns finished GeoJSON; points add the grid and squad they lie in.
+_POINT_PROPERTIES = _properties_sql(POINT, _POINT_GRID_PROPERTIES)
 MAX_LIMIT = 100_000
 SEARCH_MAX_RESULTS = 50
 SEARCH_MAX_LENGTH = 100
@@ -57,7 +50,7 @@ def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None, 
 
     Args:
         conn: database connection.
-        layer: one of :data:`LAYERS`.
+        layer: the id of a table with a geometry (:data:`geoservice.catalogue.FEATURE_TABLES`).
         bbox: only features that meet this box (WGS 84).
         limit: at most this many features (lowest keys first); the collection then says ``truncated: true`` when
             more were there, so a map can ask the user to zoom in instead of loading a whole big city.
@@ -66,25 +59,30 @@ def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None, 
     Raises:
         InvalidParameter: an unknown layer or a limit out of range.
     """
-    if layer not in LAYERS:
-        raise InvalidParameter(f"layer must be one of {', '.join(LAYERS)}; got {layer!r}")
+    if layer not in FEATURE_TABLES:
+        raise InvalidParameter(f"layer must be one of {', '.join(FEATURE_TABLES)}; got {layer!r}")
     if limit is not None and not 1 <= limit <= MAX_LIMIT:
         raise InvalidParameter(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-    table, properties, joins = LAYERS[layer]
+    table = FEATURE_TABLES[layer]
     where = ""
     params: dict = {"limit": None if limit is None else limit + 1}
     if bbox is not None:
         # ST_Intersects, not bare &&: the index boxes are single precision and take in features up to ~1 m outside.
-        where = "WHERE ST_Intersects(geom, ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326))"
+        geometry = table.geometry
+        where = (f"WHERE ST_Intersects({geometry.column}, "
+                 f"ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, {geometry.srid}))")
         params.update(zip(("minx", "miny", "maxx", "maxy"), bbox, strict=True))
-    key = "id" if table in ("street", "point") else "code"
-    features = _features(conn, table=table, order=f"t.{key}", properties=properties, joins=joins,
-                         rows=f"SELECT * FROM {table} {where} ORDER BY {key} LIMIT :limit", params=params)
+    if table is POINT:
+        properties, joins = _POINT_PROPERTIES, _POINT_GRID
+    else:
+        properties, joins = _properties_sql(table), ""
+    features = _features(conn, table=table, order=f"t.{table.key}", properties=properties, joins=joins,
+                         rows=f"SELECT * FROM {table.name} {where} ORDER BY {table.key} LIMIT :limit", params=params)
     collection: dict = {"type": "FeatureCollection", "features": features}
     if limit is not None:
         collection["truncated"] = len(features) > limit
         del features[limit:]
-    if layer == "points":
+    if table is POINT:
         _add_point_fields(features, now)
     return collection
 
@@ -112,20 +110,19 @@ def search_points(conn: Connection, text: str, *, limit: int = 10, now: datetime
     rows = (f"SELECT *, {rank} AS rank FROM point WHERE name ILIKE :pattern OR address ILIKE :pattern "
             "ORDER BY rank, id LIMIT :limit")
     params = {"needle": needle, "pattern": pattern, "prefix": pattern[1:], "limit": limit}
-    features = _features(conn, table="point", order="t.rank, t.id", properties=_POINT_PROPERTIES, joins=_POINT_GRID,
+    features = _features(conn, table=POINT, order="t.rank, t.id", properties=_POINT_PROPERTIES, joins=_POINT_GRID,
                          rows=rows, params=params)
     _add_point_fields(features, now)
     return {"type": "FeatureCollection", "features": features, "query": {"q": needle, "limit": limit}}
 
 
-def _features(conn: Connection, *, table: str, order: str, properties: str, joins: str, rows: str,
+def _features(conn: Connection, *, table: Table, order: str, properties: str, joins: str, rows: str,
               params: dict) -> list[dict]:
-    """GeoJSON features of the ``rows`` subquery (aliased ``t``), in ``order``."""
-    feature_id = "t.id" if table in ("street", "point") else "t.code"
+    """GeoJSON features of the ``rows`` subquery (aliased ``t``, rows of ``table``), in ``order``."""
     query = sa.text(f"""
         SELECT coalesce(jsonb_agg(jsonb_build_object(
-                   'type', 'Feature', 'id', {feature_id},
-                   'geometry', ST_AsGeoJSON(t.geom, 7)::jsonb,
+                   'type', 'Feature', 'id', t.{table.key},
+                   'geometry', ST_AsGeoJSON(t.{table.geometry.column}, 7)::jsonb,
                    'properties', {properties}) ORDER BY {order}), '[]'::jsonb)::text
         FROM ({rows}) t {joins}
     """)

@@ -3,8 +3,9 @@
 Formats: ``.gpkg`` (layer named after the kind), ``.geojson``/``.json``, ``.shp`` (UTF-8, with ``.cpg``; dBASE
 cuts column names to 10 characters, which the importer recognises), ``.zip`` (a zipped Shapefile), ``.csv`` and
 ``.xlsx`` (geometry as full-precision WKT in a ``wkt`` column). Amenities are written as ``a;b;c``. Columns are
-the database's, plus the derived ones for the reader's benefit (``area_m2`` of grids, ``length_m``/``source``/
-``target`` of streets), which an import ignores. Squads have no geometry: CSV, XLSX, GeoJSON or GeoPackage.
+the catalogue's file properties: the database's columns an import reads, then the derived ones for the reader's
+benefit (``area_m2`` of grids, ``length_m``/``source``/``target`` of streets), which an import ignores. Squads
+have no geometry: CSV, XLSX, GeoJSON or GeoPackage.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import shapely
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from geoservice.catalogue import Table
 from geoservice.errors import InvalidParameter
-from geoservice.ingest.kinds import DERIVED_COLUMNS, KindSpec, kind_spec
+from geoservice.ingest.kinds import KindSpec, kind_spec
 from geoservice.ingest.load import CHUNK_ROWS, Progress
 
 DRIVERS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".json": "GeoJSON", ".shp": "ESRI Shapefile"}
@@ -46,24 +48,22 @@ class ExportResult:
         return self.rows / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _select(spec: KindSpec) -> str:
+def _select(table: Table) -> str:
     columns = []
-    for column in (*spec.columns, *DERIVED_COLUMNS.get(spec.name, ())):
-        if column == "squad":
-            columns.append("(SELECT q.name FROM squad q WHERE q.id = t.squad_id) AS squad")
-        elif column == "amenities":
-            columns.append("array_to_string(t.amenities, ';') AS amenities")
+    for prop in table.file_properties:
+        if prop.sql_type == "text[]":
+            columns.append(f"array_to_string({prop.select_sql}, ';') AS \"{prop.name}\"")
         else:
-            columns.append(f't."{column}"')
-    if spec.geometry:
-        columns.append("ST_AsBinary(t.geom) AS geom")
-    return f"SELECT {', '.join(columns)} FROM {spec.table} t ORDER BY t.{spec.key}"
+            columns.append(f'{prop.select_sql} AS "{prop.name}"')
+    if table.geometry:
+        columns.append(f"ST_AsBinary(t.{table.geometry.column}) AS geom")
+    return f"SELECT {', '.join(columns)} FROM {table.name} t ORDER BY t.{table.import_key}"
 
 
 def _fetch(conn: Connection, spec: KindSpec, progress: Progress | None) -> pd.DataFrame:
     total = conn.execute(sa.text(f"SELECT count(*) FROM {spec.table}")).scalar_one()
     # Per statement: Connection.execution_options() would leave later statements on server-side cursors.
-    result = conn.execute(sa.text(_select(spec)), execution_options={"stream_results": True})
+    result = conn.execute(sa.text(_select(spec.catalogue_table)), execution_options={"stream_results": True})
     keys = list(result.keys())
     parts, done = [], 0
     for chunk in result.partitions(CHUNK_ROWS):
@@ -75,9 +75,10 @@ def _fetch(conn: Connection, spec: KindSpec, progress: Progress | None) -> pd.Da
 
 
 def _frame(rows: pd.DataFrame, spec: KindSpec) -> gpd.GeoDataFrame:
-    for column in ("capacity", "occupancy", "source", "target"):
-        if column in rows.columns:
-            rows[column] = rows[column].astype("Int64")
+    # Whole numbers that may be missing stay whole (pandas would make them floats to hold the gaps).
+    for prop in spec.catalogue_table.file_properties:
+        if prop.nullable and prop.sql_type in ("integer", "bigint"):
+            rows[prop.name] = rows[prop.name].astype("Int64")
     if spec.geometry:
         geometry = shapely.from_wkb([bytes(g) for g in rows.pop("geom")])
     else:

@@ -1,15 +1,18 @@
 """What each importable kind is: its table, key, geometry type and the columns a file may carry.
 
-File columns have the database's column names (an export writes exactly these, so export → import round-trips),
-except that a grid names its squad by ``squad`` (the squad's name) rather than by the database id. Columns a
-kind does not know are ignored; derived columns an export adds (``area_m2``, ``length_m``, ``source``,
-``target``) are recomputed by the database, never read.
+Read from the catalogue (:mod:`geoservice.catalogue`): a kind is a table under its plural name, and its file
+columns are the properties an import reads (those with a ``check``), in the catalogue's order. They have the
+database's column names (an export writes exactly these, so export → import round-trips), except that a grid names
+its squad by ``squad`` (the squad's name) rather than by the database id. Columns a kind does not know are ignored;
+the derived columns an export adds (``area_m2``, ``length_m``, ``source``, ``target``: the catalogue's
+``export_only`` properties) are recomputed by the database, never read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from geoservice import catalogue
 from geoservice.errors import InvalidParameter
 
 
@@ -17,9 +20,10 @@ from geoservice.errors import InvalidParameter
 class Field:
     """One column of a kind: its name, value type and whether every row needs it.
 
-    Types: ``text``, ``code`` (digits, see ``KindSpec.code_digits``), ``parent`` (the parent area's code,
-    derived from the code when absent), ``int`` (whole number ≥ 0), ``kind``, ``amenities``, ``status``,
-    ``class`` (street class), ``phone``, ``hours`` (opening hours), ``season``, ``id`` (kept when given).
+    Types are the catalogue's import checks (:data:`geoservice.catalogue.CHECKS`): ``text``, ``code`` (digits, see
+    ``KindSpec.code_digits``), ``parent`` (the parent area's code, derived from the code when absent), ``int``
+    (whole number ≥ 0), ``kind``, ``amenities``, ``status``, ``class`` (street class), ``phone``, ``hours``
+    (opening hours), ``season``, ``id`` (kept when given), ``squad`` (a squad's name).
     """
 
     name: str
@@ -29,7 +33,7 @@ class Field:
 
 @dataclass(frozen=True)
 class KindSpec:
-    """One importable kind (the plural name the CLI takes)."""
+    """One importable kind (the plural name the CLI takes): the catalogue's table as imports see it."""
 
     name: str
     table: str
@@ -50,42 +54,22 @@ class KindSpec:
         """``district_code`` etc.: the column naming the parent area."""
         return f"{self.parent}_code" if self.parent else None
 
-
-def _area(name: str, table: str, digits: int, parent: str | None = None, parent_digits: int = 0) -> KindSpec:
-    fields = [Field("code", "code", True), Field("name", "text", True)]
-    if parent:
-        fields.insert(1, Field(f"{parent}_code", "parent"))
-    return KindSpec(name, table, "code", "MultiPolygon", tuple(fields), digits, parent, parent_digits)
+    @property
+    def catalogue_table(self) -> catalogue.Table:
+        """The catalogue's description of the kind's table."""
+        return catalogue.TABLES[self.table]
 
 
-KINDS: dict[str, KindSpec] = {
-    "districts": _area("districts", "district", 6),
-    "subdistricts": _area("subdistricts", "subdistrict", 9, "district", 6),
-    "communities": _area("communities", "community", 12, "subdistrict", 9),
-    "grids": KindSpec(
-        "grids", "grid", "code", "Polygon",
-        (Field("code", "code", True), Field("community_code", "parent"), Field("name", "text", True),
-         Field("squad", "squad"), Field("officer_name"), Field("officer_phone", "phone")),
-        15, "community", 12),
-    "squads": KindSpec(
-        "squads", "squad", "name", None,
-        (Field("id", "id"), Field("name", "text", True), Field("leader"), Field("phone", "phone"))),
-    "streets": KindSpec(
-        "streets", "street", "id", "LineString",
-        (Field("id", "id"), Field("name"), Field("class", "class", True))),
-    "points": KindSpec(
-        "points", "point", "id", "Point",
-        (Field("id", "id"), Field("name", "text", True), Field("kind", "kind", True),
-         Field("amenities", "amenities"), Field("address"), Field("phone", "phone"),
-         Field("opening_hours", "hours"), Field("season", "season"), Field("capacity", "int"),
-         Field("occupancy", "int"), Field("status", "status"))),
-}
+def _spec(table: catalogue.Table) -> KindSpec:
+    fields = tuple(Field(p.name, p.check, p.required) for p in table.properties if p.check is not None)
+    parent = table.parent
+    return KindSpec(name=table.id, table=table.name, key=table.import_key,
+                    geometry=table.geometry.type if table.geometry else None, fields=fields,
+                    code_digits=table.code_digits, parent=parent.name if parent else None,
+                    parent_digits=parent.code_digits if parent else 0)
 
-# Columns an export adds that the database derives; an import ignores them.
-DERIVED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "grids": ("area_m2",),
-    "streets": ("length_m", "source", "target"),
-}
+
+KINDS: dict[str, KindSpec] = {t.id: _spec(t) for t in catalogue.TABLES.values()}
 
 
 def kind_spec(kind: str) -> KindSpec:

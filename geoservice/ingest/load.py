@@ -7,9 +7,10 @@ current one. Points and streets — which nothing references — are copied stra
 secondary indexes and builds them again afterwards, which is several times faster than updating them row by row;
 DDL is transactional too, so a failure still leaves the database as it was.
 
-Districts, subdistricts, communities, grids and squads are referenced by other tables, so they are staged in a
-temporary table and upserted on their key; ``replace`` then deletes the rows the file no longer has — and refuses
-when some other row still points at one of them, naming it.
+Districts, subdistricts, communities, grids and squads (the tables with an upsert key in the catalogue: referenced
+by other tables, or keyed by their code) are staged in a temporary table and upserted on that key; ``replace``
+then deletes the rows the file no longer has — and refuses when some other row still points at one of them,
+naming it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pyarrow.csv as pa_csv
 import shapely
 from sqlalchemy.engine import Connection
 
+from geoservice import catalogue
 from geoservice.errors import InvalidParameter
 from geoservice.ingest.kinds import KindSpec
 
@@ -37,13 +39,6 @@ CHUNK_ROWS = 50_000
 BULK_ROWS = 20_000
 STAGE = "geoservice_ingest_stage"
 
-# Children that would lose their parent when ``replace`` deletes a row: (table, column, key of ours).
-_REFERENCES = {
-    "district": (("subdistrict", "district_code", "code"),),
-    "subdistrict": (("community", "subdistrict_code", "code"),),
-    "community": (("grid", "community_code", "code"),),
-    "squad": (("grid", "squad_id", "id"),),
-}
 
 
 @dataclass
@@ -237,7 +232,9 @@ def _load_plain(cursor, spec: KindSpec, rows: pd.DataFrame, *, replace: bool, pr
 
 
 def _refuse_orphans(cursor, spec: KindSpec) -> None:
-    for child, column, ours in _REFERENCES.get(spec.table, ()):
+    # Children that would lose their parent when ``replace`` deletes a row.
+    for child_table, prop in catalogue.references_to(spec.table):
+        child, column, ours = child_table.name, prop.name, prop.references.split(".")[1]
         cursor.execute(f"""
             SELECT t.{spec.key}, count(*) FROM {child} c JOIN {spec.table} t ON t.{ours} = c.{column}
             WHERE t.{spec.key} NOT IN (SELECT {spec.key} FROM {STAGE})
@@ -252,11 +249,14 @@ def _refuse_orphans(cursor, spec: KindSpec) -> None:
 
 def _stage_select(spec: KindSpec, columns: list[str]) -> tuple[str, str]:
     """Target columns and the SELECT that turns staged text into them."""
+    table = spec.catalogue_table
+    stored = {p.name: p for p in table.properties if p.stored_as}
     targets, values = [], []
     for column in columns:
-        if column == "squad":
-            targets.append("squad_id")
-            values.append("(SELECT q.id FROM squad q WHERE q.name = s.squad)")
+        if column in stored:
+            # A value a file names, stored as another column (a grid's squad by name → squad_id).
+            targets.append(stored[column].stored_as)
+            values.append(stored[column].store_sql.format(value=f"s.{column}"))
         elif column == "geom":
             targets.append("geom")
             values.append("s.geom::geometry")
@@ -341,7 +341,7 @@ def load_rows(conn: Connection, spec: KindSpec, rows: pd.DataFrame, *, replace: 
     """
     cursor = conn.connection.driver_connection.cursor()
     try:
-        if spec.table in ("point", "street"):
+        if spec.catalogue_table.upsert_key is None:
             return _load_plain(cursor, spec, rows, replace=replace, progress=progress)
         return _load_upsert(cursor, spec, rows, replace=replace, progress=progress)
     except psycopg2.Error as exc:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geoservice import hours, vocab
+from geoservice import catalogue, hours, vocab
 from geoservice.errors import InvalidParameter
 from geoservice.ingest.kinds import KindSpec
 from geoservice.ingest.readers import GEOMETRY_ERROR
@@ -296,7 +296,7 @@ def _check_parent(cols: dict[str, pd.Series], spec: KindSpec, out: _Collector, c
     cols[column] = derived.where(given.isna() | ~pd.Series(mismatch, index=given.index), given)
     if ctx.parent_codes is not None:
         unknown = (codes.notna() & ~cols[column].isin(ctx.parent_codes)).to_numpy(dtype=bool) & ~out.bad
-        plural = {"district": "districts", "subdistrict": "subdistricts", "community": "communities"}[spec.parent]
+        plural = catalogue.TABLES[spec.parent].id
         out.reject(unknown, column, lambda p: f"{spec.parent} {cols[column].iat[p]} does not exist in the database; "
                                               f"import {plural} first")
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from geoservice.ogc.core import COLLECTIONS, CRS84, Collection, ItemsPage, ItemsQuery
+from geoservice.catalogue import Table
+from geoservice.ogc.core import COLLECTIONS, CRS84, ItemsPage, ItemsQuery
 
 JSON = "application/json"
 GEOJSON = "application/geo+json"
@@ -73,7 +74,7 @@ def conformance(base: str, fmt: str) -> dict:
     return {"links": self_and_alternate(f"{base}/conformance", fmt), "conformsTo": list(CONFORMANCE)}
 
 
-def collection(base: str, fmt: str, coll: Collection, extent: list[float] | None) -> dict:
+def collection(base: str, fmt: str, coll: Table, extent: list[float] | None) -> dict:
     """The description of one collection, ``/ogc/collections/{id}``."""
     href = f"{base}/collections/{coll.id}"
     doc = {
@@ -121,7 +122,7 @@ def _paging_links(href: str, fmt: str, params: Params, query: ItemsQuery, page: 
     return links
 
 
-def items(base: str, fmt: str, coll: Collection, query: ItemsQuery, page: ItemsPage, params: Params) -> dict:
+def items(base: str, fmt: str, coll: Table, query: ItemsQuery, page: ItemsPage, params: Params) -> dict:
     """A page of features, ``/ogc/collections/{id}/items``.
 
     ``params`` are the request's other query parameters (filters, bbox) in the client's order; every link keeps
@@ -143,7 +144,7 @@ def items(base: str, fmt: str, coll: Collection, query: ItemsQuery, page: ItemsP
     }
 
 
-def item(base: str, fmt: str, coll: Collection, feature: dict) -> dict:
+def item(base: str, fmt: str, coll: Table, feature: dict) -> dict:
     """One feature, ``/ogc/collections/{id}/items/{fid}``."""
     href = f"{base}/collections/{coll.id}/items/{feature['id']}"
     return {**feature, "links": [

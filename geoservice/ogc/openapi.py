@@ -1,4 +1,4 @@
-"""The OpenAPI 3.0 description of /ogc, built from the collections table in :mod:`geoservice.ogc.core`.
+"""The OpenAPI 3.0 description of /ogc, built from the collections (the catalogue's tables, :mod:`geoservice.ogc.core`).
 
 The views check query parameters against :func:`query_parameters`, the same source this document is built from,
 so what the document declares is exactly what the API accepts.
@@ -7,13 +7,14 @@ so what the document declares is exactly what the API accepts.
 from __future__ import annotations
 
 from geoservice import __version__
+from geoservice.catalogue import Table
 from geoservice.ogc import documents
-from geoservice.ogc.core import COLLECTIONS, DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, Collection
+from geoservice.ogc.core import COLLECTIONS, DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
 
 ITEMS_PARAMETERS = ("bbox", "limit", "offset", "f")
 
 
-def query_parameters(coll: Collection | None = None) -> tuple[str, ...]:
+def query_parameters(coll: Table | None = None) -> tuple[str, ...]:
     """The query parameters a resource accepts: ``f`` everywhere; for items also paging, bbox and the filters."""
     return (*ITEMS_PARAMETERS, *coll.filter_names) if coll is not None else ("f",)
 
@@ -52,23 +53,23 @@ def _get(summary: str, operation_id: str, parameters: list, response: dict, *, n
                     "responses": responses}}
 
 
-def _filter_parameters(coll: Collection) -> list[dict]:
+def _filter_parameters(coll: Table) -> list[dict]:
     return [{"name": f.name, "in": "query", "required": False, "style": "form", "explode": False,
              "description": f.description, "schema": f.schema} for f in coll.filters]
 
 
-def _feature_schema(coll: Collection) -> dict:
+def _feature_schema(coll: Table) -> dict:
     properties = {p.name: p.schema for p in coll.properties}
     return {"type": "object", "required": ["type", "id", "geometry", "properties"], "properties": {
         "type": {"type": "string", "enum": ["Feature"]},
-        "id": coll.properties[0].schema,
-        "geometry": {"type": "object", "nullable": True, "description": f"GeoJSON {coll.geometry_type}"},
+        "id": coll.property_named(coll.key).schema,
+        "geometry": {"type": "object", "nullable": True, "description": f"GeoJSON {coll.geometry.type}"},
         "properties": {"type": "object", "properties": properties},
         "links": {"type": "array", "items": _ref("schemas", "Link")},
     }}
 
 
-def _feature_collection_schema(coll: Collection) -> dict:
+def _feature_collection_schema(coll: Table) -> dict:
     return {"type": "object", "required": ["type", "features"], "properties": {
         "type": {"type": "string", "enum": ["FeatureCollection"]},
         "features": {"type": "array", "items": _ref("schemas", f"{coll.id}Feature")},
@@ -79,9 +80,9 @@ def _feature_collection_schema(coll: Collection) -> dict:
     }}
 
 
-def _collection_paths(coll: Collection) -> dict:
+def _collection_paths(coll: Table) -> dict:
     prefix = f"/collections/{coll.id}"
-    key_schema = coll.properties[0].schema
+    key_schema = coll.property_named(coll.key).schema
     feature_id = {"name": "featureId", "in": "path", "required": True,
                   "description": f"the {coll.key} of the feature", "schema": key_schema}
     return {

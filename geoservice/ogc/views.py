@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, make_response, render_template, request
 
 from geoservice import db
+from geoservice.catalogue import Table
 from geoservice.errors import InvalidParameter
 from geoservice.ogc import core, documents, openapi
 from geoservice.ogc.documents import FORMATS, GEOJSON, HTML, JSON, OPENAPI
@@ -94,7 +95,7 @@ def collection(collection_id: str):
     return _respond(documents.collection(_base(), fmt, coll, extent), fmt, "ogc_collection.html", collection=coll)
 
 
-def _items_query(coll: core.Collection) -> core.ItemsQuery:
+def _items_query(coll: Table) -> core.ItemsQuery:
     args = request.args
     return core.ItemsQuery(
         bbox=parse_bbox(args.get("bbox")),
