@@ -73,7 +73,7 @@ def api(served: str, path: str, params: dict | list) -> dict:
 
 
 def nearest(served: str, lon: float, lat: float, **filters) -> list[dict]:
-    params = {"lon": f"{lon:.6f}", "lat": f"{lat:.6f}", "k": 3, "mode": "walk", **filters}
+    params = {"lon": f"{lon:.6f}", "lat": f"{lat:.6f}", "k": 3, "mode": "walk", "rest": "true", **filters}
     return api(served, "/api/v1/nearest", params)["features"]
 
 
@@ -189,15 +189,13 @@ def test_a_quick_filter_changes_the_results_as_the_api_says(phone, served, spot,
     phone.wait_for_selector("body[data-ready='true']", timeout=WAIT_MS)
     phone.locator("#find").click()
     wait_for_results(phone)
-    before = [c["id"] for c in results_on_page(phone)]
+    assert [c["id"] for c in results_on_page(phone)] == [f["id"] for f in nearest(served, lon, lat, open_now="true")]
     overnight = nearest(served, lon, lat, open_now="true", vacancy="true", amenity="overnight")
-    assert overnight and [f["id"] for f in overnight] != before, "the filter would not change anything here"
-
+    assert overnight
     chip = phone.get_by_role("button", name="可过夜/有空位")
     chip.click()
     assert chip.get_attribute("aria-pressed") == "true"
-    phone.wait_for_function(f"document.querySelector('#results > li')?.dataset.id == {overnight[0]['id']}",
-                            timeout=WAIT_MS)
+    phone.wait_for_function("geoserviceFarmer.state.query.includes('vacancy')", timeout=WAIT_MS)
     wait_for_results(phone)
     assert [c["id"] for c in results_on_page(phone)] == [f["id"] for f in overnight]
     # Free places shown are the database's capacity minus occupancy, and every result really has room.
@@ -213,7 +211,50 @@ def test_a_quick_filter_changes_the_results_as_the_api_says(phone, served, spot,
     phone.wait_for_function("geoserviceFarmer.state.query.includes('drinking_water')", timeout=WAIT_MS)
     wait_for_results(phone)
     assert [c["id"] for c in results_on_page(phone)] == [f["id"] for f in both]
+
+    # Every filter off but "厕所": it widens the rest points to any place with a toilet, whatever the hour.
+    for name in ("可过夜/有空位", "饮用水", "现在开放"):
+        phone.get_by_role("button", name=name).click()
+    phone.wait_for_function("!geoserviceFarmer.state.query.includes('open_now')", timeout=WAIT_MS)
+    wait_for_results(phone)
+    rest = [f["id"] for f in nearest(served, lon, lat)]
+    assert [c["id"] for c in results_on_page(phone)] == rest
+    phone.get_by_role("button", name="厕所").click()
+    phone.wait_for_function("geoserviceFarmer.state.query.includes('rest=false')", timeout=WAIT_MS)
+    wait_for_results(phone)
+    toilets = nearest(served, lon, lat, rest="false", amenity="toilet")
+    assert [c["id"] for c in results_on_page(phone)] == [f["id"] for f in toilets] != rest
     assert phone.console_errors == []
+
+
+def test_the_town_centre_gets_rest_points_and_the_toilet_filter_widens_to_toilets(browser, served):
+    centre = {"longitude": 113.826, "latitude": 34.026}
+    context, phone = _phone_context(browser, geolocation=centre)
+    try:
+        anything = nearest(served, centre["longitude"], centre["latitude"], rest="false")
+        assert anything[0]["properties"]["kind"] in {"job_board", "toilet"}  # what a search for anything gives
+        phone.goto(served + "/farmer")
+        phone.wait_for_selector("body[data-ready='true']", timeout=WAIT_MS)
+        phone.get_by_role("button", name="现在开放").click()  # whatever the hour of the test
+        phone.locator("#find").click()
+        wait_for_results(phone)
+        rest = nearest(served, centre["longitude"], centre["latitude"])
+        assert [c["id"] for c in results_on_page(phone)] == [f["id"] for f in rest]
+        rest_kinds = {"kiosk", "rest_station", "vendor_point", "melon_point"}
+        rest_amenities = {"drinking_water", "hot_water", "seating", "shade", "overnight", "tent"}
+        for feature in rest:
+            props = feature["properties"]
+            assert props["kind"] in rest_kinds and rest_amenities & set(props["amenities"]), props["name"]
+
+        phone.get_by_role("button", name="厕所").click()
+        phone.wait_for_function("geoserviceFarmer.state.query.includes('rest=false')", timeout=WAIT_MS)
+        wait_for_results(phone)
+        toilets = nearest(served, centre["longitude"], centre["latitude"], rest="false", amenity="toilet")
+        assert [c["id"] for c in results_on_page(phone)] == [f["id"] for f in toilets]
+        assert any(f["properties"]["kind"] == "toilet" for f in toilets)  # wider than the rest points
+        assert phone.console_errors == []
+    finally:
+        context.close()
 
 
 def test_with_geolocation_denied_tapping_the_map_sets_the_spot(phone_denied, served):
@@ -244,8 +285,8 @@ def test_with_geolocation_denied_tapping_the_map_sets_the_spot(phone_denied, ser
 
 def test_a_spot_off_the_streets_and_outside_every_grid_is_told_so(phone_denied, served, conn):
     page = phone_denied
-    # West of the district: no grid, and kilometres from the nearest street.
-    lon, lat = 113.74, 34.03
+    # West of the district: no grid, and more than a kilometre from the nearest street.
+    lon, lat = 113.76, 34.03
     covering = conn.execute(sa.text("SELECT ST_AsBinary(geom) FROM grid")).scalars().all()
     assert not any(wkb.loads(bytes(g)).covers(Point(lon, lat)) for g in covering)
     page.goto(served + "/farmer")

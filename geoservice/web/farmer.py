@@ -13,12 +13,16 @@ from __future__ import annotations
 from geoservice.config import Settings
 from geoservice.web.maps import render_page
 
+# Every search asks for rest points (``geoservice.query``: a kiosk, rest station, vendor or melon-farmer point with
+# water, seats, shade or a night's stay), not the nearest notice board or car park.
+BASE_QUERY = {"mode": "walk", "rest": "true"}
 # Quick filters: (code, message key, query parameters). "Overnight" means a place to sleep that has room tonight.
+# Most narrow the rest points; "toilet" widens the search to any place with a toilet, public toilets included.
 FILTERS: tuple[tuple[str, str, dict[str, str | list[str]]], ...] = (
     ("overnight", "filter_overnight", {"vacancy": "true", "amenity": ["overnight"]}),
     ("drinking_water", "filter_water", {"amenity": ["drinking_water"]}),
     ("phone_charging", "filter_charging", {"amenity": ["phone_charging"]}),
-    ("toilet", "filter_toilet", {"amenity": ["toilet"]}),
+    ("toilet", "filter_toilet", {"amenity": ["toilet"], "rest": "false"}),
     ("open_now", "filter_open_now", {"open_now": "true"}),
 )
 # Filters pressed when the page opens: a farmer looks for a place that is open now.
@@ -29,6 +33,7 @@ RESULTS = 3
 def farmer_page(settings: Settings) -> str:
     """The HTML of the farmer finder (/farmer)."""
     return render_page("farmer.html", settings, page="farmer", zoom=15, config={
+        "base_query": BASE_QUERY,
         "filters": {code: params for code, _, params in FILTERS},
         "results": RESULTS,
     }, filters=FILTERS, default_filters=DEFAULT_FILTERS)

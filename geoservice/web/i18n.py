@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from geoservice.query import MAX_RADIUS_M
+
 LANGUAGES = ("zh", "en")
 
 MESSAGES: dict[str, dict[str, dict[str, str]]] = {
@@ -119,8 +121,8 @@ MESSAGES: dict[str, dict[str, dict[str, str]]] = {
         "radius_legend": {"zh": "覆盖半径（米）", "en": "Coverage radius (metres)"},
         "radius_slider": {"zh": "半径滑块", "en": "Radius slider"},
         "radius_number": {"zh": "半径（米）", "en": "Radius (m)"},
-        "radius_invalid": {"zh": "半径须为 1 到 10000 米之间的数字",
-                           "en": "The radius must be a number from 1 to 10000 m"},
+        "radius_invalid": {"zh": f"半径须为大于 0、不超过 {MAX_RADIUS_M:g} 的米数",
+                           "en": f"The radius must be a number of metres above 0 and at most {MAX_RADIUS_M:g}"},
         "kinds_legend": {"zh": "计入的便民点类型", "en": "Point kinds that count"},
         "kinds_all": {"zh": "全选", "en": "All"},
         "kinds_none": {"zh": "全不选", "en": "None"},

@@ -115,9 +115,8 @@
   // ---- the search -----------------------------------------------------------------------------------------
 
   function queryParams() {
-    var params = new URLSearchParams({
-      lon: state.spot.lon, lat: state.spot.lat, k: config.results, mode: "walk"
-    });
+    var params = new URLSearchParams({ lon: state.spot.lon, lat: state.spot.lat, k: config.results });
+    Object.keys(config.base_query).forEach(function (name) { params.set(name, config.base_query[name]); });
     var amenities = [];
     Object.keys(config.filters).forEach(function (code) {
       if (!state.filters[code]) { return; }
