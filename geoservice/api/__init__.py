@@ -1,32 +1,27 @@
 """The JSON endpoints: /healthz and the domain API under /api/v1.
 
-Each view is one line deep: parse and validate the parameters (``geoservice.params``), call a core function with
-the request's connection, serialise. The parameters are described once, in ``geoservice.api.openapi``.
+Each view is one line deep: read the parameters as ``geoservice.api.openapi`` states them (the same definitions
+make the OpenAPI document), call a core function with the request's connection, serialise.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, render_template
 
 from geoservice import coverage, db, downloads, features, grids, health, hours, nearest, query
 from geoservice.api import openapi
-from geoservice.params import (
-    parse_bbox,
-    parse_bool,
-    parse_choice,
-    parse_float,
-    parse_int,
-    parse_list,
-    parse_lonlat,
-)
+from geoservice.params import parse_lonlat
 from geoservice.service_area import service_area as point_service_area
-from geoservice.vocab import AMENITY_CODES, KIND_CODES
 
 bp = Blueprint("api", __name__)
 
 
 def _settings():
     return current_app.config["GEOSERVICE_SETTINGS"]
+
+
+def _now():
+    return hours.local_now(_settings().timezone)
 
 
 def _cached(name: str, compute, **query):
@@ -50,105 +45,82 @@ def healthz():
 @bp.get("/api/v1/layers/<layer>")
 def layer(layer: str):
     """One layer of the city map as a GeoJSON FeatureCollection, optionally cut to a bbox."""
-    openapi.check_known_params("/api/v1/layers/{layer}")
-    bbox = parse_bbox(request.args.get("bbox"))
-    limit = parse_int("limit", request.args.get("limit"), default=None, minimum=1, maximum=features.MAX_LIMIT)
-    now = hours.local_now(_settings().timezone)
-    return _geojson(features.layer_collection(db.get_connection(), layer, bbox=bbox, limit=limit, now=now))
+    args = openapi.read_query("/api/v1/layers/{layer}")
+    return _geojson(features.layer_collection(db.get_connection(), layer, bbox=args["bbox"], limit=args["limit"],
+                                              now=_now()))
 
 
 @bp.get("/api/v1/points/search")
 def search_points():
     """Convenience points by name or address, best matches first."""
-    openapi.check_known_params("/api/v1/points/search")
-    limit = parse_int("limit", request.args.get("limit"), default=10, minimum=1, maximum=features.SEARCH_MAX_RESULTS)
-    now = hours.local_now(_settings().timezone)
-    return _geojson(features.search_points(db.get_connection(), request.args.get("q", ""), limit=limit, now=now))
+    args = openapi.read_query("/api/v1/points/search")
+    return _geojson(features.search_points(db.get_connection(), args["q"] or "", limit=args["limit"], now=_now()))
 
 
 @bp.get("/api/v1/nearest")
 def nearest_points():
     """The k nearest convenience points (straight or walking)."""
-    openapi.check_known_params("/api/v1/nearest")
-    args = request.args
-    lon, lat = parse_lonlat(args.get("lon"), args.get("lat"))
+    args = openapi.read_query("/api/v1/nearest")
+    lon, lat = parse_lonlat(args["lon"], args["lat"])
     question = nearest.NearestQuery(
-        lon=lon, lat=lat, kinds=parse_list("kind", args.getlist("kind"), KIND_CODES),
-        amenities=parse_list("amenity", args.getlist("amenity"), AMENITY_CODES),
-        open_now=parse_bool("open_now", args.get("open_now")), vacancy=parse_bool("vacancy", args.get("vacancy")),
-        rest=parse_bool("rest", args.get("rest")),
-        k=parse_int("k", args.get("k"), default=5, minimum=1, maximum=query.MAX_K),
-        max_distance_m=parse_float("max_distance", args.get("max_distance"), minimum=0, maximum=query.MAX_DISTANCE_M),
-        mode=parse_choice("mode", args.get("mode"), query.MODES, default="straight"),
-    )
-    now = hours.local_now(_settings().timezone)
-    return _geojson(nearest.nearest_points(db.get_connection(), question, now=now,
+        lon=lon, lat=lat, kinds=args["kind"], amenities=args["amenity"], open_now=args["open_now"],
+        vacancy=args["vacancy"], rest=args["rest"], k=args["k"], max_distance_m=args["max_distance"],
+        mode=args["mode"])
+    return _geojson(nearest.nearest_points(db.get_connection(), question, now=_now(),
                                            metric_crs=_settings().metric_crs))
 
 
 @bp.get("/api/v1/grids/at")
 def grid_at():
     """The unit grid at a spot, with who is responsible for it."""
-    openapi.check_known_params("/api/v1/grids/at")
-    lon, lat = parse_lonlat(request.args.get("lon"), request.args.get("lat"))
+    args = openapi.read_query("/api/v1/grids/at")
+    lon, lat = parse_lonlat(args["lon"], args["lat"])
     return _geojson(grids.grid_at(db.get_connection(), lon=lon, lat=lat))
 
 
 @bp.get("/api/v1/coverage/grid-gaps")
 def grid_gaps():
     """Land in no unit grid, and land in two or more."""
-    openapi.check_known_params("/api/v1/coverage/grid-gaps")
-    args = request.args
-    sliver = parse_float("min_area", args.get("min_area"), default=_settings().sliver_area_m2, minimum=0,
-                         maximum=1e6)
-    return _geojson(_cached("grid_gaps", grids.grid_gaps, district=args.get("district") or None,
-                            community=args.get("community") or None, sliver_m2=sliver))
+    args = openapi.read_query("/api/v1/coverage/grid-gaps")
+    sliver = _settings().sliver_area_m2 if args["min_area"] is None else args["min_area"]
+    return _geojson(_cached("grid_gaps", grids.grid_gaps, district=args["district"], community=args["community"],
+                            sliver_m2=sliver))
 
 
-def _coverage_args() -> dict:
-    args = request.args
-    kinds = parse_list("kind", args.getlist("kind"), KIND_CODES)
-    radius = parse_float("radius", args.get("radius"), default=query.default_radius_m(kinds), minimum=0,
-                         maximum=query.MAX_RADIUS_M)
-    return {"radius_m": radius, "kinds": kinds or None,
-            "mode": parse_choice("mode", args.get("mode"), query.MODES, default="straight")}
+def _coverage_args(args: dict) -> dict:
+    kinds = args["kind"]
+    radius = query.default_radius_m(kinds) if args["radius"] is None else args["radius"]
+    return {"radius_m": radius, "kinds": kinds or None, "mode": args["mode"]}
 
 
 @bp.get("/api/v1/coverage/streets")
 def uncovered_streets():
     """Street portions with no qualifying point within the radius, and a summary."""
-    openapi.check_known_params("/api/v1/coverage/streets")
-    args = request.args
-    fmt = parse_choice("f", args.get("f"), downloads.FORMATS, default=downloads.INLINE)
-    result = _cached("uncovered_streets", coverage.uncovered_streets, **_coverage_args(),
-                     bbox=parse_bbox(args.get("bbox")), district=args.get("district") or None,
-                     metric_crs=_settings().metric_crs)
-    if fmt == downloads.INLINE:
+    args = openapi.read_query("/api/v1/coverage/streets")
+    result = _cached("uncovered_streets", coverage.uncovered_streets, **_coverage_args(args), bbox=args["bbox"],
+                     district=args["district"], metric_crs=_settings().metric_crs)
+    if args["f"] == downloads.INLINE:
         return _geojson(result)
-    return _attachment(downloads.uncovered_streets_file(result, fmt=fmt))
+    return _attachment(downloads.uncovered_streets_file(result, fmt=args["f"]))
 
 
 @bp.get("/api/v1/coverage/grids")
 def grid_coverage():
     """Per unit grid: street km, covered km and %, points by kind."""
-    openapi.check_known_params("/api/v1/coverage/grids")
-    fmt = parse_choice("f", request.args.get("f"), downloads.FORMATS, default=downloads.INLINE)
-    args = _coverage_args()
-    result = _cached("grid_coverage", coverage.grid_coverage, **args, metric_crs=_settings().metric_crs)
-    if fmt == downloads.INLINE:
+    args = openapi.read_query("/api/v1/coverage/grids")
+    question = _coverage_args(args)
+    result = _cached("grid_coverage", coverage.grid_coverage, **question, metric_crs=_settings().metric_crs)
+    if args["f"] == downloads.INLINE:
         return jsonify({"grids": result})
-    return _attachment(downloads.grid_coverage_file(db.get_connection(), result, **args, fmt=fmt))
+    return _attachment(downloads.grid_coverage_file(db.get_connection(), result, **question, fmt=args["f"]))
 
 
 @bp.get("/api/v1/points/<int:point_id>/service-area")
 def service_area(point_id: int):
     """The area reachable from a point within a radius."""
-    openapi.check_known_params("/api/v1/points/{id}/service-area")
-    args = request.args
-    radius = parse_float("radius", args.get("radius"), default=query.DEFAULT_RADIUS_M, minimum=0,
-                         maximum=query.MAX_RADIUS_M)
-    mode = parse_choice("mode", args.get("mode"), query.MODES, default="walk")
-    return _geojson(point_service_area(db.get_connection(), point_id=point_id, radius_m=radius, mode=mode,
+    args = openapi.read_query("/api/v1/points/{id}/service-area")
+    radius = query.DEFAULT_RADIUS_M if args["radius"] is None else args["radius"]
+    return _geojson(point_service_area(db.get_connection(), point_id=point_id, radius_m=radius, mode=args["mode"],
                                        metric_crs=_settings().metric_crs))
 
 

@@ -1,53 +1,126 @@
 """The description of /api/v1: one table of endpoints and parameters, served as OpenAPI 3 and as an HTML page.
 
-The same table is what the views check query parameters against (an unknown parameter is a 400 that lists the
-known ones), so the document cannot drift from what the API accepts.
+Each parameter is stated once (:class:`Param`): its schema in the document and the reader the views call
+(:func:`read_query`) come from the same definition and the same limits (``geoservice.query``), so the document
+cannot drift from what the API accepts. An unknown or repeated parameter is a 400 that lists the known ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 from flask import request
 
 from geoservice import __version__, query
+from geoservice.catalogue import FEATURE_TABLES
 from geoservice.downloads import FORMATS
 from geoservice.errors import InvalidParameter
+from geoservice.features import MAX_LIMIT, SEARCH_MAX_LENGTH, SEARCH_MAX_RESULTS
+from geoservice.params import parse_bbox, parse_bool, parse_choice, parse_float, parse_int, parse_list
 from geoservice.vocab import AMENITY_CODES, KIND_CODES
 
 
-def _p(name: str, description: str, schema: dict, *, required: bool = False, repeated: bool = False,
-       where: str = "query") -> dict:
-    if repeated:
-        schema = {"type": "array", "items": schema}
-    param = {"name": name, "in": where, "required": required, "description": description, "schema": schema}
-    if repeated:
-        param.update(style="form", explode=True)
-    return param
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its OpenAPI description and how its raw value is read — one statement for both.
+
+    ``read`` turns the raw string (None when absent) — or the list of raw strings when ``repeated`` — into the typed
+    value, raising :class:`InvalidParameter` naming the parameter and what is allowed.
+    """
+
+    name: str
+    description: str
+    schema: dict
+    read: Callable[[Any], Any]
+    required: bool = False
+    repeated: bool = False
+    where: str = "query"
+
+    def openapi(self) -> dict:
+        """The OpenAPI 3.0 parameter object."""
+        schema = {"type": "array", "items": self.schema} if self.repeated else self.schema
+        param = {"name": self.name, "in": self.where, "required": self.required, "description": self.description,
+                 "schema": schema}
+        if self.repeated:
+            param.update(style="form", explode=True)
+        return param
 
 
-NUMBER = {"type": "number"}
+def number(name: str, description: str, *, minimum: float, maximum: float, exclusive_minimum: bool = False,
+           default: float | None = None) -> Param:
+    """A finite number within its bounds (> minimum when ``exclusive_minimum``)."""
+    schema: dict = {"type": "number", "minimum": minimum, "maximum": maximum}
+    if exclusive_minimum:
+        schema["exclusiveMinimum"] = True  # OpenAPI 3.0 spells it as a flag
+    if default is not None:
+        schema["default"] = default
+
+    def read(raw: str | None) -> float | None:
+        value = parse_float(name, raw, default=default, minimum=minimum, maximum=maximum)
+        if exclusive_minimum and value is not None and value <= minimum:
+            raise InvalidParameter(f"{name} must be greater than {minimum:g} and at most {maximum:g}, got {raw}")
+        return value
+
+    return Param(name, description, schema, read)
 
 
-def metres(maximum: float) -> dict:
-    """Schema of a distance: more than 0, at most ``maximum`` (OpenAPI 3.0 spells exclusiveMinimum as a flag)."""
-    return {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": maximum}
+def metres(name: str, description: str, maximum: float) -> Param:
+    """A distance in metres: more than 0, at most ``maximum``."""
+    return number(name, description, minimum=0, maximum=maximum, exclusive_minimum=True)
 
 
-LON = _p("lon", "WGS 84 longitude of the spot, degrees", {"type": "number", "minimum": -180, "maximum": 180},
-         required=True)
-LAT = _p("lat", "WGS 84 latitude of the spot, degrees", {"type": "number", "minimum": -90, "maximum": 90},
-         required=True)
-KIND = _p("kind", "point kind (repeat or comma-separate for several)", {"type": "string", "enum": list(KIND_CODES)},
-          repeated=True)
-MODE = _p("mode", "straight = geodesic distance; walk = along the street network",
-          {"type": "string", "enum": list(query.MODES), "default": "straight"})
-RADIUS = _p("radius", f"coverage radius in metres (default {query.DEFAULT_RADIUS_M:g}; {query.TOILET_RADIUS_M:g} "
-            "when kind is only toilet)", metres(query.MAX_RADIUS_M))
-BBOX = _p("bbox", "minlon,minlat,maxlon,maxlat (WGS 84)", {"type": "string"})
-DISTRICT = _p("district", "6-digit district code", {"type": "string", "pattern": "^[0-9]{6}$"})
+def integer(name: str, description: str, *, minimum: int, maximum: int, default: int | None = None) -> Param:
+    """A whole number within its bounds."""
+    schema: dict = {"type": "integer", "minimum": minimum, "maximum": maximum}
+    if default is not None:
+        schema["default"] = default
+    return Param(name, description, schema,
+                 lambda raw: parse_int(name, raw, default=default, minimum=minimum, maximum=maximum))
+
+
+def boolean(name: str, description: str) -> Param:
+    """true/false (also 1/0, yes/no, on/off); false when absent."""
+    return Param(name, description, {"type": "boolean", "default": False}, lambda raw: parse_bool(name, raw))
+
+
+def choice(name: str, description: str, allowed: tuple[str, ...], *, default: str | None = None) -> Param:
+    """One of ``allowed``."""
+    schema: dict = {"type": "string", "enum": list(allowed)}
+    if default is not None:
+        schema["default"] = default
+    return Param(name, description, schema, lambda raw: parse_choice(name, raw, allowed, default=default))
+
+
+def several(name: str, description: str, allowed: tuple[str, ...]) -> Param:
+    """Any of ``allowed``, repeated (``kind=a&kind=b``) or comma-separated (``kind=a,b``)."""
+    return Param(name, description, {"type": "string", "enum": list(allowed)},
+                 lambda raws: parse_list(name, raws, allowed), repeated=True)
+
+
+def text(name: str, description: str, schema: dict, *, required: bool = False, where: str = "query") -> Param:
+    """A string, checked by the core (codes, search text)."""
+    return Param(name, description, schema, lambda raw: raw if raw not in (None, "") else None, required=required,
+                 where=where)
+
+
+# Read together by ``geoservice.params.parse_lonlat``, which also recognises a swapped pair.
+LON = Param("lon", "WGS 84 longitude of the spot, degrees", {"type": "number", "minimum": -180, "maximum": 180},
+            lambda raw: raw, required=True)
+LAT = Param("lat", "WGS 84 latitude of the spot, degrees", {"type": "number", "minimum": -90, "maximum": 90},
+            lambda raw: raw, required=True)
+KIND = several("kind", "point kind (repeat or comma-separate for several)", KIND_CODES)
+MODE = choice("mode", "straight = geodesic distance; walk = along the street network", query.MODES,
+              default="straight")
+RADIUS = metres("radius", f"coverage radius in metres (default {query.DEFAULT_RADIUS_M:g}; "
+                f"{query.TOILET_RADIUS_M:g} when kind is only toilet)", query.MAX_RADIUS_M)
+BBOX = Param("bbox", "minlon,minlat,maxlon,maxlat (WGS 84)", {"type": "string"}, parse_bbox)
+DISTRICT = text("district", "6-digit district code", {"type": "string", "pattern": "^[0-9]{6}$"})
+FORMAT = choice("f", "json = the answer inline (default); csv (UTF-8, geometry as WKT), geojson or gpkg "
+                "(GeoPackage) = the same result as a file download (Content-Disposition: attachment)",
+                FORMATS, default="json")
 FEATURES = {"description": "GeoJSON", "content": {"application/geo+json": {"schema": {"type": "object"}}}}
-FORMAT = _p("f", "json = the answer inline (default); csv (UTF-8, geometry as WKT), geojson or gpkg (GeoPackage) = "
-                 "the same result as a file download (Content-Disposition: attachment)",
-            {"type": "string", "enum": list(FORMATS), "default": "json"})
 DOWNLOADS = {"text/csv": {"schema": {"type": "string"}},
              "application/geopackage+sqlite3": {"schema": {"type": "string", "format": "binary"}}}
 
@@ -63,15 +136,13 @@ PATHS: dict[str, dict] = {
                        "separate piece of the street network.",
         "parameters": [
             LON, LAT, KIND,
-            _p("amenity", "required amenity; all given are required", {"type": "string", "enum": list(AMENITY_CODES)},
-               repeated=True),
-            _p("open_now", "only points open now (Asia/Shanghai)", {"type": "boolean", "default": False}),
-            _p("vacancy", "only points with free overnight places", {"type": "boolean", "default": False}),
-            _p("rest", "only rest points: open kiosks, rest stations, vendor and melon-farmer points offering "
-               f"at least one of {', '.join(query.REST_AMENITIES)} (the farmer finder's default)",
-               {"type": "boolean", "default": False}),
-            _p("k", "how many points", {"type": "integer", "minimum": 1, "maximum": query.MAX_K, "default": 5}),
-            _p("max_distance", "farthest distance in metres", metres(query.MAX_DISTANCE_M)),
+            several("amenity", "required amenity; all given are required", AMENITY_CODES),
+            boolean("open_now", "only points open now (in the city's time zone)"),
+            boolean("vacancy", "only points with free overnight places"),
+            boolean("rest", "only rest points: open kiosks, rest stations, vendor and melon-farmer points offering "
+                    f"at least one of {', '.join(query.REST_AMENITIES)} (the farmer finder's default)"),
+            integer("k", "how many points", minimum=1, maximum=query.MAX_K, default=5),
+            metres("max_distance", "farthest distance in metres", query.MAX_DISTANCE_M),
             MODE,
         ],
         "responses": {"200": FEATURES},
@@ -96,10 +167,10 @@ PATHS: dict[str, dict] = {
                        "slivers in the summary.",
         "parameters": [
             DISTRICT,
-            _p("community", "12-digit community code (instead of district)",
-               {"type": "string", "pattern": "^[0-9]{12}$"}),
-            _p("min_area", "sliver threshold in m² (default: the GEOSERVICE_SLIVER_AREA_M2 setting, 1)",
-               {"type": "number", "minimum": 0}),
+            text("community", "12-digit community code (instead of district)",
+                 {"type": "string", "pattern": "^[0-9]{12}$"}),
+            number("min_area", "sliver threshold in m² (default: the GEOSERVICE_SLIVER_AREA_M2 setting, 1)",
+                   minimum=0, maximum=1e6),
         ],
         "responses": {"200": FEATURES},
     },
@@ -115,9 +186,9 @@ PATHS: dict[str, dict] = {
         "summary": "The area reachable from a point within the radius",
         "description": "walk: along the street network (default); straight: a geodesic circle.",
         "parameters": [
-            _p("id", "point id", {"type": "integer"}, required=True, where="path"),
-            _p("radius", f"metres (default {query.DEFAULT_RADIUS_M:g})", metres(query.MAX_RADIUS_M)),
-            _p("mode", "walk (default) or straight", {"type": "string", "enum": list(query.MODES)}),
+            text("id", "point id", {"type": "integer"}, required=True, where="path"),
+            metres("radius", f"metres (default {query.DEFAULT_RADIUS_M:g})", query.MAX_RADIUS_M),
+            choice("mode", "walk (default) or straight", query.MODES, default="walk"),
         ],
         "responses": {"200": FEATURES, "404": {"$ref": "#/components/responses/Error"}},
     },
@@ -126,11 +197,10 @@ PATHS: dict[str, dict] = {
         "description": "districts, subdistricts, communities, grids, streets or points as GeoJSON. Points carry "
                        "zh/en labels, free_places, open_now (city time zone), the grid they lie in and its squad.",
         "parameters": [
-            _p("layer", "the layer", {"type": "string", "enum": ["districts", "subdistricts", "communities", "grids",
-                                                                 "streets", "points"]}, required=True, where="path"),
+            text("layer", "the layer", {"type": "string", "enum": list(FEATURE_TABLES)}, required=True, where="path"),
             BBOX,
-            _p("limit", "at most this many features (lowest ids first); the answer then has truncated: true when "
-               "there were more", {"type": "integer", "minimum": 1, "maximum": 100000}),
+            integer("limit", "at most this many features (lowest ids first); the answer then has truncated: true "
+                    "when there were more", minimum=1, maximum=MAX_LIMIT),
         ],
         "responses": {"200": FEATURES},
     },
@@ -140,21 +210,34 @@ PATHS: dict[str, dict] = {
                        "to q, name starting with q, name containing q, then address only. Features carry the same "
                        "properties as the points layer: labels, open_now, free places, grid and squad.",
         "parameters": [
-            _p("q", "part of the name or address, 1-100 characters", {"type": "string", "minLength": 1,
-                                                                         "maxLength": 100}, required=True),
-            _p("limit", "how many points", {"type": "integer", "minimum": 1, "maximum": 50, "default": 10}),
+            text("q", f"part of the name or address, 1-{SEARCH_MAX_LENGTH} characters",
+                 {"type": "string", "minLength": 1, "maxLength": SEARCH_MAX_LENGTH}, required=True),
+            integer("limit", "how many points", minimum=1, maximum=SEARCH_MAX_RESULTS, default=10),
         ],
         "responses": {"200": FEATURES},
     },
 }
 
 
-def check_known_params(path: str) -> None:
-    """Refuse query parameters the endpoint does not declare, listing the ones it does."""
-    known = [p["name"] for p in PATHS[path]["parameters"] if p["in"] == "query"]
-    unknown = [name for name in request.args if name not in known]
+def read_query(path: str) -> dict[str, Any]:
+    """The query parameters of ``path``, read and checked as its table states: name → typed value.
+
+    Unknown parameters, and a parameter given twice that is not a list, are refused, naming what is allowed.
+    """
+    params = {p.name: p for p in PATHS[path]["parameters"] if p.where == "query"}
+    unknown = [name for name in request.args if name not in params]
     if unknown:
-        raise InvalidParameter(f"unknown parameter {unknown[0]!r}; {path} accepts: {', '.join(known)}")
+        raise InvalidParameter(f"unknown parameter {unknown[0]!r}; {path} accepts: {', '.join(params)}")
+    values = {}
+    for name, param in params.items():
+        raws = request.args.getlist(name)
+        if param.repeated:
+            values[name] = param.read(raws)
+            continue
+        if len(raws) > 1:
+            raise InvalidParameter(f"{name} is given {len(raws)} times; give it once")
+        values[name] = param.read(raws[0] if raws else None)
+    return values
 
 
 def document() -> dict:
@@ -165,7 +248,7 @@ def document() -> dict:
     for path, spec in PATHS.items():
         responses = {**spec["responses"], "400": {"$ref": "#/components/responses/Error"}}
         paths[path] = {"get": {"summary": spec["summary"], "description": spec["description"],
-                               "parameters": spec["parameters"], "responses": responses,
+                               "parameters": [p.openapi() for p in spec["parameters"]], "responses": responses,
                                "operationId": path.strip("/").replace("/", "_").replace("{", "").replace("}", "")}}
     return {
         "openapi": "3.0.3",
