@@ -9,9 +9,11 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# What `make run` needs from the system, and what the tests need on top (browser, CJK fonts, ogr2ogr).
+# What `make run` needs from the system, and what the tests need on top: browser, CJK fonts, ogr2ogr, and a real
+# OpenStreetMap extract far from both others the tests use (West Oakland, shipped as OSM XML by python-osmnx-doc;
+# osmium-tool turns it into the .osm.pbf our importer reads).
 RUN_PACKAGES := postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting acl nodejs npm python3-venv
-TEST_PACKAGES := $(RUN_PACKAGES) chromium fonts-noto-cjk gdal-bin
+TEST_PACKAGES := $(RUN_PACKAGES) chromium fonts-noto-cjk gdal-bin python-osmnx-doc osmium-tool
 
 .PHONY: run test lint system-run system-test venv assets db demo serve clean-db
 
