@@ -116,11 +116,6 @@ class Property:
         return f"round({self.select_sql}::numeric, {self.map_decimals})"
 
     @property
-    def in_files(self) -> bool:
-        """An export writes it (an import reads it, or it is written for the reader)."""
-        return self.check is not None or self.export_only
-
-    @property
     def schema(self) -> dict:
         """The JSON schema of the value (OpenAPI 3.0: ``nullable``)."""
         if self.sql_type == "text[]":
@@ -229,8 +224,8 @@ class Table:
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.properties]
-        if len(set(names)) != len(names) or self.key not in names:
-            raise ValueError(f"{self.name}: property names must be unique and include the key {self.key!r}")
+        if len(set(names)) != len(names) or not {self.key, self.upsert_key or self.key} <= set(names):
+            raise ValueError(f"{self.name}: property names must be unique and include the keys")
         if self.parent is not None and self.code_digits != self.parent.code_digits + 3:
             raise ValueError(f"{self.name}: its code is its {self.parent.name}'s code + 3 digits")
 
@@ -293,9 +288,9 @@ def _text(name: str, *, nullable: bool = True, required: bool = False) -> Proper
 UPDATED_AT = Property("updated_at", "timestamp with time zone", nullable=False, default="now()")
 
 
-def _equals(prop: Property, description: str, name: str | None = None) -> Filter:
+def _equals(prop: Property, description: str) -> Filter:
     """Equality with a property of the table (its vocabulary, if it has one, is what the filter allows)."""
-    return Filter(name or prop.name, f"{prop.select_sql} = :value", description, enum=prop.enum)
+    return Filter(prop.name, f"{prop.select_sql} = :value", description, enum=prop.enum)
 
 
 def _in_parent(parent: Table) -> Filter:
@@ -311,9 +306,7 @@ NAME_FILTER = Filter("name", 't."name" = :value', "Only features with exactly th
 def _area(name: str, plural: str, digits: int, parent: Table | None, title_zh: str, title_en: str,
           description: str) -> Table:
     """An administrative area: code, parent code, name, an optional MultiPolygon."""
-    props = [Property("code", f"character varying({digits})", nullable=False, pattern=_digits(digits), map=True,
-                      check="code", required=True),
-             _text("name", nullable=False, required=True)]
+    props = [_code(digits), _text("name", nullable=False, required=True)]
     filters = [NAME_FILTER]
     if parent is not None:
         props.insert(1, _parent_code(parent))
@@ -322,7 +315,14 @@ def _area(name: str, plural: str, digits: int, parent: Table | None, title_zh: s
                  Geometry("MultiPolygon", nullable=True), digits, parent, tuple(filters), upsert_key="code")
 
 
+def _code(digits: int) -> Property:
+    """The code of a code-keyed table: ``digits`` digits."""
+    return Property("code", f"character varying({digits})", nullable=False, pattern=_digits(digits), map=True,
+                    check="code", required=True)
+
+
 def _parent_code(parent: Table) -> Property:
+    """The column naming the parent area by its code (the first digits of the table's own code)."""
     digits = parent.code_digits
     return Property(f"{parent.name}_code", f"character varying({digits})", nullable=False, pattern=_digits(digits),
                     references=f"{parent.name}.code", check="parent")
@@ -345,8 +345,7 @@ GRID = Table(
     "(网格员) and the enforcement squad (执法中队) responsible.",
     key="code",
     properties=(
-        Property("code", "character varying(15)", nullable=False, pattern=_digits(15), map=True, check="code",
-                 required=True),
+        _code(15),
         _parent_code(COMMUNITY),
         _text("name", nullable=False, required=True),
         Property("squad_id", "integer", references="squad.id"),

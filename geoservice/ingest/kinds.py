@@ -52,7 +52,7 @@ class KindSpec:
     @property
     def parent_column(self) -> str | None:
         """``district_code`` etc.: the column naming the parent area."""
-        return f"{self.parent}_code" if self.parent else None
+        return self.catalogue_table.parent_column
 
     @property
     def catalogue_table(self) -> catalogue.Table:
