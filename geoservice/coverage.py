@@ -13,8 +13,9 @@ Both modes produce covered stretches as fractions along each street; one SQL par
 the uncovered stretches, and cuts both out of the street (and to the bbox or district). Uncovered streets are the
 uncovered portions, aggregated per street name. The default radius is 500 m (GB 50180-2018: a 10-minute living
 circle is about a 500 m walk), 300 m when the only kind asked for is ``toilet``; every radius is a parameter. All
-lengths are metres in the city's metric CRS, which the caller passes from the settings (a zone chosen for the city:
-within 0.1 % of geodesic lengths; see ``geoservice.crs.metric_crs_for``).
+streets are cut in the city's metric CRS, which the caller passes from the settings (a zone chosen for the city, see
+``geoservice.crs.metric_crs_for``: a cut moves by the zone's scale error, under 0.1 % of the radius), and every
+length is then measured on the spheroid.
 """
 
 from __future__ import annotations
@@ -195,21 +196,28 @@ _COVER = """
     )
 """
 
-_STREETS_TAIL = """
-    SELECT id, name, class, ST_Length(gm) AS total_m, coalesce(ST_Length(covered), 0) AS covered_m,
-           coalesce(ST_Length(uncovered), 0) AS uncovered_m,
+# Lengths are measured on the spheroid: the pieces are cut in the metric CRS (where a position moves by the zone's
+# scale error times the radius, centimetres), but their lengths carry no scale error at all, wherever the city lies
+# in its zone.
+def _geodesic_m(metric_geometry: str) -> str:
+    return f"ST_Length(ST_Transform({metric_geometry}, 4326)::geography)"
+
+
+_STREETS_TAIL = f"""
+    SELECT id, name, class, {_geodesic_m("gm")} AS total_m, coalesce({_geodesic_m("covered")}, 0) AS covered_m,
+           coalesce({_geodesic_m("uncovered")}, 0) AS uncovered_m,
            CASE WHEN ST_Length(uncovered) >= :min_portion
                 THEN ST_AsGeoJSON(ST_Transform(ST_CollectionExtract(uncovered, 2), 4326), 7) END AS geometry
     FROM cover
     ORDER BY id
 """
 
-_GRIDS_TAIL = """
+_GRIDS_TAIL = f"""
     , covered_streets AS MATERIALIZED (SELECT id, gm, covered FROM cover),
     grid_m AS MATERIALIZED (SELECT code, name, geom, ST_Transform(geom, :srid) AS gm FROM grid),
     per_grid AS (
-        SELECT g.code, sum(ST_Length(ST_Intersection(c.gm, g.gm))) AS street_m,
-               sum(coalesce(ST_Length(ST_Intersection(c.covered, g.gm)), 0)) AS covered_m
+        SELECT g.code, sum({_geodesic_m("ST_Intersection(c.gm, g.gm)")}) AS street_m,
+               sum(coalesce({_geodesic_m("ST_Intersection(c.covered, g.gm)")}, 0)) AS covered_m
         FROM grid_m g
         JOIN street s ON ST_Intersects(s.geom, g.geom)
         JOIN covered_streets c ON c.id = s.id

