@@ -451,8 +451,8 @@ def from_wgs84(lon: float, lat: float, system: str) -> tuple[float, float]:
 def metric_transformer(metric_crs: str) -> tuple[Transformer, Transformer]:
     """Cached transformers between WGS 84 and a projected metric CRS, both in (x, y) = (lon/easting, lat/northing).
 
-    ``always_xy=True`` matters: EPSG:4326 is natively (lat, lon) and the project's default EPSG:4547 (CGCS2000 /
-    3-degree Gauss-Kruger CM 114E) is natively (northing, easting). pyproj Transformers are thread-safe (pyproj
+    ``always_xy=True`` matters: EPSG:4326 is natively (lat, lon) and Gauss–Krüger zones such as EPSG:4547 (CGCS2000 /
+    3-degree Gauss-Kruger CM 114E) are natively (northing, easting). pyproj Transformers are thread-safe (pyproj
     >= 3.1), so the cached pair can be shared by request threads.
 
     Args:

@@ -10,20 +10,9 @@ import sqlalchemy as sa
 from geoalchemy2.shape import from_shape
 from sqlalchemy.engine import Connection
 
-from geoservice import models
+from geoservice import catalogue, models
 from geoservice.citygen import City, CitySpec, demo_spec, generate_city
 from geoservice.health import row_counts
-
-_MODEL_OF = {
-    "district": (models.District, "districts"),
-    "subdistrict": (models.Subdistrict, "subdistricts"),
-    "community": (models.Community, "communities"),
-    "squad": (models.Squad, "squads"),
-    "grid": (models.Grid, "grids"),
-    "street": (models.Street, "streets"),
-    "point": (models.Point, "points"),
-}
-_IDENTITY_TABLES = ("squad", "street", "point")
 
 
 def _rows_for_insert(rows: list[dict]) -> list[dict]:
@@ -33,16 +22,17 @@ def _rows_for_insert(rows: list[dict]) -> list[dict]:
 def load_city(conn: Connection, city: City) -> dict[str, int]:
     """Replace all data with ``city`` inside the caller's transaction; returns the row counts after."""
     conn.execute(sa.text("TRUNCATE " + ", ".join(reversed(models.TABLES)) + " RESTART IDENTITY CASCADE"))
-    for table in models.TABLES:
-        model, attr = _MODEL_OF[table]
-        rows = getattr(city, attr)
-        if not rows:
-            continue
-        conn.execute(sa.insert(model.__table__), _rows_for_insert(rows))
-    for table in _IDENTITY_TABLES:
-        conn.execute(sa.text(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce(max(id), 0) + 1, false) FROM {table}"
-        ))
+    for name in models.TABLES:
+        table = catalogue.TABLES[name]
+        rows = getattr(city, table.id)  # the city holds each table under its catalogue id (districts, …)
+        if rows:
+            conn.execute(sa.insert(models.Base.metadata.tables[name]), _rows_for_insert(rows))
+    for name in models.TABLES:
+        table = catalogue.TABLES[name]
+        key = next(p for p in table.columns if p.name == table.key)
+        if key.identity:  # rows came with their ids: the database numbers new ones after them
+            conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{name}', '{key.name}'), "
+                                 f"coalesce(max({key.name}), 0) + 1, false) FROM {name}"))
     return row_counts(conn)
 
 

@@ -16,18 +16,13 @@ from sqlalchemy.engine import Connection
 from geoservice import hours
 from geoservice.catalogue import FEATURE_TABLES, POINT, Table
 from geoservice.errors import InvalidParameter
-from geoservice.params import BBox
+from geoservice.query import BBox, responsible_join
+from geoservice.spatial import box_params, in_box_sql
 from geoservice.vocab import AMENITIES, POINT_KINDS
 
 # The grid a point lies in (the first by code where grids overlap) and its squad.
-_POINT_GRID = """
-    LEFT JOIN LATERAL (
-        SELECT g.code, g.name, s.name AS squad, s.phone AS squad_phone
-        FROM grid g LEFT JOIN squad s ON s.id = g.squad_id
-        WHERE ST_Covers(g.geom, t.geom) ORDER BY g.code LIMIT 1
-    ) r ON true
-"""
-_POINT_GRID_PROPERTIES = {"grid_code": "r.code", "grid_name": "r.name", "squad": "r.squad",
+_POINT_GRID = responsible_join("t.geom", "r")
+_POINT_GRID_PROPERTIES = {"grid_code": "r.grid_code", "grid_name": "r.grid_name", "squad": "r.squad_name",
                           "squad_phone": "r.squad_phone"}
 
 
@@ -67,11 +62,8 @@ def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None, 
     where = ""
     params: dict = {"limit": None if limit is None else limit + 1}
     if bbox is not None:
-        # ST_Intersects, not bare &&: the index boxes are single precision and take in features up to ~1 m outside.
-        geometry = table.geometry
-        where = (f"WHERE ST_Intersects({geometry.column}, "
-                 f"ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, {geometry.srid}))")
-        params.update(zip(("minx", "miny", "maxx", "maxy"), bbox, strict=True))
+        where = "WHERE " + in_box_sql(table.geometry.column, table.geometry.srid)
+        params.update(box_params(bbox))
     if table is POINT:
         properties, joins = _POINT_PROPERTIES, _POINT_GRID
     else:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import math
 
 from geoservice.errors import InvalidParameter
-
-BBox = tuple[float, float, float, float]
+from geoservice.query import BBox
 
 
 def parse_float(name: str, raw: str | None, *, default: float | None = None, minimum: float | None = None,

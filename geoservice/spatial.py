@@ -72,7 +72,15 @@ def expand_box(bbox: BBox, metres: float) -> BBox:
 
 
 def box_params(bbox: BBox | None) -> dict:
-    """The SQL parameters ``x0, y0, x1, y1`` of a box (all None without one)."""
+    """The SQL parameters ``x0, y0, x1, y1`` of a box (all None without one), as :func:`in_box_sql` reads them."""
     keys = ("x0", "y0", "x1", "y1")
     return dict(zip(keys, bbox if bbox is not None else (None,) * 4, strict=True))
 
+
+
+def in_box_sql(column: str, srid: int = 4326) -> str:
+    """The condition "``column`` meets the box ``:x0, :y0, :x1, :y1``" (bind :func:`box_params`).
+
+    ST_Intersects, not a bare ``&&``: the index boxes are single precision and take in features up to ~1 m outside.
+    """
+    return f"ST_Intersects({column}, ST_MakeEnvelope(:x0, :y0, :x1, :y1, {srid}))"

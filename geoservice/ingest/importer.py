@@ -104,7 +104,9 @@ def _context(conn: Connection, spec: KindSpec, options: ImportOptions) -> Contex
     parents = None
     if spec.parent:
         parents = frozenset(conn.execute(sa.text(f"SELECT code FROM {spec.parent}")).scalars())
-    squads = frozenset(conn.execute(sa.text("SELECT name FROM squad")).scalars()) if spec.table == "grid" else None
+    # A file names a grid's squad; the import stores its id, so the names must exist.
+    names_squads = any(p.check == "squad" for p in spec.catalogue_table.properties)
+    squads = frozenset(conn.execute(sa.text("SELECT name FROM squad")).scalars()) if names_squads else None
     return Context(city_center=options.city_center, radius_km=options.radius_km, repair=options.repair,
                    existing_keys=existing, parent_codes=parents, squads=squads or frozenset())
 
@@ -186,7 +188,8 @@ def import_file(conn: Connection, kind: str, path: str | Path, *, options: Impor
 # -- big files: read, validate and copy batch by batch ------------------------------------------------------
 
 def _streamable(path: str | Path, spec: KindSpec, options: ImportOptions) -> StreamInfo | None:
-    if spec.table not in ("point", "street") or options.encoding:
+    # Only appended tables (no upsert key: points, streets) stream; upserts need the whole file.
+    if spec.catalogue_table.upsert_key is not None or options.encoding:
         return None
     info = stream_info(path, kind=spec, layer=options.layer, mapping=options.mapping)
     # Ids in the file need the whole file (duplicates, numbering the rest): the one-piece path does that.

@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection
 from geoservice import catalogue
 from geoservice.catalogue import Table
 from geoservice.errors import InvalidParameter, NotFound
-from geoservice.params import BBox
+from geoservice.query import BBox
+from geoservice.spatial import box_params, in_box_sql
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 DEFAULT_LIMIT = 100
@@ -89,10 +90,8 @@ def spatial_extents(conn: Connection) -> dict[str, list[float] | None]:
 def _where(collection: Table, query: ItemsQuery) -> tuple[str, dict]:
     conditions, params = [], {}
     if query.bbox is not None:
-        geometry = collection.geometry
-        conditions.append(f"ST_Intersects(t.{geometry.column}, "
-                          f"ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, {geometry.srid}))")
-        params.update(zip(("minx", "miny", "maxx", "maxy"), query.bbox, strict=True))
+        conditions.append(in_box_sql(f"t.{collection.geometry.column}", collection.geometry.srid))
+        params.update(box_params(query.bbox))
     for number, flt in enumerate(collection.filters):
         if flt.name in query.filters:
             conditions.append(flt.condition.replace(":value", f":filter_{number}"))
