@@ -11,6 +11,10 @@ anything again, so a download holds exactly what the JSON answer holds:
 - ``gpkg``: a GeoPackage written by pyogrio, geometries in EPSG:4326; the uncovered streets come with a one-row
   ``summary`` table holding the totals.
 
+Street and grid names come from the city's data, so text a spreadsheet would run (``=HYPERLINK(…)``, a leading
+``+``, ``-``, ``@``, tab or carriage return) gets a quote in front in CSV and GeoPackage files
+(:mod:`geoservice.spreadsheet`); GeoJSON is JSON and keeps the text as the API answers it.
+
 Uncovered portions are written as MultiLineStrings (a street may have several uncovered stretches), because a
 GeoPackage layer has one geometry type.
 """
@@ -31,7 +35,7 @@ from shapely.geometry import MultiLineString, shape
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy.engine import Connection
 
-from geoservice import features
+from geoservice import features, spreadsheet
 from geoservice.vocab import KIND_CODES
 
 INLINE = "json"
@@ -146,7 +150,7 @@ def _csv_bytes(frame: gpd.GeoDataFrame) -> bytes:
     columns = [c for c in frame.columns if c != "geometry"]
     writer.writerow([*columns, "wkt"])
     for row, geom in zip(frame[columns].itertuples(index=False), frame.geometry, strict=True):
-        writer.writerow([*("" if pd.isna(v) else v for v in row), geom.wkt])
+        writer.writerow([*("" if pd.isna(v) else spreadsheet.cell(v) for v in row), geom.wkt])
     return text.getvalue().encode("utf-8-sig")
 
 
@@ -156,5 +160,5 @@ def _gpkg_bytes(layers: dict[str, tuple[pd.DataFrame, str | None]]) -> bytes:
         path = Path(folder) / "download.gpkg"
         for layer, (frame, geometry_type) in layers.items():
             options = {"geometry_type": geometry_type} if geometry_type else {}
-            pyogrio.write_dataframe(frame, path, layer=layer, driver="GPKG", **options)
+            pyogrio.write_dataframe(spreadsheet.neutralise_frame(frame), path, layer=layer, driver="GPKG", **options)
         return path.read_bytes()

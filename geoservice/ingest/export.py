@@ -6,6 +6,10 @@ cuts column names to 10 characters, which the importer recognises), ``.zip`` (a 
 the catalogue's file properties: the database's columns an import reads, then the derived ones for the reader's
 benefit (``area_m2`` of grids, ``length_m``/``source``/``target`` of streets), which an import ignores. Squads
 have no geometry: CSV, XLSX, GeoJSON or GeoPackage.
+
+Text a spreadsheet would run (a name starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) is made
+inert in CSV, XLSX and GeoPackage files by :mod:`geoservice.spreadsheet`: a quote in front in CSV and GeoPackage
+text (which the importer takes off again), a string cell with Excel's quote prefix in XLSX.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import pandas as pd
 import pyogrio
 import shapely
 import sqlalchemy as sa
+from openpyxl import Workbook
 from sqlalchemy.engine import Connection
 
+from geoservice import spreadsheet
 from geoservice.catalogue import Table
 from geoservice.errors import InvalidParameter
 from geoservice.ingest.kinds import KindSpec, kind_spec
@@ -91,13 +97,27 @@ def _write_table(frame: gpd.GeoDataFrame, path: Path, spec: KindSpec) -> None:
     if spec.geometry:
         table["wkt"] = shapely.to_wkt(frame.geometry.to_numpy(), rounding_precision=-1)
     if path.suffix.lower() == ".xlsx":
-        table.to_excel(path, index=False, sheet_name=spec.name, engine="openpyxl")
+        _write_xlsx(table, path, spec)
     else:
-        table.to_csv(path, index=False, encoding="utf-8")
+        # RFC 4180 line ends: with them pandas also quotes a field holding a lone carriage return (with "\n" it
+        # writes it bare, and every reader splits the row there).
+        spreadsheet.neutralise_frame(table).to_csv(path, index=False, encoding="utf-8", lineterminator="\r\n")
+
+
+def _write_xlsx(table: pd.DataFrame, path: Path, spec: KindSpec) -> None:
+    """One sheet named after the kind: a header row, then the rows; text as string cells, never formulas."""
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet(spec.name)
+    sheet.append([spreadsheet.xlsx_cell(sheet, str(name)) for name in table.columns])
+    for row in table.itertuples(index=False):
+        sheet.append([spreadsheet.xlsx_cell(sheet, value) for value in row])
+    workbook.save(path)
 
 
 def _write_vector(frame: gpd.GeoDataFrame, path: Path, spec: KindSpec, driver: str) -> None:
     options = {"layer": spec.name} if driver == "GPKG" else {}
+    if driver == "GPKG":
+        frame = spreadsheet.neutralise_frame(frame)
     if driver == "ESRI Shapefile":
         options["encoding"] = "UTF-8"
     if driver == "GeoJSON":
