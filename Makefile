@@ -1,4 +1,5 @@
-# geoservice: `make run` serves the demo city on http://127.0.0.1:5000, `make test` runs the whole suite.
+# geoservice: `make run` serves the city (the demo city in an empty database) on http://127.0.0.1:5000, `make test`
+# runs the whole suite.
 # Both install what is missing first (Debian/Ubuntu packages, the virtualenv, the front-end assets).
 
 SHELL := /bin/bash
@@ -68,8 +69,10 @@ static/vendor/.installed: package.json
 db: venv
 	$(BIN)/geoservice db up
 
+# `make run` serves whatever data is there: the demo city is loaded only into an empty database (`geoservice demo
+# load --replace` replaces data with it, on purpose only).
 demo: db
-	$(BIN)/geoservice demo load
+	$(BIN)/geoservice demo load --if-empty
 
 serve:
 	$(BIN)/geoservice serve --host $(HOST) --port $(PORT)

@@ -123,10 +123,16 @@ def _upgrade(settings: Settings) -> None:
     engine = db.make_engine(db.database_url(settings))
     with engine.begin() as conn:
         before = db.current_revision(conn)
-        db.upgrade(conn)
+        granted = db.upgrade(conn)
         after = db.current_revision(conn)
     engine.dispose()
     click.echo(f"schema at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
+    if granted:
+        writes = "; ".join(f"{', '.join(p)} on {t}" for t, p in db.APP_WRITES.items()) or "nothing"
+        click.echo(f"web app role {db.APP_ROLE}: may read {', '.join(db.APP_READS)}; write {writes}")
+    else:
+        click.echo(f"no role {db.APP_ROLE} on this server: the web app connects with DATABASE_URL "
+                   "(README, Least privilege)")
 
 
 @main.group("demo")
@@ -135,17 +141,37 @@ def demo_group() -> None:
 
 
 @demo_group.command("load")
+@click.option("--replace", is_flag=True, help="Replace whatever the database holds with the demo city.")
+@click.option("--if-empty", is_flag=True,
+              help="Load only into an empty database; leave one with data as it is (exit 0). What `make run` does.")
 @click.pass_context
 @_one_line_errors
-def demo_load(ctx: click.Context) -> None:
-    """Replace all data with the deterministic Weidu demo city and print the row counts."""
-    from geoservice.demo import load_demo
+def demo_load(ctx: click.Context, replace: bool, if_empty: bool) -> None:
+    """Load the deterministic Weidu demo city into an empty database and print the row counts.
 
+    A database that already holds exactly the demo city is left as it is. Any other data is never replaced without
+    --replace: the command refuses, naming what it would destroy, and exits 1.
+    """
+    from geoservice.demo import NotTheDemo, load_demo
+
+    if replace and if_empty:
+        raise click.UsageError("--replace and --if-empty contradict each other; give one")
     engine = db.make_engine(db.database_url(_settings(ctx)))
-    with engine.begin() as conn:
-        counts = load_demo(conn)
-    engine.dispose()
-    click.echo("demo city loaded: " + ", ".join(f"{table} {n}" for table, n in counts.items()))
+    try:
+        with engine.begin() as conn:
+            done = load_demo(conn, replace=replace, if_empty=if_empty)
+    except NotTheDemo as exc:
+        click.echo(f"geoservice: {exc.description}; `geoservice demo load --replace` replaces them", err=True)
+        sys.exit(1)
+    finally:
+        engine.dispose()
+    counts = ", ".join(f"{table} {n}" for table, n in done.counts.items())
+    click.echo({
+        "loaded": f"demo city loaded: {counts}",
+        "replaced": f"data replaced by the demo city: {counts}",
+        "unchanged": f"the database already holds the demo city, unchanged; nothing written: {counts}",
+        "kept": f"the database already holds data, left as it is (no demo loaded): {counts}",
+    }[done.outcome])
 
 
 @main.group("network")

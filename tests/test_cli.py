@@ -26,11 +26,11 @@ def test_every_command_has_help():
 
 def test_demo_load_prints_the_counts_and_is_repeatable(settings, engine):
     env = {"DATABASE_URL": settings.database_url}
-    outputs = [run_cli("demo", "load", env=env) for _ in range(2)]
+    outputs = [run_cli("demo", "load", *args, env=env) for args in ((), (), ("--replace",), ("--if-empty",))]
     for result in outputs:
         assert result.returncode == 0, result.stderr
         assert "point 172" in result.stdout and "vendor" not in result.stderr
-    assert outputs[0].stdout == outputs[1].stdout
+    assert outputs[0].stdout == outputs[1].stdout  # the database holds the demo city: nothing to do, twice
 
 
 def test_unreachable_database_is_one_line_and_exit_1():
@@ -55,7 +55,8 @@ def test_serve_rejects_a_bad_port():
 
 def test_network_rebuild_reports_the_demo_network_as_noded_and_connected(settings, engine):
     # The demo streets are already split at intersections, so a rebuild adds no segment; it commits, so the demo
-    # city is loaded again afterwards to leave the suite's database as the other tests expect it.
+    # city is loaded again afterwards (--replace: the rebuilt network is no longer the demo's own rows) to leave the
+    # suite's database as the other tests expect it.
     env = {"DATABASE_URL": settings.database_url}
     with engine.connect() as conn:
         streets = conn.execute(sa.text("SELECT count(*) FROM street")).scalar_one()
@@ -65,7 +66,7 @@ def test_network_rebuild_reports_the_demo_network_as_noded_and_connected(setting
         assert f"network rebuilt: {streets} edges (0 added by splitting)" in result.stdout
         assert "1 connected parts" in result.stdout
     finally:
-        assert run_cli("demo", "load", env=env).returncode == 0
+        assert run_cli("demo", "load", "--replace", env=env).returncode == 0
 
 
 def test_network_rebuild_refuses_a_negative_tolerance():

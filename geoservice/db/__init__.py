@@ -1,6 +1,8 @@
 """Engine, connections and migrations: how every other part of geoservice reaches PostGIS.
 
-``database_url(settings)`` is the one place that decides between ``DATABASE_URL`` and the embedded cluster.
+``database_url(settings)`` is the one place that decides between ``DATABASE_URL`` and the embedded cluster: the
+owner, which the command line uses (migrations, imports, demo load, network rebuild). ``app_database_url(settings)``
+is what the web app connects with: the role ``APP_ROLE``, which may only read (``grant_app_access``).
 ``init_app(app)`` wires the database into Flask: one engine per app, one connection per request on ``g``,
 returned to the pool at teardown.
 """
@@ -13,22 +15,40 @@ import sqlalchemy as sa
 from flask import Flask, current_app, g
 from sqlalchemy.engine import Connection, Engine
 
+from geoservice import catalogue
 from geoservice.config import Settings
-from geoservice.db.embedded import EmbeddedCluster
+from geoservice.db.embedded import APP_ROLE, EmbeddedCluster
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
+def _with_driver(url: str) -> str:
+    """Accept libpq spellings; pin the driver we install (SQLAlchemy 2.1 would pick psycopg 3 otherwise)."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg2://" + url[len(scheme):]
+    return url
+
+
 def database_url(settings: Settings) -> str:
-    """The SQLAlchemy URL to use: ``DATABASE_URL`` if set, else the embedded cluster's."""
+    """The owner's SQLAlchemy URL (what the command line uses): ``DATABASE_URL`` if set, else the embedded cluster's."""
     if settings.database_url:
-        url = settings.database_url
-        # Accept libpq spellings; pin the driver we install (SQLAlchemy 2.1 would pick psycopg 3 otherwise).
-        for scheme in ("postgres://", "postgresql://"):
-            if url.startswith(scheme):
-                url = "postgresql+psycopg2://" + url[len(scheme):]
-        return url
+        return _with_driver(settings.database_url)
     return EmbeddedCluster(settings).url()
+
+
+def app_database_url(settings: Settings) -> str:
+    """The web app's SQLAlchemy URL.
+
+    ``GEOSERVICE_APP_DATABASE_URL`` if set; else ``DATABASE_URL`` if that is set (an external server whose
+    administrator has made no app role: the app runs as the owner, as before); else the embedded cluster's
+    ``APP_ROLE``, which may only read.
+    """
+    if settings.app_database_url:
+        return _with_driver(settings.app_database_url)
+    if settings.database_url:
+        return database_url(settings)
+    return EmbeddedCluster(settings).app_url()
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -39,8 +59,14 @@ def make_engine(url: str, **kwargs) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
-def upgrade(connection: Connection, revision: str = "head") -> None:
-    """Apply the Alembic migrations up to ``revision`` on ``connection`` (committed by the caller)."""
+def upgrade(connection: Connection, revision: str = "head") -> bool:
+    """Apply the Alembic migrations up to ``revision`` on ``connection`` (committed by the caller).
+
+    At the head, the web app's role is then given exactly its privileges (:func:`grant_app_access`).
+
+    Returns:
+        Whether the app role exists here and was granted its privileges.
+    """
     from alembic import command
     from alembic.config import Config
 
@@ -48,6 +74,69 @@ def upgrade(connection: Connection, revision: str = "head") -> None:
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
+    return revision == "head" and grant_app_access(connection)
+
+
+# -- least privilege: what the web app's role may do ---------------------------------------------------------------
+#
+# The owner (the embedded cluster's superuser, or DATABASE_URL's role) owns the schema and does everything the
+# command line does. The web app connects as APP_ROLE: not a superuser, owning nothing, unable to create anything
+# (the embedded cluster also takes TEMP and large objects away from PUBLIC, see embedded.py), and granted exactly the
+# privileges below, applied again by every `db up` / `db upgrade` (so they follow the schema at its head). PostGIS
+# and pgRouting functions are EXECUTE-able by PUBLIC already; nothing is granted on them.
+
+APP_READS: tuple[str, ...] = (
+    *catalogue.TABLES,   # the city's tables: layers, OGC items, queries, /healthz row counts
+    "data_version",      # the results cache's key (results_cache.data_version)
+    "alembic_version",   # /healthz shows the schema revision
+)
+"""Tables the web app reads (SELECT)."""
+
+APP_WRITES: dict[str, tuple[str, ...]] = {}
+"""Tables the web app writes, and how: none yet. The editing API adds its tables here, e.g.
+``{"point": ("INSERT", "UPDATE", "DELETE"), "data_version": ("UPDATE",)}`` — the data-version triggers run as the
+writer, so a role that writes a city table also needs UPDATE on ``data_version`` and the sequences in
+``APP_SEQUENCES``."""
+
+APP_SEQUENCES: tuple[str, ...] = ()
+"""Sequences the web app draws numbers from (USAGE): none yet. Writes will need ``data_version_seq`` and the id
+sequence of each table it inserts into (``point_id_seq``)."""
+
+
+def app_role_exists(connection: Connection) -> bool:
+    """Whether ``APP_ROLE`` exists on this server."""
+    return connection.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": APP_ROLE}).first() is not None
+
+
+def grant_app_access(connection: Connection) -> bool:
+    """Give ``APP_ROLE`` exactly ``APP_READS``, ``APP_WRITES`` and ``APP_SEQUENCES``; idempotent.
+
+    Every other privilege it holds on a table or sequence the connecting role owns in schema ``public`` is revoked.
+
+    Returns:
+        False (and nothing is done) when the role does not exist: an external server whose administrator has not
+        created it (README, "Least privilege").
+    """
+    if not app_role_exists(connection):
+        return False
+    owned = connection.execute(sa.text(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
+        "AND pg_has_role(current_user, c.relowner, 'MEMBER')")).scalars().all()
+    role = _quote(connection, APP_ROLE)
+    for name in owned:
+        connection.execute(sa.text(f"REVOKE ALL ON {_quote(connection, name)} FROM {role}"))
+    grants = [("SELECT", APP_READS), *((", ".join(p), (t,)) for t, p in APP_WRITES.items())]
+    if APP_SEQUENCES:
+        grants.append(("USAGE", APP_SEQUENCES))
+    for privileges, tables in grants:
+        names = ", ".join(_quote(connection, t) for t in tables)
+        connection.execute(sa.text(f"GRANT {privileges} ON {names} TO {role}"))
+    return True
+
+
+def _quote(connection: Connection, name: str) -> str:
+    return connection.dialect.identifier_preparer.quote(name)
 
 
 def current_revision(connection: Connection) -> str | None:

@@ -1,7 +1,14 @@
 """The embedded PostgreSQL + PostGIS + pgRouting cluster that geoservice runs in a folder it owns.
 
 Used when no ``DATABASE_URL`` is set. The cluster lives in ``settings.pg_dir`` (``data/``, ``run/`` for the
-socket, ``log/``, and the generated superuser ``password``), listens on 127.0.0.1 only and requires a password.
+socket, ``log/``, the generated superuser ``password`` and the web app role's ``app_password``), listens on
+127.0.0.1 only and requires a password.
+
+Two roles: the superuser ``geoservice`` owns everything and is what the command line connects as (it must create
+the extensions); the web app connects as ``geoservice_app`` (``geoservice.db.APP_ROLE``), which is not a superuser,
+owns nothing and can create nothing here: each database is closed to PUBLIC but for the app role's CONNECT, without
+TEMP, without CREATE on schema ``public``, and without the functions that create large objects. What it may read is
+granted by ``geoservice.db.grant_app_access`` when the migrations reach their head.
 
 ``initdb`` and ``postgres`` refuse to run as root, so when the caller is root every cluster command runs as the
 unprivileged ``settings.pg_os_user``, which then owns the folder. ``up`` is idempotent and recovers from a stale
@@ -26,6 +33,10 @@ from geoservice.config import Settings
 from geoservice.errors import EmbeddedDatabaseError
 
 SUPERUSER = "geoservice"
+APP_ROLE = "geoservice_app"  # the web app's role; geoservice.db re-exports it
+APP_ROLE_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
+# Functions PUBLIC may call that create an object owned by the caller (a large object).
+CREATING_FUNCTIONS = ("lo_create(oid)", "lo_creat(integer)", "lo_from_bytea(oid, bytea)")
 EXTENSIONS = ("postgis", "pgrouting")
 START_TIMEOUT_S = 60
 
@@ -66,6 +77,7 @@ class EmbeddedCluster:
         self.socket_dir = self.root / "run"
         self.log_file = self.root / "log" / "postgres.log"
         self.password_file = self.root / "password"
+        self.app_password_file = self.root / "app_password"
 
     # -- what the rest of the project uses -------------------------------------------------------------
 
@@ -79,6 +91,16 @@ class EmbeddedCluster:
         """The URL with the password hidden, safe to print."""
         name = database or self.settings.db_name
         return f"postgresql://{SUPERUSER}:***@127.0.0.1:{self.settings.pg_port}/{name}"
+
+    def app_url(self, database: str | None = None) -> str:
+        """The SQLAlchemy URL the web app connects with: ``APP_ROLE``, which may only read."""
+        try:
+            password = self.app_password_file.read_text().strip()
+        except OSError as exc:
+            raise EmbeddedDatabaseError(
+                f"the embedded cluster in {self.root} has no app role yet; run 'geoservice db up'") from exc
+        name = database or self.settings.db_name
+        return f"postgresql+psycopg2://{APP_ROLE}:{password}@127.0.0.1:{self.settings.pg_port}/{name}"
 
     def up(self) -> str:
         """Create the cluster if needed, start it if stopped, ensure the database and extensions exist.
@@ -109,7 +131,10 @@ class EmbeddedCluster:
         return ClusterStatus(initialized, pid is not None, pid, self.settings.pg_port, self.data_dir)
 
     def ensure_database(self, name: str) -> None:
-        """Create database ``name`` with the PostGIS and pgRouting extensions unless it exists."""
+        """Create database ``name`` with the PostGIS and pgRouting extensions unless it exists.
+
+        The app role may connect to it and do nothing more there (its table privileges come with the migrations).
+        """
         def create(cur) -> None:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if cur.fetchone() is None:
@@ -118,9 +143,31 @@ class EmbeddedCluster:
         def extend(cur) -> None:
             for ext in EXTENSIONS:
                 cur.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} CASCADE").format(sql.Identifier(ext)))
+            _close_to_public(cur, name)
+            cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(name), sql.Identifier(APP_ROLE)))
 
+        self.ensure_app_role()
         self._autocommit("postgres", create)
         self._autocommit(name, extend)
+
+    def ensure_app_role(self) -> None:
+        """Create the web app's role, or reset its attributes and password; the password is kept in ``app_password``.
+
+        The maintenance database ``postgres`` is closed to it.
+        """
+        if not self.app_password_file.exists():
+            self._write_secret(self.app_password_file)
+        password = self.app_password_file.read_text().strip()
+
+        def create(cur) -> None:
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,))
+            verb = "ALTER" if cur.fetchone() else "CREATE"
+            cur.execute(sql.SQL(f"{verb} ROLE {{}} {APP_ROLE_ATTRIBUTES} PASSWORD %s").format(
+                sql.Identifier(APP_ROLE)), (password,))
+            _close_to_public(cur, "postgres")
+
+        self._autocommit("postgres", create)
 
     def drop_database(self, name: str) -> None:
         """Drop database ``name`` if it exists (used by the test suite for its own database)."""
@@ -184,11 +231,7 @@ class EmbeddedCluster:
             )
         self._prepare_folder()
         if not self.password_file.exists():
-            self.password_file.write_text(secrets.token_urlsafe(24))
-        if self._as_root():
-            user = self._os_user()
-            os.chown(self.password_file, user.pw_uid, user.pw_gid)
-        os.chmod(self.password_file, 0o600)
+            self._write_secret(self.password_file)
         self._run([
             self._bin("initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=scram-sha-256",
             f"--pwfile={self.password_file}", "-E", "UTF8", "--locale=C.UTF-8",
@@ -203,6 +246,14 @@ class EmbeddedCluster:
                 "max_connections = 100\n"
                 "logging_collector = off\n"
             )
+
+    def _write_secret(self, path: Path) -> None:
+        """A new random password in ``path``, readable by its owner only (the cluster's system user when root)."""
+        path.write_text(secrets.token_urlsafe(24))
+        if self._as_root():
+            user = self._os_user()
+            os.chown(path, user.pw_uid, user.pw_gid)
+        os.chmod(path, 0o600)
 
     def _live_postmaster_pid(self) -> int | None:
         """The pid in postmaster.pid if that process is alive and is a postgres; else None."""
@@ -273,3 +324,15 @@ class EmbeddedCluster:
                 f"cannot connect to the embedded cluster on 127.0.0.1:{self.settings.pg_port}; "
                 "is it running ('geoservice db status')?"
             ) from exc
+
+
+def _close_to_public(cur, database: str) -> None:
+    """Close the database ``cur`` is connected to (named ``database``) to PUBLIC.
+
+    PUBLIC may neither connect, nor make temporary tables, nor create in schema ``public``, nor create large objects.
+    Only non-superusers notice: the app role.
+    """
+    cur.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database)))
+    cur.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    for function in CREATING_FUNCTIONS:
+        cur.execute(f"REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC")
