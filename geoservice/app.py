@@ -10,7 +10,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from geoservice import compression, db
+from geoservice import compression, db, security
 from geoservice.config import Settings, load_settings
 from geoservice.errors import GeoserviceError
 from geoservice.results_cache import ResultsCache
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, *, engine_options: dict[str, An
     app.register_blueprint(ogc_bp)
     _register_error_handlers(app)
     compression.init_app(app)
+    security.init_app(app)
     if settings.trusted_proxies:
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)

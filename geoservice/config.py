@@ -49,12 +49,19 @@ Settings (environment variable → meaning, default):
     ``X-Forwarded-For``, ``-Proto``, ``-Host`` and ``-Port`` headers are then believed, so the links in OGC API
     answers carry the public ``https://`` address. Default ``0``: the headers are ignored, since any client could
     forge them. The service must be mounted at the root of its host name (the pages use absolute paths).
+``GEOSERVICE_TRUSTED_HOSTS``
+    Comma-separated host names (or IPv4 addresses) the service answers to besides ``localhost`` and ``127.0.0.1``,
+    e.g. ``map.city.gov.cn``; a leading dot (``.city.gov.cn``) accepts every name under it. A request for any other
+    host (its ``Host`` header, or ``X-Forwarded-Host`` from a trusted proxy) is answered 400, so a forged name never
+    reaches an absolute link. Default empty: only the machine itself. List the public name when serving behind a
+    proxy or on another address. IPv6 literals cannot be listed (Werkzeug compares names up to the first colon).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -86,6 +93,7 @@ class Settings:
     sliver_area_m2: float = 1.0
     health_timeout: float = 3.0
     trusted_proxies: int = 0
+    trusted_hosts: tuple[str, ...] = ()
     metric_crs_chosen: bool = field(default=False, init=False, compare=False)
     """True when ``metric_crs`` was chosen from the city centre rather than configured."""
 
@@ -99,6 +107,7 @@ class Settings:
             raise ConfigError(f"city_radius_km must be between 0 and 20000 km, got {self.city_radius_km}")
         if not 0 <= self.trusted_proxies <= 10:
             raise ConfigError(f"trusted_proxies must be between 0 and 10, got {self.trusted_proxies}")
+        _check_host_names(self.trusted_hosts)
         if not 0 < self.pg_port < 65536:
             raise ConfigError(f"pg_port must be between 1 and 65535, got {self.pg_port}")
 
@@ -131,6 +140,16 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+_HOST_NAME = re.compile(r"\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", re.IGNORECASE)
+
+
+def _check_host_names(names: tuple[str, ...]) -> None:
+    for name in names:
+        if not _HOST_NAME.fullmatch(name):
+            raise ConfigError(f"trusted_hosts: {name!r} is not a host name; list names such as map.city.gov.cn "
+                              "(or .city.gov.cn for every name under it), without scheme, port or path")
+
+
 ENV_NAMES = {
     "database_url": "DATABASE_URL",
     "pg_dir": "GEOSERVICE_PG_DIR",
@@ -147,6 +166,7 @@ ENV_NAMES = {
     "sliver_area_m2": "GEOSERVICE_SLIVER_AREA_M2",
     "health_timeout": "GEOSERVICE_HEALTH_TIMEOUT",
     "trusted_proxies": "GEOSERVICE_TRUSTED_PROXIES",
+    "trusted_hosts": "GEOSERVICE_TRUSTED_HOSTS",
 }
 
 
@@ -164,9 +184,10 @@ def _coerce(name: str, raw: Any) -> Any:
             parts = raw.split(",") if isinstance(raw, str) else list(raw)
             lon, lat = (float(p) for p in parts)
             return (lon, lat)
-        if kind == "str | None":
-            return str(raw) or None
-        return str(raw)
+        if kind == "tuple[str, ...]":
+            parts = raw.split(",") if isinstance(raw, str) else list(raw)
+            return tuple(str(p).strip() for p in parts if str(p).strip())
+        return (str(raw) or None) if kind == "str | None" else str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {ENV_NAMES[name]} has an invalid value {raw!r} ({kind} expected)") from exc
 
