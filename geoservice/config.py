@@ -21,6 +21,13 @@ Settings (environment variable → meaning, default):
     Folder with ``initdb``, ``pg_ctl`` and ``postgres``. Default ``/usr/lib/postgresql/15/bin``.
 ``GEOSERVICE_DB_NAME``
     Name of the database inside the embedded cluster. Default ``geoservice``.
+``GEOSERVICE_APP_DATABASE_URL``
+    SQLAlchemy URL the web app (``geoservice serve``, ``create_app``) connects with: a role that may only read the
+    data tables (see ``geoservice.db.grant_app_access``), never the owner. Unset (the default): the embedded
+    cluster's ``geoservice_app`` role, or, when ``DATABASE_URL`` is set, ``DATABASE_URL`` itself (the app then runs
+    as the owner, as before; README "Least privilege" says what an administrator runs to change that). The command
+    line (migrations, imports, demo load, network rebuild) always uses the owner: ``DATABASE_URL`` or the embedded
+    superuser.
 ``GEOSERVICE_METRIC_CRS``
     Projected CRS (``EPSG:<code>``, in metres) for metric work: lengths, buffers, snapping, coverage. Unset (the
     default): chosen from ``GEOSERVICE_CITY_CENTER`` — the CGCS2000 3-degree Gauss-Kruger zone in China (EPSG:4547,
@@ -84,6 +91,7 @@ class Settings:
     pg_os_user: str = "postgres"
     pg_bin: Path = field(default_factory=lambda: Path("/usr/lib/postgresql/15/bin"))
     db_name: str = "geoservice"
+    app_database_url: str | None = None
     metric_crs: str | None = None
     city_center: tuple[float, float] = (113.826, 34.026)
     city_radius_km: float = 60.0
@@ -157,6 +165,7 @@ ENV_NAMES = {
     "pg_os_user": "GEOSERVICE_PG_OS_USER",
     "pg_bin": "GEOSERVICE_PG_BIN",
     "db_name": "GEOSERVICE_DB_NAME",
+    "app_database_url": "GEOSERVICE_APP_DATABASE_URL",
     "metric_crs": "GEOSERVICE_METRIC_CRS",
     "city_center": "GEOSERVICE_CITY_CENTER",
     "city_radius_km": "GEOSERVICE_CITY_RADIUS_KM",

@@ -4,6 +4,11 @@ The database comes from, in order: ``GEOSERVICE_TEST_DATABASE_URL``; ``DATABASE_
 suite loads the demo city into it); else the embedded cluster, started if needed, with a database of its own
 (``geoservice_test``, or ``GEOSERVICE_TEST_DB_NAME``) so the suite never touches the data ``make run`` serves.
 A database that cannot be reached is an error, never a skip.
+
+The suite itself (fixtures loading data, the CLI) connects as the owner; the web app (the ``app`` and ``served``
+fixtures) connects as the read-only app role, as ``geoservice serve`` does: the embedded cluster's
+``geoservice_app``, or on an external server ``GEOSERVICE_TEST_APP_DATABASE_URL`` (else a ``geoservice_app`` role
+the suite creates there when it may, and never alters when it exists).
 """
 
 from __future__ import annotations
@@ -89,11 +94,43 @@ def conn(engine: Engine) -> Iterator[Connection]:
 
 
 @pytest.fixture(scope="session")
-def app(settings: Settings, engine: Engine):
-    """The Flask app on the suite's database (demo city loaded by ``engine``)."""
+def app_database_url(base_settings: Settings, engine: Engine) -> str:
+    """URL of the web app's role (``geoservice_app``, read-only) on the suite's database."""
+    if not (os.environ.get("GEOSERVICE_TEST_DATABASE_URL") or base_settings.database_url):
+        return EmbeddedCluster(base_settings).app_url(TEST_DB_NAME)
+    if os.environ.get("GEOSERVICE_TEST_APP_DATABASE_URL"):
+        return db.database_url(base_settings.replace(database_url=os.environ["GEOSERVICE_TEST_APP_DATABASE_URL"]))
+    return _make_app_role_on_external_server(engine)
+
+
+def _make_app_role_on_external_server(engine: Engine) -> str:
+    import secrets
+
+    from geoservice.db.embedded import APP_ROLE_ATTRIBUTES
+
+    with engine.begin() as conn:
+        if db.app_role_exists(conn):
+            pytest.fail(f"the test server already has a role {db.APP_ROLE}, which the suite does not alter: set "
+                        "GEOSERVICE_TEST_APP_DATABASE_URL to its URL")
+        password = secrets.token_urlsafe(24)
+        conn.execute(sa.text(f"CREATE ROLE {db.APP_ROLE} {APP_ROLE_ATTRIBUTES} PASSWORD '{password}'"))
+        conn.execute(sa.text(f'GRANT CONNECT ON DATABASE "{engine.url.database}" TO {db.APP_ROLE}'))
+        db.grant_app_access(conn)
+    return engine.url.set(username=db.APP_ROLE, password=password).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def app_settings(settings: Settings, app_database_url: str) -> Settings:
+    """The suite's settings with the web app connecting as the read-only app role."""
+    return settings.replace(app_database_url=app_database_url)
+
+
+@pytest.fixture(scope="session")
+def app(app_settings: Settings, engine: Engine):
+    """The Flask app on the suite's database (demo city loaded by ``engine``), connected as the app role."""
     from geoservice.app import create_app
 
-    return create_app(settings)
+    return create_app(app_settings)
 
 
 @pytest.fixture()
@@ -135,10 +172,12 @@ def wait_for_http(url: str, timeout_s: float = 60) -> None:
 
 
 @pytest.fixture(scope="session")
-def served(settings: Settings, engine: Engine) -> Iterator[str]:
-    """The app served exactly as ``geoservice serve`` serves it (gunicorn), on a free port; yields its base URL."""
+def served(settings: Settings, app_database_url: str, engine: Engine) -> Iterator[str]:
+    """The app served exactly as ``geoservice serve`` serves it (gunicorn, as the app role), on a free port; yields
+    its base URL."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "GEOSERVICE_BASEMAP": "none"}
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "GEOSERVICE_APP_DATABASE_URL": app_database_url,
+           "GEOSERVICE_BASEMAP": "none"}
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = open(ARTIFACTS / "serve.log", "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
