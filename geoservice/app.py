@@ -6,13 +6,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+import psycopg2.errors
+import sqlalchemy as sa
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, RequestHeaderFieldsTooLarge, RequestURITooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from geoservice import compression, db, security
 from geoservice.config import Settings, load_settings
-from geoservice.errors import GeoserviceError
+from geoservice.errors import DatabaseUnavailable, GeoserviceError, TimedOut
 from geoservice.results_cache import ResultsCache
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -58,22 +60,72 @@ def _wants_json() -> bool:
     return request.path.startswith(JSON_PREFIXES)
 
 
+# Longest request line and header block the app answers; longer ones get 414 / 431 in the JSON shape. gunicorn's own
+# limits are lifted (serve.py) so that these answers come from here, not as gunicorn's HTML.
+MAX_URL_BYTES = 65_536
+MAX_HEADER_BYTES = 16_384
+MAX_BODY_BYTES = 1_048_576
+
+
 def _register_error_handlers(app: Flask) -> None:
-    """Turn every error into the one JSON shape under /api, /ogc and /healthz."""
+    """Turn every error into the one JSON shape under /api, /ogc and /healthz (a page gets a short HTML page)."""
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+
+    @app.before_request
+    def refuse_oversized_requests():
+        if len(request.full_path.encode()) > MAX_URL_BYTES:
+            raise RequestURITooLarge(f"the address is longer than {MAX_URL_BYTES} bytes")
+        if sum(len(k) + len(v) + 4 for k, v in request.headers.items()) > MAX_HEADER_BYTES:
+            raise RequestHeaderFieldsTooLarge(f"the request headers are larger than {MAX_HEADER_BYTES} bytes")
+
+    def respond(status: int, body: dict, headers: dict | None = None):
+        if _wants_json():
+            response = jsonify(body)
+        else:
+            response = app.response_class(render_template("error.html", status=status, body=body),
+                                          mimetype="text/html")
+        response.status_code = status
+        response.headers.update(headers or {})
+        return response
+
+    def retry(exc: GeoserviceError) -> dict:
+        return {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
 
     @app.errorhandler(GeoserviceError)
     def handle_geoservice_error(exc: GeoserviceError):
-        return jsonify(exc.to_dict()), exc.status
+        return respond(exc.status, exc.to_dict(), retry(exc))
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(exc: HTTPException):
-        if not _wants_json():
-            return exc
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}  # Allow on a 405
         body = {"code": exc.name.replace(" ", ""), "description": exc.description}
-        return jsonify(body), exc.code
+        return respond(exc.code or 500, body, headers)
+
+    @app.errorhandler(sa.exc.DBAPIError)
+    @app.errorhandler(sa.exc.TimeoutError)
+    def handle_database_error(exc: Exception):
+        error = database_error(exc)
+        if error is None:
+            return handle_unexpected(exc)
+        log.warning("%s on %s: %s", error.code, request.path, type(getattr(exc, "orig", None) or exc).__name__)
+        return respond(error.status, error.to_dict(), retry(error))
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):
         log.exception("unhandled error on %s", request.path)
         body = {"code": "InternalError", "description": "an unexpected error occurred; it has been logged"}
-        return jsonify(body), 500
+        return respond(500, body)
+
+
+def database_error(exc: Exception) -> GeoserviceError | None:
+    """What a database exception means to the user: the database is away, the work ran too long — or None."""
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, psycopg2.errors.QueryCanceled):
+        return TimedOut("the request ran longer than its time limit and was stopped; narrow it (a smaller area, "
+                        "radius or limit) or try again later")
+    if isinstance(exc, sa.exc.TimeoutError):
+        return DatabaseUnavailable("every database connection is busy; try again in a few seconds")
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or getattr(exc, "connection_invalidated",
+                                                                                     False):
+        return DatabaseUnavailable("the database cannot be reached right now; try again in a few seconds")
+    return None

@@ -162,13 +162,14 @@ class Filter:
     @property
     def schema(self) -> dict:
         """The JSON schema of the parameter value."""
-        schema: dict = {"type": "string"}
+        schema: dict = {"type": "string", "minLength": 1}  # given empty, a filter is refused (params.absent)
         if self.enum:
             schema["enum"] = list(self.enum)
         if self.pattern:
             schema["pattern"] = self.pattern
         else:
             schema["maxLength"] = MAX_FILTER_TEXT
+            schema["pattern"] = "^[^\\u0000]*$"  # a NUL cannot be stored, so it is refused
         return schema
 
     def parse(self, raw: str) -> str:

@@ -51,6 +51,14 @@ Settings (environment variable → meaning, default):
     separately, not reported. Default ``1``.
 ``GEOSERVICE_HEALTH_TIMEOUT``
     Seconds ``/healthz`` waits for the database before answering 503. Default ``3``.
+``GEOSERVICE_TIMEOUT_LOOKUP_S``, ``GEOSERVICE_TIMEOUT_LAYER_S``, ``GEOSERVICE_TIMEOUT_ANALYSIS_S``
+    Statement timeout in seconds for each class of request (``geoservice.budget``): lookups (nearest, the grid at a
+    spot, search, one feature; default ``5``), map layers and OGC item pages (default ``20``) and analyses
+    (coverage, grid gaps, service areas; default ``60``). A request past it answers 503 with ``Retry-After``.
+``GEOSERVICE_ANALYSIS_SLOTS``
+    How many analyses may compute at once across every worker (default ``3``: the planner page asks for three at
+    once); one more is refused at once with 503 ``Busy`` and ``Retry-After`` (the pages ask again after it) rather
+    than queued, so cheap requests never wait behind analyses.
 ``GEOSERVICE_TRUSTED_PROXIES``
     How many reverse proxies (nginx, a government gateway) stand in front of the service. Their
     ``X-Forwarded-For``, ``-Proto``, ``-Host`` and ``-Port`` headers are then believed, so the links in OGC API
@@ -102,6 +110,10 @@ class Settings:
     health_timeout: float = 3.0
     trusted_proxies: int = 0
     trusted_hosts: tuple[str, ...] = ()
+    timeout_lookup_s: float = 5.0
+    timeout_layer_s: float = 20.0
+    timeout_analysis_s: float = 60.0
+    analysis_slots: int = 3
     metric_crs_chosen: bool = field(default=False, init=False, compare=False)
     """True when ``metric_crs`` was chosen from the city centre rather than configured."""
 
@@ -116,6 +128,11 @@ class Settings:
         if not 0 <= self.trusted_proxies <= 10:
             raise ConfigError(f"trusted_proxies must be between 0 and 10, got {self.trusted_proxies}")
         _check_host_names(self.trusted_hosts)
+        for name in ("timeout_lookup_s", "timeout_layer_s", "timeout_analysis_s"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ConfigError(f"{name} must be between 0 and 3600 seconds, got {getattr(self, name)}")
+        if not 1 <= self.analysis_slots <= 64:
+            raise ConfigError(f"analysis_slots must be between 1 and 64, got {self.analysis_slots}")
         if not 0 < self.pg_port < 65536:
             raise ConfigError(f"pg_port must be between 1 and 65535, got {self.pg_port}")
 
@@ -176,6 +193,10 @@ ENV_NAMES = {
     "health_timeout": "GEOSERVICE_HEALTH_TIMEOUT",
     "trusted_proxies": "GEOSERVICE_TRUSTED_PROXIES",
     "trusted_hosts": "GEOSERVICE_TRUSTED_HOSTS",
+    "timeout_lookup_s": "GEOSERVICE_TIMEOUT_LOOKUP_S",
+    "timeout_layer_s": "GEOSERVICE_TIMEOUT_LAYER_S",
+    "timeout_analysis_s": "GEOSERVICE_TIMEOUT_ANALYSIS_S",
+    "analysis_slots": "GEOSERVICE_ANALYSIS_SLOTS",
 }
 
 

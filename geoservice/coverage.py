@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from geoservice.errors import InvalidParameter, NotFound
-from geoservice.query import check_bbox, check_kinds, check_mode, check_radius, open_point_sql
+from geoservice.query import BBox, check_bbox, check_kinds, check_mode, check_radius, clip_bbox, open_point_sql
 from geoservice.routing import reachable_street_portions
 from geoservice.spatial import box_params, metric_srid, without_jit
 
@@ -69,15 +69,17 @@ _CLIP = """
     )
 """
 
-# full_m: the whole street in the metric CRS (fractions refer to it); gm: the part inside the area.
+# full_m: the whole street in the metric CRS (fractions refer to it); gm: the part inside the area. A street wholly
+# inside the area (most of them, for a large one) is not intersected with it: that is the costly part.
 _AREA_STREETS = """
     area_streets AS MATERIALIZED (
-        SELECT s.id, s.name, s.class, s.geom, m.full_m,
-               CASE WHEN clip.g IS NULL THEN m.full_m
+        SELECT s.id, s.name, s.class, s.geom, m.full_m, w.inside,
+               CASE WHEN w.inside THEN m.full_m
                     ELSE ST_CollectionExtract(ST_Intersection(m.full_m, clip.gm), 2) END AS gm
         FROM street s
         CROSS JOIN clip
         CROSS JOIN LATERAL (SELECT ST_Transform(s.geom, :srid) AS full_m) AS m
+        CROSS JOIN LATERAL (SELECT clip.g IS NULL OR ST_CoveredBy(s.geom, clip.g) AS inside) AS w
         WHERE clip.g IS NULL OR ST_Intersects(s.geom, clip.g)
     )
 """
@@ -189,8 +191,8 @@ _COVER = """
     ),
     cover AS (
         SELECT a.id, a.name, a.class, a.gm,
-               CASE WHEN clip.g IS NULL THEN e.covered ELSE ST_Intersection(e.covered, clip.gm) END AS covered,
-               CASE WHEN clip.g IS NULL THEN e.uncovered ELSE ST_Intersection(e.uncovered, clip.gm) END AS uncovered
+               CASE WHEN a.inside THEN e.covered ELSE ST_Intersection(e.covered, clip.gm) END AS covered,
+               CASE WHEN a.inside THEN e.uncovered ELSE ST_Intersection(e.uncovered, clip.gm) END AS uncovered
         FROM area_streets a CROSS JOIN clip LEFT JOIN per_edge e ON e.edge_id = a.id
         WHERE NOT ST_IsEmpty(a.gm)
     )
@@ -280,7 +282,7 @@ def _cover_query(conn: Connection, *, tail: str, mode: str, kinds: tuple[str, ..
 
 def uncovered_streets(conn: Connection, *, radius_m: float | None = None, kinds: Sequence[str] | None = None,
                       mode: str = "straight", bbox: Sequence[float] | None = None, district: str | None = None,
-                      metric_crs: str) -> dict:
+                      metric_crs: str, extent: BBox | None = None) -> dict:
     """The street portions no qualifying point covers, with a summary.
 
     Args:
@@ -291,6 +293,8 @@ def uncovered_streets(conn: Connection, *, radius_m: float | None = None, kinds:
         bbox: ``(minlon, minlat, maxlon, maxlat)``: only streets touching it, cut to it.
         district: 6-digit district code: only streets inside the district, cut to its outline.
         metric_crs: projected CRS for lengths and distances ("EPSG:<code>").
+        extent: the city's extent (lon/lat): ``bbox`` is cut to it first, so a box far larger than the city is the
+            whole city, and a box outside it covers no street (answered without a query).
 
     Returns:
         A GeoJSON FeatureCollection of the uncovered portion of each street segment (id, name, class, length_m,
@@ -305,9 +309,15 @@ def uncovered_streets(conn: Connection, *, radius_m: float | None = None, kinds:
     kinds_ok = check_kinds(kinds)
     radius = check_radius(radius_m, kinds)
     check_mode(mode)
-    area = {**box_params(check_bbox(bbox)), "district": _check_district(conn, district)}
-    rows = _cover_query(conn, tail=_STREETS_TAIL, mode=mode, kinds=kinds_ok, radius=radius, area=area,
-                        metric_crs=metric_crs, extra={"min_portion": MIN_PORTION_M})
+    box = check_bbox(bbox)
+    clipped = clip_bbox(box, extent) if box is not None and extent is not None else box
+    outside = box is not None and clipped is None
+    if clipped is not None and clipped == extent:
+        clipped = None  # the box holds the whole city: the same answer as no box, without cutting anything
+    area = {**box_params(clipped), "district": _check_district(conn, district)}
+    rows = [] if outside else _cover_query(
+        conn, tail=_STREETS_TAIL, mode=mode, kinds=kinds_ok, radius=radius, area=area, metric_crs=metric_crs,
+        extra={"min_portion": MIN_PORTION_M})
     features, by_name = [], {}
     for row in rows:
         if row["uncovered_m"] > 0:

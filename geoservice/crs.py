@@ -534,6 +534,22 @@ def scale_error(metric_crs: str, lon: float, lat: float) -> float:
     return float(factors.meridional_scale) - 1.0
 
 
+@lru_cache(maxsize=16)
+def _area_of_use(metric_crs: str) -> tuple[float, float, float, float] | None:
+    area = CRS(metric_crs).area_of_use
+    return None if area is None else tuple(area.bounds)
+
+
+def within_area_of_use(metric_crs: str, lon: float, lat: float) -> bool:
+    """Whether (lon, lat) lies where ``metric_crs`` may be used (its area of use, with the margin)."""
+    bounds = _area_of_use(metric_crs)
+    if bounds is None:
+        return True
+    west, south, east, north = bounds
+    m = AREA_OF_USE_MARGIN_DEG
+    return west - m <= lon <= east + m and south - m <= lat <= north + m
+
+
 def check_metric_crs(metric_crs: str, lon: float, lat: float, *, what: str = "the city centre") -> str:
     """``metric_crs`` if it is a projected CRS in metres whose area of use holds (lon, lat), else a refusal.
 

@@ -13,6 +13,8 @@ class GeoserviceError(Exception):
 
     status = 500
     code = "InternalError"
+    retry_after: int | None = None
+    """Seconds after which trying again may succeed (sent as ``Retry-After``); None when it will not."""
 
     def __init__(self, description: str) -> None:
         super().__init__(description)
@@ -42,6 +44,23 @@ class DatabaseUnavailable(GeoserviceError):
 
     status = 503
     code = "DatabaseUnavailable"
+    retry_after = 5
+
+
+class Busy(GeoserviceError):
+    """Every slot for whole-city analyses is taken: try again shortly (cheap requests are not affected)."""
+
+    status = 503
+    code = "Busy"
+    retry_after = 2
+
+
+class TimedOut(GeoserviceError):
+    """The request's work ran past its statement timeout and was stopped."""
+
+    status = 503
+    code = "Timeout"
+    retry_after = 30
 
 
 class ConfigError(GeoserviceError):

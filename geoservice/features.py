@@ -39,7 +39,7 @@ SEARCH_MAX_RESULTS = 50
 SEARCH_MAX_LENGTH = 100
 
 
-def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None, limit: int | None = None,
+def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None, limit: int = MAX_LIMIT,
                      now: datetime | None = None) -> dict:
     """The features of ``layer`` (within ``bbox`` if given) as a GeoJSON FeatureCollection dict.
 
@@ -47,8 +47,9 @@ def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None, 
         conn: database connection.
         layer: the id of a table with a geometry (:data:`geoservice.catalogue.FEATURE_TABLES`).
         bbox: only features that meet this box (WGS 84).
-        limit: at most this many features (lowest keys first); the collection then says ``truncated: true`` when
-            more were there, so a map can ask the user to zoom in instead of loading a whole big city.
+        limit: at most this many features (lowest keys first; at most and by default :data:`MAX_LIMIT`, so no
+            answer is unbounded); ``truncated`` says whether more were there, so a map can ask the user to zoom
+            in instead of loading a whole big city.
         now: the city's local time; points then carry ``open_now`` (True, False, or None for unknown hours).
 
     Raises:
@@ -56,11 +57,11 @@ def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None, 
     """
     if layer not in FEATURE_TABLES:
         raise InvalidParameter(f"layer must be one of {', '.join(FEATURE_TABLES)}; got {layer!r}")
-    if limit is not None and not 1 <= limit <= MAX_LIMIT:
+    if not 1 <= limit <= MAX_LIMIT:
         raise InvalidParameter(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
     table = FEATURE_TABLES[layer]
     where = ""
-    params: dict = {"limit": None if limit is None else limit + 1}
+    params: dict = {"limit": limit + 1}
     if bbox is not None:
         where = "WHERE " + in_box_sql(table.geometry.column, table.geometry.srid)
         params.update(box_params(bbox))
@@ -71,9 +72,8 @@ def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None, 
     features = _features(conn, table=table, order=f"t.{table.key}", properties=properties, joins=joins,
                          rows=f"SELECT * FROM {table.name} {where} ORDER BY {table.key} LIMIT :limit", params=params)
     collection: dict = {"type": "FeatureCollection", "features": features}
-    if limit is not None:
-        collection["truncated"] = len(features) > limit
-        del features[limit:]
+    collection["truncated"] = len(features) > limit
+    del features[limit:]
     if table is POINT:
         _add_point_fields(features, now)
     return collection
@@ -93,6 +93,8 @@ def search_points(conn: Connection, text: str, *, limit: int = 10, now: datetime
         raise InvalidParameter("q is required: part of a point's name or address, e.g. q=三八路")
     if len(needle) > SEARCH_MAX_LENGTH:
         raise InvalidParameter(f"q must be at most {SEARCH_MAX_LENGTH} characters, got {len(needle)}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in needle):
+        raise InvalidParameter("q must be text without control characters (NUL, tabs, line breaks, …)")
     if not 1 <= limit <= SEARCH_MAX_RESULTS:
         raise InvalidParameter(f"limit must be between 1 and {SEARCH_MAX_RESULTS}, got {limit}")
     # The text is matched literally: LIKE's wildcards and escape character in it match only themselves.

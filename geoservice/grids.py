@@ -68,8 +68,8 @@ def grid_at(conn: Connection, *, lon: float, lat: float) -> dict:
 
 
 def _area_filter(district: str | None, community: str | None) -> tuple[str, dict]:
-    if district and community:
-        raise InvalidParameter("give either district or community, not both")
+    if district and community and not community.startswith(district):
+        raise NotFound(f"community {community} is not in district {district}")
     if community:
         if not (len(community) == 12 and community.isdigit()):
             raise InvalidParameter(f"community must be a 12-digit community code, got {community!r}")

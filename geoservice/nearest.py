@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from geoservice import hours, navigation
+from geoservice.crs import within_area_of_use
 from geoservice.errors import InvalidParameter
 from geoservice.query import (
     MAX_DISTANCE_M,
@@ -135,7 +136,14 @@ def nearest_points(conn: Connection, query: NearestQuery, *, now: datetime, metr
     """
     within = query.max_distance_m
     extra = {}
-    if query.mode == "walk":
+    if query.mode == "walk" and not within_area_of_use(metric_crs, query.lon, query.lat):
+        # Far outside the city's zone no street can be reached on foot: said, not computed.
+        extra["walk_search"] = {"street": None, "distance_m": None, "separate_piece": False, "piece_street_m": None,
+                                "rejoined": None, "searched_m": within or DEFAULT_WALK_SEARCH_M, "wanted": query.k,
+                                "found": 0, "message": "the spot is far outside the city: no street of it can be "
+                                "reached on foot (mode=straight gives straight distances from anywhere)"}
+        chosen = []
+    elif query.mode == "walk":
         within = within or DEFAULT_WALK_SEARCH_M
         chosen = _by_walking(conn, query, now=now, limit_m=within, metric_crs=metric_crs)
         if len(chosen) < query.k:

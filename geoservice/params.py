@@ -1,7 +1,9 @@
 """Validation of request parameters and command arguments, with messages that say what is allowed.
 
-Every function takes the raw string (or None) and returns a typed value or raises
-:class:`geoservice.errors.InvalidParameter` naming the parameter and the allowed values.
+Every function takes the raw string (None when the parameter is absent) and returns a typed value or raises
+:class:`geoservice.errors.InvalidParameter` naming the parameter and the allowed values. An absent parameter takes
+its default; a parameter given empty (``mode=``) is refused — the documents allow no empty value, and a silent
+default would hide a client's mistake.
 """
 
 from __future__ import annotations
@@ -12,10 +14,19 @@ from geoservice.errors import InvalidParameter
 from geoservice.query import BBox
 
 
+def absent(name: str, raw: str | None) -> bool:
+    """Whether the parameter was left out; given empty (or blank) it is refused."""
+    if raw is None:
+        return True
+    if not raw.strip():
+        raise InvalidParameter(f"{name} is empty: give a value or leave the parameter out")
+    return False
+
+
 def parse_float(name: str, raw: str | None, *, default: float | None = None, minimum: float | None = None,
                 maximum: float | None = None) -> float | None:
     """A finite number within [minimum, maximum]."""
-    if raw is None or raw == "":
+    if absent(name, raw):
         return default
     try:
         value = float(raw)
@@ -30,12 +41,16 @@ def parse_float(name: str, raw: str | None, *, default: float | None = None, min
 
 def parse_bbox(raw: str | None) -> BBox | None:
     """``minlon,minlat,maxlon,maxlat`` in WGS 84, or None when absent."""
-    if raw is None or raw == "":
+    if absent("bbox", raw):
         return None
     parts = raw.split(",")
     if len(parts) != 4:
         raise InvalidParameter(f"bbox must be minlon,minlat,maxlon,maxlat (4 numbers), got {raw!r}")
     names = ("bbox minlon", "bbox minlat", "bbox maxlon", "bbox maxlat")
+    empty = [n for n, p in zip(names, parts, strict=True) if not p.strip()]
+    if empty:
+        raise InvalidParameter(f"{empty[0]} is empty: bbox must be minlon,minlat,maxlon,maxlat (4 numbers), "
+                               f"got {raw!r}")
     limits = ((-180, 180), (-90, 90), (-180, 180), (-90, 90))
     minx, miny, maxx, maxy = (parse_float(n, p.strip(), minimum=lo, maximum=hi)
                               for n, p, (lo, hi) in zip(names, parts, limits, strict=True))
@@ -48,7 +63,7 @@ def parse_bbox(raw: str | None) -> BBox | None:
 
 def parse_choice(name: str, raw: str | None, allowed: tuple[str, ...], *, default: str | None = None) -> str | None:
     """One of ``allowed``."""
-    if raw is None or raw == "":
+    if absent(name, raw):
         return default
     if raw not in allowed:
         raise InvalidParameter(f"{name} must be one of {', '.join(allowed)}; got {raw!r}")
@@ -57,7 +72,7 @@ def parse_choice(name: str, raw: str | None, allowed: tuple[str, ...], *, defaul
 
 def parse_int(name: str, raw: str | None, *, default: int, minimum: int, maximum: int) -> int:
     """A whole number within [minimum, maximum]."""
-    if raw is None or raw == "":
+    if absent(name, raw):
         return default
     try:
         value = int(raw)
@@ -74,7 +89,7 @@ FALSE_WORDS = ("false", "0", "no", "off")
 
 def parse_bool(name: str, raw: str | None, *, default: bool = False) -> bool:
     """true/false (also 1/0, yes/no, on/off)."""
-    if raw is None or raw == "":
+    if absent(name, raw):
         return default
     word = raw.strip().lower()
     if word in TRUE_WORDS:
@@ -104,7 +119,9 @@ def parse_lonlat(raw_lon: str | None, raw_lat: str | None) -> tuple[float, float
 
 def parse_list(name: str, values: list[str], allowed: tuple[str, ...]) -> tuple[str, ...]:
     """Repeated (``kind=a&kind=b``) or comma-separated (``kind=a,b``) values, each one of ``allowed``."""
-    items = tuple(dict.fromkeys(v.strip() for raw in values for v in raw.split(",") if v.strip()))
+    if any(not v.strip() for raw in values for v in raw.split(",")):
+        raise InvalidParameter(f"{name} has an empty value; allowed: {', '.join(allowed)}")
+    items = tuple(dict.fromkeys(v.strip() for raw in values for v in raw.split(",")))
     unknown = [v for v in items if v not in allowed]
     if unknown:
         raise InvalidParameter(f"unknown {name} {unknown[0]!r}; allowed: {', '.join(allowed)}")

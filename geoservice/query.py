@@ -133,6 +133,17 @@ def check_radius(radius_m: float | None, kinds: Sequence[str] | None) -> float:
     return check_metres("radius", radius_m, MAX_RADIUS_M)
 
 
+def clip_bbox(bbox: BBox, extent: BBox) -> BBox | None:
+    """``bbox`` cut to ``extent`` (the city's), or None when they do not meet.
+
+    A box far larger than the city would otherwise reach the metric CRS whole, where it is no longer a valid
+    polygon (and costs minutes to densify): a globe-sized box must give the same answer as the whole city.
+    """
+    minx, miny = max(bbox[0], extent[0]), max(bbox[1], extent[1])
+    maxx, maxy = min(bbox[2], extent[2]), min(bbox[3], extent[3])
+    return (minx, miny, maxx, maxy) if minx < maxx and miny < maxy else None
+
+
 def check_bbox(bbox: Sequence[float] | None) -> BBox | None:
     """``(minlon, minlat, maxlon, maxlat)`` in WGS 84, or None."""
     if bbox is None:
@@ -141,7 +152,7 @@ def check_bbox(bbox: Sequence[float] | None) -> BBox | None:
     if len(values) != 4 or not all(isinstance(v, int | float) and math.isfinite(v) for v in values):
         raise InvalidParameter(f"bbox must be 4 numbers minlon,minlat,maxlon,maxlat, got {bbox!r}")
     minx, miny, maxx, maxy = (float(v) for v in values)
-    if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
-        raise InvalidParameter("bbox must be minlon,minlat,maxlon,maxlat with -180 ≤ minlon < maxlon ≤ 180 and "
-                               f"-90 ≤ minlat < maxlat ≤ 90, got {bbox!r}")
+    if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
+        raise InvalidParameter("bbox must be minlon,minlat,maxlon,maxlat with -180 ≤ minlon ≤ maxlon ≤ 180 and "
+                               f"-90 ≤ minlat ≤ maxlat ≤ 90, got {bbox!r}")
     return (minx, miny, maxx, maxy)

@@ -34,6 +34,11 @@ def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
         "worker_class": "gthread",
         "threads": 4,
         "timeout": 120,
+        # The app answers over-long request lines and headers itself, as 414/431 in the one JSON error shape
+        # (app.MAX_URL_BYTES, MAX_HEADER_BYTES); gunicorn's own limits would answer them first, in HTML. The reverse
+        # proxy in front keeps its own limits (docs/security.md).
+        "limit_request_line": 0,
+        "limit_request_field_size": 0,
         "accesslog": "-",
         "errorlog": "-",
         "loglevel": "info",

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Parallel runs in one cluster (e.g. several developers' checkouts) each name their own database.
 TEST_DB_NAME = os.environ.get("GEOSERVICE_TEST_DB_NAME", "geoservice_test")
 ARTIFACTS = ROOT / "tests" / "artifacts"
+TEST_ANALYSIS_SLOTS = 16
 # The demo city's metric CRS, chosen from its centre as the settings choose it (EPSG:4547 for Xuchang).
 DEMO_METRIC_CRS = metric_crs_for(*demo_spec().center)
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -63,7 +65,9 @@ def test_database_url(base_settings: Settings) -> str:
 @pytest.fixture(scope="session")
 def settings(base_settings: Settings, test_database_url: str) -> Settings:
     """Settings pointing at the suite's database, offline basemap (pages request nothing from other hosts)."""
-    return base_settings.replace(database_url=test_database_url, basemap="none")
+    # Many analysis slots: the served app and the test client share the database, and a page test's analyses may
+    # still run when the next test asks (tests/test_bounded_work.py tests the limit with its own settings).
+    return base_settings.replace(database_url=test_database_url, basemap="none", analysis_slots=TEST_ANALYSIS_SLOTS)
 
 
 @pytest.fixture(scope="session")
@@ -171,27 +175,32 @@ def wait_for_http(url: str, timeout_s: float = 60) -> None:
         time.sleep(0.3)
 
 
+@contextmanager
+def serving(env: dict[str, str], *, log_name: str = "serve.log", ready: str = "/healthz") -> Iterator[str]:
+    """``geoservice serve`` (gunicorn, 2 workers) on a free port with ``env`` on top of ours; yields its base URL."""
+    port = free_port()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with open(ARTIFACTS / log_name, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "geoservice", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers",
+             "2"], env={**os.environ, "GEOSERVICE_BASEMAP": "none", **env}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_http(base + ready)
+            yield base
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def served(settings: Settings, app_database_url: str, engine: Engine) -> Iterator[str]:
     """The app served exactly as ``geoservice serve`` serves it (gunicorn, as the app role), on a free port; yields
     its base URL."""
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "GEOSERVICE_APP_DATABASE_URL": app_database_url,
-           "GEOSERVICE_BASEMAP": "none"}
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = open(ARTIFACTS / "serve.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "geoservice", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(base + "/healthz")
+    with serving({"DATABASE_URL": settings.database_url, "GEOSERVICE_APP_DATABASE_URL": app_database_url,
+                  "GEOSERVICE_ANALYSIS_SLOTS": str(TEST_ANALYSIS_SLOTS)}) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

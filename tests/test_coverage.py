@@ -302,7 +302,7 @@ ALL_KINDS = ", ".join(KIND_CODES)
     ({"radius_m": float("nan")}, "radius must be a number"),
     ({"radius_m": "500"}, "radius must be a number"),
     ({"bbox": (1, 2, 3)}, "bbox must be 4 numbers"),
-    ({"bbox": (114, 34, 113, 35)}, "minlon < maxlon"),
+    ({"bbox": (114, 34, 113, 35)}, "minlon ≤ maxlon"),
     ({"district": "4110"}, "district must be a 6-digit district code"),
     ({"metric_crs": "EPSG:0"}, "not known"),
 ])

@@ -94,7 +94,7 @@ def test_community_gaps(conn, demo_city):
     ("district=41100", 400, "district must be a 6-digit district code"),
     ("district=999999", 404, "no district with code 999999"),
     ("community=411002001", 400, "community must be a 12-digit community code"),
-    ("district=411002&community=411002001001", 400, "either district or community"),
+    ("district=411001&community=411002001001", 404, "community 411002001001 is not in district 411001"),
     ("min_area=-1", 400, "min_area must be between"),
     ("color=red", 400, "unknown parameter 'color'"),
 ])

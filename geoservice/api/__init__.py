@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
-from geoservice import coverage, db, downloads, features, grids, health, hours, nearest, query
+from geoservice import budget, coverage, db, downloads, features, grids, health, hours, nearest, query
 from geoservice.api import openapi
 from geoservice.params import parse_lonlat
 from geoservice.service_area import service_area as point_service_area
+from geoservice.spatial import box_around
 
 bp = Blueprint("api", __name__)
 
@@ -24,11 +25,27 @@ def _now():
     return hours.local_now(_settings().timezone)
 
 
+def _city_extent():
+    """The lon/lat box of the city: its centre ± the radius imports keep every feature within."""
+    settings = _settings()
+    return box_around(*settings.city_center, settings.city_radius_km * 1000)
+
+
+def _analysis(compute, **query):
+    """``compute(conn, **query)`` as an analysis: it takes an analysis slot first (503 Busy when none is free)."""
+    conn = budget.connection("analysis")
+    budget.take_analysis_slot(conn, _settings())
+    return compute(conn, **query)
+
+
 def _cached(name: str, compute, **query):
-    """``compute(conn, **query)``, or its answer kept from an earlier request while the data is unchanged."""
-    conn = db.get_connection()
+    """``compute(conn, **query)`` as an analysis, or its answer kept while the data is unchanged.
+
+    A kept answer is served at once, without a slot.
+    """
+    conn = budget.connection("analysis")
     key = (name, tuple(sorted(query.items())))
-    return current_app.extensions["geoservice_results"].get(conn, key, lambda: compute(conn, **query))
+    return current_app.extensions["geoservice_results"].get(conn, key, lambda: _analysis(compute, **query))
 
 
 @bp.get("/healthz")
@@ -46,15 +63,16 @@ def healthz():
 def layer(layer: str):
     """One layer of the city map as a GeoJSON FeatureCollection, optionally cut to a bbox."""
     args = openapi.read_query("/api/v1/layers/{layer}")
-    return _geojson(features.layer_collection(db.get_connection(), layer, bbox=args["bbox"], limit=args["limit"],
-                                              now=_now()))
+    return _geojson(features.layer_collection(budget.connection("layer"), layer, bbox=args["bbox"],
+                                              limit=args["limit"], now=_now()))
 
 
 @bp.get("/api/v1/points/search")
 def search_points():
     """Convenience points by name or address, best matches first."""
     args = openapi.read_query("/api/v1/points/search")
-    return _geojson(features.search_points(db.get_connection(), args["q"] or "", limit=args["limit"], now=_now()))
+    return _geojson(features.search_points(budget.connection("lookup"), args["q"] or "", limit=args["limit"],
+                                           now=_now()))
 
 
 @bp.get("/api/v1/nearest")
@@ -66,7 +84,7 @@ def nearest_points():
         lon=lon, lat=lat, kinds=args["kind"], amenities=args["amenity"], open_now=args["open_now"],
         vacancy=args["vacancy"], rest=args["rest"], k=args["k"], max_distance_m=args["max_distance"],
         mode=args["mode"])
-    return _geojson(nearest.nearest_points(db.get_connection(), question, now=_now(),
+    return _geojson(nearest.nearest_points(budget.connection("lookup"), question, now=_now(),
                                            metric_crs=_settings().metric_crs))
 
 
@@ -75,7 +93,7 @@ def grid_at():
     """The unit grid at a spot, with who is responsible for it."""
     args = openapi.read_query("/api/v1/grids/at")
     lon, lat = parse_lonlat(args["lon"], args["lat"])
-    return _geojson(grids.grid_at(db.get_connection(), lon=lon, lat=lat))
+    return _geojson(grids.grid_at(budget.connection("lookup"), lon=lon, lat=lat))
 
 
 @bp.get("/api/v1/coverage/grid-gaps")
@@ -98,6 +116,7 @@ def uncovered_streets():
     """Street portions with no qualifying point within the radius, and a summary."""
     args = openapi.read_query("/api/v1/coverage/streets")
     result = _cached("uncovered_streets", coverage.uncovered_streets, **_coverage_args(args), bbox=args["bbox"],
+                     extent=_city_extent(),
                      district=args["district"], metric_crs=_settings().metric_crs)
     if args["f"] == downloads.INLINE:
         return _geojson(result)
@@ -112,7 +131,7 @@ def grid_coverage():
     result = _cached("grid_coverage", coverage.grid_coverage, **question, metric_crs=_settings().metric_crs)
     if args["f"] == downloads.INLINE:
         return jsonify({"grids": result})
-    return _attachment(downloads.grid_coverage_file(db.get_connection(), result, **question, fmt=args["f"]))
+    return _attachment(downloads.grid_coverage_file(budget.connection("analysis"), result, **question, fmt=args["f"]))
 
 
 @bp.get("/api/v1/points/<int:point_id>/service-area")
@@ -120,8 +139,8 @@ def service_area(point_id: int):
     """The area reachable from a point within a radius."""
     args = openapi.read_query("/api/v1/points/{id}/service-area")
     radius = query.DEFAULT_RADIUS_M if args["radius"] is None else args["radius"]
-    return _geojson(point_service_area(db.get_connection(), point_id=point_id, radius_m=radius, mode=args["mode"],
-                                       metric_crs=_settings().metric_crs))
+    return _geojson(_analysis(point_service_area, point_id=point_id, radius_m=radius, mode=args["mode"],
+                              metric_crs=_settings().metric_crs))
 
 
 @bp.get("/api/v1/openapi.json")

@@ -18,7 +18,7 @@ from geoservice.catalogue import FEATURE_TABLES
 from geoservice.downloads import FORMATS
 from geoservice.errors import InvalidParameter
 from geoservice.features import MAX_LIMIT, SEARCH_MAX_LENGTH, SEARCH_MAX_RESULTS
-from geoservice.params import parse_bbox, parse_bool, parse_choice, parse_float, parse_int, parse_list
+from geoservice.params import absent, parse_bbox, parse_bool, parse_choice, parse_float, parse_int, parse_list
 from geoservice.vocab import AMENITY_CODES, KIND_CODES
 
 
@@ -101,7 +101,7 @@ def several(name: str, description: str, allowed: tuple[str, ...]) -> Param:
 
 def text(name: str, description: str, schema: dict, *, required: bool = False, where: str = "query") -> Param:
     """A string, checked by the core (codes, search text)."""
-    return Param(name, description, schema, lambda raw: raw if raw not in (None, "") else None, required=required,
+    return Param(name, description, schema, lambda raw: None if absent(name, raw) else raw, required=required,
                  where=where)
 
 
@@ -115,7 +115,9 @@ MODE = choice("mode", "straight = geodesic distance; walk = along the street net
               default="straight")
 RADIUS = metres("radius", f"coverage radius in metres (default {query.DEFAULT_RADIUS_M:g}; "
                 f"{query.TOILET_RADIUS_M:g} when kind is only toilet)", query.MAX_RADIUS_M)
-BBOX = Param("bbox", "minlon,minlat,maxlon,maxlat (WGS 84)", {"type": "string"}, parse_bbox)
+_NUMBER_RE = r"\s*[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?\s*"
+BBOX = Param("bbox", "minlon,minlat,maxlon,maxlat (WGS 84 degrees; min must not exceed max)",
+             {"type": "string", "pattern": f"^{_NUMBER_RE}(,{_NUMBER_RE}){{3}}$"}, parse_bbox)
 DISTRICT = text("district", "6-digit district code", {"type": "string", "pattern": "^[0-9]{6}$"})
 FORMAT = choice("f", "json = the answer inline (default); csv (UTF-8, geometry as WKT), geojson or gpkg "
                 "(GeoPackage) = the same result as a file download (Content-Disposition: attachment)",
@@ -199,8 +201,8 @@ PATHS: dict[str, dict] = {
         "parameters": [
             text("layer", "the layer", {"type": "string", "enum": list(FEATURE_TABLES)}, required=True, where="path"),
             BBOX,
-            integer("limit", "at most this many features (lowest ids first); the answer then has truncated: true "
-                    "when there were more", minimum=1, maximum=MAX_LIMIT),
+            integer("limit", f"at most this many features (lowest ids first; default and most {MAX_LIMIT}); "
+                    "truncated: true says there were more", minimum=1, maximum=MAX_LIMIT, default=MAX_LIMIT),
         ],
         "responses": {"200": FEATURES},
     },
@@ -211,12 +213,18 @@ PATHS: dict[str, dict] = {
                        "properties as the points layer: labels, open_now, free places, grid and squad.",
         "parameters": [
             text("q", f"part of the name or address, 1-{SEARCH_MAX_LENGTH} characters",
-                 {"type": "string", "minLength": 1, "maxLength": SEARCH_MAX_LENGTH}, required=True),
+                 {"type": "string", "minLength": 1, "maxLength": SEARCH_MAX_LENGTH,
+                  "pattern": "^[^\\u0000-\\u001f\\u007f]*$"}, required=True),
             integer("limit", "how many points", minimum=1, maximum=SEARCH_MAX_RESULTS, default=10),
         ],
         "responses": {"200": FEATURES},
     },
 }
+
+
+# What any operation may answer besides its own: bad input, nothing there, an over-long address or header block,
+# and the database away, busy or past its time limit (with Retry-After) — all in the one JSON error shape.
+ERROR_STATUSES = ("400", "404", "414", "431", "503")
 
 
 def read_query(path: str) -> dict[str, Any]:
@@ -246,7 +254,8 @@ def document() -> dict:
              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     paths = {}
     for path, spec in PATHS.items():
-        responses = {**spec["responses"], "400": {"$ref": "#/components/responses/Error"}}
+        responses = {**spec["responses"], **{status: {"$ref": "#/components/responses/Error"}
+                                             for status in ERROR_STATUSES}}
         paths[path] = {"get": {"summary": spec["summary"], "description": spec["description"],
                                "parameters": [p.openapi() for p in spec["parameters"]], "responses": responses,
                                "operationId": path.strip("/").replace("/", "_").replace("{", "").replace("}", "")}}

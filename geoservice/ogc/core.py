@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from geoservice import catalogue
 from geoservice.catalogue import Table
 from geoservice.errors import InvalidParameter, NotFound
+from geoservice.params import absent
 from geoservice.query import BBox
 from geoservice.spatial import box_params, in_box_sql
 
@@ -58,7 +59,7 @@ class ItemsPage:
 
 def parse_limit(raw: str | None) -> int:
     """Features per page: a whole number >= 1; above :data:`MAX_LIMIT` it is served as MAX_LIMIT (not an error)."""
-    if raw is None or raw == "":
+    if absent("limit", raw):
         return DEFAULT_LIMIT
     try:
         value = int(raw)

@@ -34,7 +34,8 @@ PARAMETERS = {
     "limit": {"name": "limit", "in": "query", "required": False, "style": "form", "explode": False,
               "description": f"How many features per page (default {DEFAULT_LIMIT}); larger values than "
                              f"{MAX_LIMIT} are served as {MAX_LIMIT}.",
-              "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
+              # No "maximum": OGC API - Features serves a larger limit as the server's maximum, never refuses it.
+              "schema": {"type": "integer", "minimum": 1, "default": DEFAULT_LIMIT}},
     "offset": {"name": "offset", "in": "query", "required": False, "style": "form", "explode": False,
                "description": "How many matching features to skip (features are ordered by their id).",
                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}},
@@ -46,9 +47,9 @@ def _json(schema: dict, media_type: str = documents.JSON) -> dict:
 
 
 def _get(summary: str, operation_id: str, parameters: list, response: dict, *, not_found: bool = False) -> dict:
-    responses = {"200": response, "400": _ref("responses", "Error")}
-    if not_found:
-        responses["404"] = _ref("responses", "Error")
+    # Besides bad input (and nothing there): an over-long address or headers, the database away, busy or slow.
+    statuses = ("400", "404", "414", "431", "503") if not_found else ("400", "414", "431", "503")
+    responses = {"200": response, **{status: _ref("responses", "Error") for status in statuses}}
     return {"get": {"summary": summary, "operationId": operation_id, "parameters": parameters,
                     "responses": responses}}
 

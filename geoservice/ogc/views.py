@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, make_response, render_template, request
 
-from geoservice import db
+from geoservice import budget
 from geoservice.catalogue import Table
 from geoservice.errors import InvalidParameter
 from geoservice.ogc import core, documents, openapi
 from geoservice.ogc.documents import FORMATS, GEOJSON, HTML, JSON, OPENAPI
-from geoservice.params import parse_bbox, parse_choice, parse_int
+from geoservice.params import absent, parse_bbox, parse_choice, parse_int
 
 PAGING = ("limit", "offset", "f")
 
@@ -82,7 +82,7 @@ def api_definition():
 def collections():
     """All feature collections, with their extents."""
     fmt = _format()
-    extents = core.spatial_extents(db.get_connection())
+    extents = core.spatial_extents(budget.connection("layer"))
     return _respond(documents.collections(_base(), fmt, extents), fmt, "ogc_collections.html")
 
 
@@ -91,7 +91,7 @@ def collection(collection_id: str):
     """One feature collection."""
     coll = core.get_collection(collection_id)
     fmt = _format()
-    extent = core.spatial_extent(db.get_connection(), coll)
+    extent = core.spatial_extent(budget.connection("lookup"), coll)
     return _respond(documents.collection(_base(), fmt, coll, extent), fmt, "ogc_collection.html", collection=coll)
 
 
@@ -101,7 +101,7 @@ def _items_query(coll: Table) -> core.ItemsQuery:
         bbox=parse_bbox(args.get("bbox")),
         limit=core.parse_limit(args.get("limit")),
         offset=parse_int("offset", args.get("offset"), default=0, minimum=0, maximum=core.MAX_OFFSET),
-        filters={f.name: f.parse(args[f.name]) for f in coll.filters if args.get(f.name)},
+        filters={f.name: f.parse(args[f.name]) for f in coll.filters if not absent(f.name, args.get(f.name))},
     )
 
 
@@ -111,7 +111,7 @@ def items(collection_id: str):
     coll = core.get_collection(collection_id)
     fmt = _format(openapi.query_parameters(coll))
     query = _items_query(coll)
-    page = core.items(db.get_connection(), coll, query)
+    page = core.items(budget.connection("layer"), coll, query)
     others = [(k, v) for k, v in request.args.items(multi=True) if k not in PAGING]
     doc = documents.items(_base(), fmt, coll, query, page, others)
     return _respond(doc, fmt, "ogc_items.html", GEOJSON, collection=coll, query=query)
@@ -122,5 +122,5 @@ def item(collection_id: str, feature_id: str):
     """One feature."""
     coll = core.get_collection(collection_id)
     fmt = _format()
-    feature = core.item(db.get_connection(), coll, feature_id)
+    feature = core.item(budget.connection("lookup"), coll, feature_id)
     return _respond(documents.item(_base(), fmt, coll, feature), fmt, "ogc_item.html", GEOJSON, collection=coll)

@@ -6,7 +6,8 @@
  *   t(key, vars), lang()         the page's messages in the current language ("{name}" filled from vars)
  *   switchLanguage(), applyLanguage()   zh-CN ⇄ English, and relabelling every [data-i18n…] element in place
  *   kindLabel(code), KIND_COLOURS, icon(symbol), kindSwatch(code)   the one set of kind colours and icons
- *   getJSON(url, options)        fetch with errors as Error(description) from our {"code", "description"} shape
+ *   getJSON(url, options)        fetch with errors as Error(description) from our {"code", "description"} shape;
+ *                                a 503 "Busy" (every analysis slot taken) is asked again after its Retry-After
  *   bbox(bounds)                 "minlon,minlat,maxlon,maxlat" for ?bbox= from Leaflet bounds
  *   escapeHtml(text)
  *   createMap()                  the Leaflet map in #map: start view, zoom limits, basemap, metric scale bar
@@ -89,13 +90,22 @@
   /* GET url as JSON. A 4xx/5xx rejects with an Error whose message is the API's description (and .status,
      .code); an unreachable server with error_network (and .network); an abort with the AbortError itself.
      options: signal (an AbortSignal), notFoundIsNull (a 404 answers null: "there is none"). */
-  function getJSON(url, options) {
+  var BUSY_RETRIES = 5;
+
+  function getJSON(url, options, attempt) {
     options = options || {};
+    attempt = attempt || 0;
     return fetch(url, { headers: { Accept: "application/geo+json, application/json" }, signal: options.signal })
       .then(function (response) {
         if (response.ok) { return response.json(); }
         if (options.notFoundIsNull && response.status === 404) { return null; }
         return response.json().catch(function () { return {}; }).then(function (body) {
+          if (body.code === "Busy" && attempt < BUSY_RETRIES) {
+            // Other users' analyses hold every slot: wait as asked (plus a jitter, so waiting pages spread out).
+            var seconds = Math.max(1, Number(response.headers.get("Retry-After")) || 2) + Math.random();
+            return new Promise(function (resolve) { setTimeout(resolve, seconds * 1000); })
+              .then(function () { return getJSON(url, options, attempt + 1); });
+          }
           var error = new Error(body.description || response.status + " " + response.statusText);
           error.status = response.status;
           error.code = body.code;
