@@ -41,6 +41,17 @@ def _extensions(cluster: EmbeddedCluster) -> set[str]:
         conn.close()
 
 
+def _app_role(cluster: EmbeddedCluster) -> tuple[str, bool]:
+    """Who the app's URL connects as, and whether that is a superuser."""
+    conn = psycopg2.connect(cluster.app_url().replace("postgresql+psycopg2", "postgresql"))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT current_user, usesuper FROM pg_user WHERE usename = current_user")
+            return cur.fetchone()
+    finally:
+        conn.close()
+
+
 def test_up_creates_starts_and_is_idempotent(cluster_settings):
     cluster = EmbeddedCluster(cluster_settings)
     assert not cluster.status().initialized
@@ -48,8 +59,12 @@ def test_up_creates_starts_and_is_idempotent(cluster_settings):
     first = cluster.status()
     assert first.running and first.pid
     assert {"postgis", "pgrouting"} <= _extensions(cluster)
+    assert _app_role(cluster) == ("geoservice_app", False)
+    assert oct(cluster.app_password_file.stat().st_mode & 0o777) == "0o600"
+    cluster.app_password_file.unlink()  # lost: the next up makes a new password and sets it
     cluster.up()
     assert cluster.status().pid == first.pid  # the second up changed nothing
+    assert _app_role(cluster) == ("geoservice_app", False)
     assert cluster.down() is True
     assert not cluster.status().running
     assert cluster.down() is False
