@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from geoservice.crs import check_metric_crs
 from geoservice.errors import InvalidParameter
 from geoservice.ingest.kinds import KindSpec, kind_spec
-from geoservice.ingest.load import LoadCounts, Progress, load_rows, stream_rows
+from geoservice.ingest.load import LoadCounts, Progress, Writing, hold_import_lock, load_rows, stream_rows
 from geoservice.ingest.readers import SourceTable, StreamInfo, read_source, stream_batches, stream_info, to_wgs84
 from geoservice.ingest.topology import rebuild_topology, split_at_intersections
 from geoservice.ingest.validate import Context, Issue, explode_lines, validate
@@ -118,10 +118,10 @@ def _refusal(issues: list[Issue], total: int, kind: str) -> str:
             f"{first.reason} (--report FILE lists every rejection; --skip-invalid imports the rest)")
 
 
-def _write(conn: Connection, spec: KindSpec, rows, options: ImportOptions,
-           progress: Progress | None) -> tuple[LoadCounts, dict | None]:
-    counts = load_rows(conn, spec, rows.drop(columns=["row"]), replace=options.replace, progress=progress)
-    return counts, _rebuild_network(conn, spec, options)
+def _writing(conn: Connection, spec: KindSpec, options: ImportOptions, progress: Progress | None) -> Writing:
+    # The network is rebuilt on the table that holds the new streets, before it replaces the live one.
+    return Writing(replace=options.replace, progress=progress, derive=lambda: _rebuild_network(conn, spec, options),
+                   swap=not options.dry_run)
 
 
 def _rebuild_network(conn: Connection, spec: KindSpec, options: ImportOptions) -> dict | None:
@@ -159,6 +159,8 @@ def import_file(conn: Connection, kind: str, path: str | Path, *, options: Impor
     spec = kind_spec(kind)
     if options.report is not None and Path(options.report).suffix.lower() not in REPORT_SUFFIXES:
         raise InvalidParameter(f"--report must end in {' or '.join(REPORT_SUFFIXES)}, got {options.report}")
+    # One import of a kind at a time: a second is refused now, before it reads anything.
+    hold_import_lock(conn, spec)
     info = _streamable(path, spec, options)
     if info is not None:
         return _import_streamed(conn, spec, path, info, options, progress, started)
@@ -172,14 +174,15 @@ def import_file(conn: Connection, kind: str, path: str | Path, *, options: Impor
         write_report(Path(options.report), checked.rejections + checked.repairs)
     if checked.rejections and not options.skip_invalid:
         raise ImportRejected(_refusal(checked.rejections, len(frame), spec.name), checked.rejections)
+    rows, writing = checked.rows.drop(columns=["row"]), _writing(conn, spec, options, progress)
     if options.dry_run:
         savepoint = conn.begin_nested()
         try:
-            counts, topology = _write(conn, spec, checked.rows, options, progress)
+            counts, topology = load_rows(conn, spec, rows, writing=writing)
         finally:
             savepoint.rollback()
     else:
-        counts, topology = _write(conn, spec, checked.rows, options, progress)
+        counts, topology = load_rows(conn, spec, rows, writing=writing)
     return ImportResult(kind=spec.name, read=len(frame), written=len(checked.rows), counts=counts,
                         rejected=checked.rejections, repaired=checked.repairs, dry_run=options.dry_run,
                         seconds=time.perf_counter() - started, network=topology)
@@ -246,9 +249,8 @@ def _import_streamed(conn: Connection, spec: KindSpec, path: str | Path, info: S
         columns.insert(0, "status")  # validation fills in 'open'; NULL would break NOT NULL
 
     def write() -> tuple[LoadCounts, dict | None]:
-        counts = stream_rows(conn, spec, iter(batches), columns=columns, expected=info.features,
-                             replace=options.replace, progress=progress)
-        return counts, _rebuild_network(conn, spec, options)
+        return stream_rows(conn, spec, iter(batches), columns=columns, expected=info.features,
+                           writing=_writing(conn, spec, options, progress))
 
     if options.dry_run:
         savepoint = conn.begin_nested()
