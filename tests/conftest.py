@@ -221,7 +221,9 @@ def browser():
 @pytest.fixture()
 def page(browser):
     """A fresh desktop page (1280×800, zh-CN) that records console errors and every requested URL."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    # bypass_csp: Playwright's wait_for_function evaluates with eval, which the pages' policy rightly refuses;
+    # tests/test_security_headers.py loads every page with the policy enforced.
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN", bypass_csp=True)
     yield recorded_page(context)
     context.close()
 

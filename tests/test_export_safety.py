@@ -157,13 +157,7 @@ def test_geojson_export_keeps_the_text_as_it_is(conn, tmp_path):
     assert {point_id: frame.at[point_id, "name"] for point_id in ids} == ids
 
 
-NEEDS_IMPORTER = pytest.mark.xfail(
-    strict=True, reason="the importer must take the quote off CSV and GeoPackage text: readers.py to call "
-                        "spreadsheet.restore_frame (docs/security.md, 'Spreadsheet-safe exports')")
-
-
-@pytest.mark.parametrize("ext", [pytest.param("csv", marks=NEEDS_IMPORTER), "xlsx",
-                                 pytest.param("gpkg", marks=NEEDS_IMPORTER)])
+@pytest.mark.parametrize("ext", ["csv", "xlsx", "gpkg"])
 def test_hostile_text_round_trips(conn, tmp_path, ext):
     for n, text in enumerate(ROUND_TRIP):
         conn.execute(sa.text(

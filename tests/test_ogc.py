@@ -73,7 +73,7 @@ FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "map.city.example
 def test_links_carry_the_public_address_only_behind_a_trusted_proxy(settings, engine, trusted_proxies, root):
     from geoservice.app import create_app
 
-    app = create_app(settings.replace(trusted_proxies=trusted_proxies))
+    app = create_app(settings.replace(trusted_proxies=trusted_proxies, trusted_hosts=("map.city.example",)))
     doc = app.test_client().get("/ogc/collections/points/items?limit=1", headers=FORWARDED).get_json()
     hrefs = [link["href"] for link in doc["links"]]
     assert hrefs and all(href.startswith(root + "/collections/points") for href in hrefs), hrefs

@@ -35,7 +35,7 @@ MESSAGES = catalogue("farmer")
 
 
 def _phone_context(browser, *, geolocation: dict | None, viewport: dict = PHONE):
-    options = {"viewport": viewport, "locale": "zh-CN", "is_mobile": True, "has_touch": True}
+    options = {"viewport": viewport, "locale": "zh-CN", "is_mobile": True, "has_touch": True, "bypass_csp": True}
     if geolocation is not None:
         options.update(geolocation=geolocation, permissions=["geolocation"])
     context = browser.new_context(**options)

@@ -29,6 +29,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from geoservice import crs as chinese_crs
+from geoservice import spreadsheet
 from geoservice.errors import InvalidParameter
 from geoservice.ingest.kinds import KindSpec
 
@@ -91,6 +92,8 @@ def read_source(path: str | Path, *, kind: KindSpec, layer: str | None = None, e
         source = SourceTable(read_osm(path, kind=kind), 1, fmt)
     elif fmt in TABLE_SUFFIXES.values():
         frame = _read_table(path, layer=layer, encoding=encoding, fmt=fmt)
+        if fmt == "CSV":  # our CSV exports quote text a spreadsheet would run (geoservice.spreadsheet)
+            frame = spreadsheet.restore_frame(frame)
         frame = _apply_mapping(frame, mapping, kind, path)
         return SourceTable(_table_geometry(frame, kind, path), 2, fmt)
     else:
@@ -124,6 +127,8 @@ def _read_vector(path: Path, *, kind: KindSpec, layer: str | None, encoding: str
         frame = _read_frame(source, path, fmt, layer=layer, use_arrow=True)
     else:
         frame = _read_frame(source, path, fmt, layer=layer, encoding=encoding)
+    if fmt == "GeoPackage":  # our GeoPackage exports quote text a spreadsheet would run (geoservice.spreadsheet)
+        frame = spreadsheet.restore_frame(frame)
     # GDAL leaves the CRS unset when a Shapefile has no .prj (or a GeoPackage layer an undefined SRS).
     return SourceTable(frame, 1, fmt, crs_required=fmt.endswith("Shapefile") or fmt == "GeoPackage")
 
@@ -355,6 +360,8 @@ def stream_batches(path: str | Path, info: StreamInfo, *, kind: KindSpec, mappin
             geoms = shapely.from_wkb(table.pop(geometry).to_numpy()) if geometry in table.columns else None
             frame = gpd.GeoDataFrame(table.drop(columns=[meta.get("fid_column") or "fid"], errors="ignore"),
                                      geometry=geoms if geoms is not None else [None] * len(table), crs=crs)
+            if info.format == "GeoPackage":
+                frame = spreadsheet.restore_frame(frame)
             frame = _apply_mapping(_untruncate(frame, kind), mapping, kind, path)
             yield SourceTable(frame, first_row, info.format, crs_required=info.format == "GeoPackage")
             first_row += len(frame)
