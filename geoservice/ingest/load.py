@@ -29,6 +29,9 @@ current one.
 - ``append``: copied straight into the live table with its indexes in place, under ``ROW EXCLUSIVE``: readers do not
   wait and see the old rows until the commit, edits are not lost, and any row the database refuses aborts the
   whole ``COPY``. (Dropping the indexes for the load, as earlier versions did, locks readers out for all of it.)
+  Growing the indexes row by row costs 2-3 times their build, so a big append to an *empty* layer (a city's first
+  import) is built aside and swapped in like a replace — after checking, under the swap's lock, that the layer is
+  still empty; if rows were added meanwhile, the staged rows are appended to them instead.
 
 Districts, subdistricts, communities, grids and squads (the tables with an upsert key in the catalogue: referenced
 by other tables, or keyed by their code) are staged in a temporary table and upserted on that key; ``replace``
@@ -263,10 +266,18 @@ class _CopySource(io.RawIOBase):
         return True
 
     def read(self, size: int = -1) -> bytes:
+        try:
+            return self._read(size)
+        except BaseException as exc:
+            # The producer's error, or an interruption (Ctrl-C) while waiting for it: the driver turns either into
+            # "COPY failed", so the caller raises this instead.
+            self.error = exc
+            raise
+
+    def _read(self, size: int) -> bytes:
         while not self._buffer:
             data, count = self._queue.get()
             if isinstance(data, BaseException):
-                self.error = data
                 raise data
             if not data:
                 return b""
@@ -328,15 +339,20 @@ def _scalar(cursor, sql: str, params: tuple = ()) -> Any:
 
 
 def _dependents(cursor, oid: int) -> list[str]:
-    """What outside the table depends on it: a view, another table's foreign key, a publication ….
+    """What outside the table depends on it: a view, another table's foreign key, a publication, a rule ….
 
-    Dropping the table would take those along, so it cannot be swapped.
+    Dropping the table would take those along, so it cannot be swapped. (Its own constraints, triggers and policies
+    depend on its columns too: those the swap carries over.)
     """
     cursor.execute("""
         SELECT pg_describe_object(d.classid, d.objid, d.objsubid) FROM pg_depend d
         WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = %(oid)s AND d.deptype = 'n'
           AND NOT (d.classid = 'pg_constraint'::regclass
                    AND d.objid IN (SELECT oid FROM pg_constraint WHERE conrelid = %(oid)s AND contype <> 'f'))
+          AND NOT (d.classid = 'pg_policy'::regclass
+                   AND d.objid IN (SELECT oid FROM pg_policy WHERE polrelid = %(oid)s))
+          AND NOT (d.classid = 'pg_trigger'::regclass
+                   AND d.objid IN (SELECT oid FROM pg_trigger WHERE tgrelid = %(oid)s AND NOT tgisinternal))
         UNION
         SELECT 'publication ' || p.pubname FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
         WHERE r.prrelid = %(oid)s
@@ -365,17 +381,22 @@ class _Layer:
     ``target`` is the table to COPY into. After the COPY, :meth:`finish` builds the staged table's keys and indexes
     and runs ``derive`` (the street network) on whichever table holds the new rows; :meth:`swap` puts a staged
     table in the live one's place.
+
+    A big append to an empty layer (a city's first import) is built aside and swapped in too, as fast as a
+    replace; should rows have been added to the layer meanwhile, the staged rows are appended to it instead
+    (:meth:`append_staged`).
     """
 
-    def __init__(self, cursor, spec: KindSpec, *, replace: bool) -> None:
+    def __init__(self, cursor, spec: KindSpec, *, replace: bool, expected: int) -> None:
         self.cursor, self.spec, self.replace = cursor, spec, replace
         self.table = spec.table
         self.live = f"public.{self.table}"
         self.oid = _scalar(cursor, "SELECT %s::regclass::oid", (self.live,))
         self.present = _scalar(cursor, f"SELECT count(*) FROM {self.live}")
         self.schema: str | None = None
-        self.kept_out = _dependents(cursor, self.oid) if replace else []
-        if replace and not self.kept_out:
+        aside = replace or (self.present == 0 and expected >= BULK_ROWS)
+        self.kept_out = _dependents(cursor, self.oid) if aside else []
+        if aside and not self.kept_out:
             self._create_stage()
         elif replace:
             cursor.execute(f"DELETE FROM {self.live}")
@@ -445,10 +466,17 @@ class _Layer:
 
     # -- the swap -------------------------------------------------------------------------------------------
 
-    def swap(self) -> None:
-        """Put the staged table in the live one's place; see the module docstring."""
+    def swap(self) -> bool:
+        """Put the staged table in the live one's place; see the module docstring.
+
+        Returns False, having changed nothing, when an append finds the live table no longer empty.
+        """
         cursor = self.cursor
         self._lock_live()
+        if not self.replace and _scalar(cursor, f"SELECT EXISTS (SELECT FROM {self.live})"):
+            cursor.execute("ROLLBACK TO SAVEPOINT geoservice_swap")
+            cursor.execute("RELEASE SAVEPOINT geoservice_swap")
+            return False
         stage = _quoted(self.schema, self.table)
         staged_oid = _scalar(cursor, "SELECT %s::regclass::oid", (stage,))
         self._carry_over(stage, staged_oid)
@@ -460,9 +488,33 @@ class _Layer:
             name = live_sequence.removeprefix("public.").strip('"')
             cursor.execute(f'ALTER SEQUENCE {staged_sequence} RENAME TO "{name}"')
         cursor.execute(f'DROP SCHEMA "{self.schema}"')
+        cursor.execute("RELEASE SAVEPOINT geoservice_swap")
+        return True
+
+    def append_staged(self, *, ids: bool, derive: Callable[[], Any]) -> Any:
+        """The staged rows appended to the live table (under ROW EXCLUSIVE, like any append), then ``derive`` on it.
+
+        Ids the file gave are kept; others are numbered by the live table's sequence, which the rows added
+        meanwhile drew from too.
+        """
+        cursor = self.cursor
+        stage = _quoted(self.schema, self.table)
+        cursor.execute("""
+            SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute
+            WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+              AND (%s OR attname <> 'id')
+        """, (stage, ids))
+        columns = cursor.fetchone()[0]
+        cursor.execute(f"INSERT INTO {self.live} ({columns}) SELECT {columns} FROM {stage}")
+        cursor.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
+        self.schema = None
+        self._advance_sequence(self.live)
+        return derive()
 
     def _lock_live(self) -> None:
         """The live table's ACCESS EXCLUSIVE lock, in short attempts; the data version moved first.
+
+        Returns inside the savepoint ``geoservice_swap``, which the caller releases (or rolls back to let go).
 
         The zero-row DELETE fires the table's statement triggers (migration 0002: the data version moves in this
         transaction). It comes first because it may wait for another writer's commit, and waiting then holds up
@@ -479,7 +531,6 @@ class _Layer:
                 cursor.execute("SELECT set_config('lock_timeout', %s, true)", (f"{SWAP_LOCK_TIMEOUT_MS}ms",))
                 cursor.execute(f"LOCK TABLE {self.live} IN ACCESS EXCLUSIVE MODE")
                 cursor.execute("SELECT set_config('lock_timeout', %s, true)", (timeout,))
-                cursor.execute("RELEASE SAVEPOINT geoservice_swap")
                 return
             except psycopg2.errors.LockNotAvailable:
                 cursor.execute("ROLLBACK TO SAVEPOINT geoservice_swap")
@@ -540,16 +591,17 @@ class _Layer:
             cursor.execute(f"REVOKE ALL ON {what} {target} FROM {grantee}")
         cursor.execute("""
             SELECT a.privilege_type, NULL, a.is_grantable,
-                   CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END
-            FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = %(oid)s AND a.grantee <> c.relowner
+                   CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END, 0, a.ordinality
+            FROM pg_class c, aclexplode(c.relacl) WITH ORDINALITY a
+            WHERE c.oid = %(oid)s AND a.grantee <> c.relowner
             UNION ALL
             SELECT a.privilege_type, quote_ident(t.attname), a.is_grantable,
-                   CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END
-            FROM pg_attribute t, aclexplode(t.attacl) a
+                   CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END, t.attnum, a.ordinality
+            FROM pg_attribute t, aclexplode(t.attacl) WITH ORDINALITY a
             WHERE t.attrelid = %(oid)s AND t.attnum > 0 AND NOT t.attisdropped
-            ORDER BY 4, 2 NULLS FIRST, 1
+            ORDER BY 5, 6  -- granted in the order the lists hold them, so the lists come out the same
         """, {"oid": live_oid})
-        for privilege, column, grantable, grantee in cursor.fetchall():
+        for privilege, column, grantable, grantee, _, _ in cursor.fetchall():
             columns = f" ({column})" if column else ""
             option = " WITH GRANT OPTION" if grantable else ""
             cursor.execute(f"GRANT {privilege}{columns} ON {what} {target} TO {grantee}{option}")
@@ -558,7 +610,7 @@ class _Layer:
 def _write_layer(cursor, spec: KindSpec, chunks: Iterator[pd.DataFrame], *, columns: list[str], expected: int,
                  writing: Writing) -> tuple[LoadCounts, Any]:
     """Points or streets: see the module docstring."""
-    layer = _Layer(cursor, spec, replace=writing.replace)
+    layer = _Layer(cursor, spec, replace=writing.replace, expected=expected)
     written = [0]
 
     def counted() -> Iterator[pd.DataFrame]:
@@ -568,8 +620,9 @@ def _write_layer(cursor, spec: KindSpec, chunks: Iterator[pd.DataFrame], *, colu
 
     _copy(cursor, layer.target, columns, counted(), writing.progress, expected)
     derived = layer.finish(rows=written[0], derive=writing.derive)
-    if layer.staged and writing.swap:
-        layer.swap()
+    if layer.staged and writing.swap and not layer.swap():
+        # Rows were added to the empty layer while this import ran: append to them instead.
+        derived = layer.append_staged(ids="id" in columns, derive=writing.derive)
     return LoadCounts(inserted=written[0], deleted=layer.present if writing.replace else 0), derived
 
 
