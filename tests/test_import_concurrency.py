@@ -18,6 +18,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,7 +31,8 @@ import sqlalchemy as sa
 
 from bench.bench_import import NearestProbe
 from geoservice.citygen import demo_spec
-from geoservice.ingest import export_file, import_file
+from geoservice.errors import InvalidParameter
+from geoservice.ingest import export_file, import_file, load
 from geoservice.vocab import AMENITY_CODES, KIND_CODES
 from tests.conftest import DEMO_METRIC_CRS, ROOT, checksum, demo_import_options
 
@@ -270,3 +272,50 @@ def test_streets_are_split_and_noded_on_the_new_table_before_the_swap(conn, tmp_
     assert conn.execute(sa.text("SELECT count(*) FROM street WHERE source IS NOT NULL AND target IS NOT NULL")
                         ).scalar() == 4
     assert conn.execute(sa.text(STAGING)).scalar() == 0
+
+
+# -- the swap's lock: waits for a long reader without making the others wait ------------------------------------
+
+def test_a_long_reader_delays_the_swap_but_no_other_reader_waits(engine, tmp_path):
+    path = write_points(tmp_path / "p.gpkg", 500)
+    done: dict = {}
+
+    def replace_and_roll_back() -> None:
+        with engine.connect() as importing:
+            transaction = importing.begin()
+            started = time.perf_counter()
+            done["result"] = import_file(importing, "points", path, options=demo_import_options(replace=True))
+            done["seconds"] = time.perf_counter() - started
+            transaction.rollback()
+
+    with engine.connect() as long_reader, engine.connect() as reader:
+        long_reader.execute(sa.text("SELECT count(*) FROM point"))  # holds the table until its transaction ends
+        thread = threading.Thread(target=replace_and_roll_back)
+        thread.start()
+        waits, until = [], time.perf_counter() + 2.5
+        while time.perf_counter() < until:
+            began = time.perf_counter()
+            reader.execute(sa.text("SELECT count(*) FROM point"))
+            reader.rollback()
+            waits.append(time.perf_counter() - began)
+            time.sleep(0.02)
+        long_reader.rollback()
+        thread.join(timeout=60)
+    print(f"\nswap behind a 2.5 s reader: import {done['seconds']:.1f} s; {len(waits)} other reads meanwhile, slowest "
+          f"{max(waits) * 1000:.0f} ms (each attempt at the lock lasts {load.SWAP_LOCK_TIMEOUT_MS} ms)")
+    assert done["result"].written == 500 and done["seconds"] >= 2.4
+    assert max(waits) < 0.5
+
+
+def test_a_swap_that_cannot_get_its_lock_gives_up_and_writes_nothing(conn, engine, tmp_path, monkeypatch):
+    monkeypatch.setattr(load, "SWAP_WAIT_S", 1.0)
+    path = write_points(tmp_path / "p.gpkg", 500)
+    before = checksum(conn)
+    with engine.connect() as long_reader:
+        long_reader.execute(sa.text("SELECT count(*) FROM point"))
+        pid = long_reader.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        with pytest.raises(InvalidParameter) as refused:
+            import_file(conn, "points", path, options=demo_import_options(replace=True))
+    assert refused.value.description == (f"the point table was in use by other sessions (pids {pid}) for 1 s, so "
+                                         "the new points could not be swapped in; nothing was written")
+    assert checksum(conn) == before

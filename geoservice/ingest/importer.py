@@ -4,13 +4,21 @@
 import either writes every row or — rejected rows (without ``skip_invalid``), a database error, an interruption —
 nothing. ``dry_run`` does all the work inside a savepoint and rolls it back, so the counts it reports are the
 database's own.
+
+Imports never make readers wait: a replaced layer of points or streets is built aside and swapped in under a lock
+held for milliseconds, an append writes rows the readers see only at the commit (:mod:`geoservice.ingest.load`).
+Imports of one kind run one at a time: a second is refused at once, naming the first
+(:class:`geoservice.ingest.load.ImportBusy`).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import queue
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,6 +159,7 @@ def import_file(conn: Connection, kind: str, path: str | Path, *, options: Impor
         ImportRejected: rows were rejected and ``options.skip_invalid`` is False; nothing was written.
         InvalidParameter: the file cannot be read, its CRS is unknown, it lies outside the city, the metric CRS
             is not meant for the city (the message names the right one), or the database refused the rows.
+        ImportBusy: another import of the same kind is running (the message says since when, pid, application).
     """
     # Rows farther than radius_km from the centre are refused below, so a CRS whose area of use holds the centre
     # serves every row that gets in.
@@ -201,6 +210,48 @@ def _streamable(path: str | Path, spec: KindSpec, options: ImportOptions) -> Str
     return info
 
 
+def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """``items`` produced by a thread of its own, up to ``depth`` ahead of the consumer.
+
+    Reading a batch is mostly GDAL and shapely, which let go of the GIL: it overlaps the validation of the batch
+    before. An exception while producing is raised in the consumer; a consumer that stops early stops the thread.
+    """
+    channel: queue.Queue = queue.Queue(maxsize=depth)
+    stopped = threading.Event()
+
+    def put(item: tuple) -> bool:
+        while not stopped.is_set():
+            try:
+                channel.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as exc:  # noqa: BLE001 (raised in the consumer)
+            put((False, exc))
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, item = channel.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stopped.set()
+        thread.join()
+
+
 class _Batches:
     """Validated rows, batch by batch.
 
@@ -227,7 +278,7 @@ class _Batches:
     def __iter__(self):
         batches = stream_batches(self.path, self.info, kind=self.spec, mapping=self.options.mapping,
                                  batch_rows=self.options.batch_rows)
-        for source in batches:
+        for source in _read_ahead(batches):
             checked = self._check(source)
             self.rejected += checked.rejections
             self.repaired += checked.repairs

@@ -535,9 +535,12 @@ class _Layer:
             except psycopg2.errors.LockNotAvailable:
                 cursor.execute("ROLLBACK TO SAVEPOINT geoservice_swap")
                 if time.monotonic() > deadline:
+                    cursor.execute("SELECT string_agg(DISTINCT pid::text, ', ') FROM pg_locks WHERE relation = %s "
+                                   "AND granted AND pid <> pg_backend_pid()", (self.oid,))
                     raise InvalidParameter(
-                        f"the {self.table} table was in use by other sessions for {SWAP_WAIT_S:.0f} s, so the new "
-                        f"{self.spec.name} could not be swapped in; nothing was written") from None
+                        f"the {self.table} table was in use by other sessions (pids {cursor.fetchone()[0]}) for "
+                        f"{SWAP_WAIT_S:g} s, so the new {self.spec.name} could not be swapped in; nothing was "
+                        "written") from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.5)
 
