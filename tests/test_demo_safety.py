@@ -71,8 +71,11 @@ def geoservice(own, *args: str) -> subprocess.CompletedProcess[str]:
 
 def make_run_steps(own) -> list[subprocess.CompletedProcess[str]]:
     """Exactly the commands `make run` runs before it serves (`make -n demo`: db up, then the demo step)."""
-    plan = subprocess.run(["make", "-n", "-o", f"{VENV}/.installed", "demo", f"VENV={VENV}"], cwd=ROOT,
-                          capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    # Under `make test` the environment carries MAKELEVEL/MAKEFLAGS: without them (and with --no-print-directory)
+    # the nested make prints only the commands, not "make[2]: Entering directory".
+    clean = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
+    plan = subprocess.run(["make", "--no-print-directory", "-n", "-o", f"{VENV}/.installed", "demo", f"VENV={VENV}"],
+                          cwd=ROOT, env=clean, capture_output=True, text=True, check=True).stdout.strip().splitlines()
     assert [line.split("geoservice ", 1)[1] for line in plan] == ["db up", "demo load --if-empty"], plan
     env = {**os.environ, "DATABASE_URL": own.url.render_as_string(hide_password=False)}
     return [subprocess.run(["bash", "-c", line], cwd=ROOT, capture_output=True, text=True, env=env, check=False,
