@@ -147,10 +147,12 @@ def hold_import_lock(conn: Connection, spec: KindSpec) -> None:
                                                                          WHERE datname = current_database())
               AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.objsubid = 2
         """, (IMPORT_LOCK_NAMESPACE, key)).first()
-        who = "another session"
+        who = "by another session"
         if holder is not None:
+            # Another role's session may hide some of these from us (pg_stat_activity): say what we see.
             pid, started, application, user = holder
-            who = f"started {started} by pid {pid} / application_name {application or '(none)'!r}, user {user}"
+            who = (f"started {started or 'at a time not shown'} by pid {pid} / application_name "
+                   f"{application or '(none)'!r}, user {user or '(not shown)'}")
         raise ImportBusy(f"another import of {spec.name} is running ({who}); this one was refused and wrote "
                          f"nothing: run it again when that one has finished")
     conn.exec_driver_sql("SELECT set_config('application_name', left(current_setting('application_name') || %s, 63), "
