@@ -80,6 +80,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +150,8 @@ class Settings:
 
     def metric_crs_report(self) -> dict:
         """The metric CRS as ``/healthz`` and ``geoservice db status`` show it."""
-        from pyproj import CRS
-
-        return {"code": self.metric_crs, "name": CRS(self.metric_crs).name,
-                "chosen_from_city_center": self.metric_crs_chosen,
-                "scale_error_pct": round(100 * scale_error(self.metric_crs, *self.city_center), 4)}
+        return {**_crs_description(self.metric_crs, self.city_center),
+                "chosen_from_city_center": self.metric_crs_chosen}
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (validated again).
@@ -173,6 +171,15 @@ def _check_host_names(names: tuple[str, ...]) -> None:
         if not _HOST_NAME.fullmatch(name):
             raise ConfigError(f"trusted_hosts: {name!r} is not a host name; list names such as map.city.gov.cn "
                               "(or .city.gov.cn for every name under it), without scheme, port or path")
+
+
+@lru_cache(maxsize=8)
+def _crs_description(metric_crs: str, center: tuple[float, float]) -> dict:
+    """Name and scale error at the centre, computed once per process (``/healthz`` is polled often)."""
+    from pyproj import CRS
+
+    return {"code": metric_crs, "name": CRS(metric_crs).name,
+            "scale_error_pct": round(100 * scale_error(metric_crs, *center), 4)}
 
 
 ENV_NAMES = {

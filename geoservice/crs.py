@@ -456,7 +456,7 @@ def metric_transformer(metric_crs: str) -> tuple[Transformer, Transformer]:
     >= 3.1), so the cached pair can be shared by request threads.
 
     Args:
-        metric_crs: the projected CRS, e.g. ``"EPSG:4547"``.
+        metric_crs: the city's projected CRS from the settings (``"EPSG:<code>"``).
 
     Returns:
         ``(to_metric, to_wgs84)``: WGS 84 → metric CRS and metric CRS → WGS 84.

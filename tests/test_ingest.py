@@ -380,7 +380,8 @@ FAILURES = [
                  "data; At line 1, character 56: Unterminated object", id="truncated-geojson"),
     pytest.param(_shapefile_without_prj,
                  "noprj.shp has no .prj file, so its coordinates cannot be placed; give the CRS with --crs "
-                 "(e.g. --crs EPSG:4326 for lon/lat, --crs EPSG:4547 for CGCS2000 / 3-degree GK CM 114E, "
+                 "(e.g. --crs EPSG:4326 for lon/lat, --crs EPSG:<code> of the projection the file was drawn in — "
+                 "a Gauss-Kruger or UTM zone —, "
                  "--crs gcj02 for Amap/Tencent lon/lat)", id="shapefile-without-prj"),
     pytest.param(_swapped_csv,
                  "longitude and latitude look swapped in every row (row 2: (34.030100, 113.820100) is lat, lon): "

@@ -304,8 +304,8 @@ def to_wgs84(source: SourceTable, *, crs: str | None, path: str | Path) -> gpd.G
             what = "no .prj file" if source.format.endswith("Shapefile") else "no coordinate reference system"
             raise InvalidParameter(
                 f"{name} has {what}, so its coordinates cannot be placed; give the CRS with --crs "
-                "(e.g. --crs EPSG:4326 for lon/lat, --crs EPSG:4547 for CGCS2000 / 3-degree GK CM 114E, "
-                "--crs gcj02 for Amap/Tencent lon/lat)")
+                "(e.g. --crs EPSG:4326 for lon/lat, --crs EPSG:<code> of the projection the file was drawn in — "
+                "a Gauss-Kruger or UTM zone —, --crs gcj02 for Amap/Tencent lon/lat)")
         return frame.set_crs(4326)
     return frame.to_crs(4326)
 
