@@ -435,6 +435,10 @@ POINT = Table(
         Property("occupancy", "integer", map=True, check="int"),
         _POINT_STATUS,
         UPDATED_AT,
+        # What staff on the spot say today ("今晚热水暂停"), and when occupancy, status or notice last changed.
+        Property("notice", "text", map=True, check="text"),
+        Property("live_updated_at", "timestamp with time zone", nullable=False, default="now()", map=True,
+                 export_only=True),
     ),
     geometry=Geometry("Point"),
     filters=(

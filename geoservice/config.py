@@ -70,6 +70,23 @@ Settings (environment variable → meaning, default):
     host (its ``Host`` header, or ``X-Forwarded-Host`` from a trusted proxy) is answered 400, so a forged name never
     reaches an absolute link. Default empty: only the machine itself. List the public name when serving behind a
     proxy or on another address. IPv6 literals cannot be listed (Werkzeug compares names up to the first colon).
+``GEOSERVICE_ENV``
+    ``development`` (default: ``make run`` on the machine itself) or ``production``. In production the session key
+    must be set (``GEOSERVICE_SECRET_KEY``) and cookies are sent only over HTTPS (``Secure``).
+``GEOSERVICE_SECRET_KEY``
+    The key that signs login sessions and their CSRF tokens: at least 32 random characters, the same for every app
+    process, never committed (e.g. ``python3 -c 'import secrets; print(secrets.token_urlsafe(48))'``). Unset in
+    development: a key generated once and kept (mode 0600) under ``var/``. Unset, short or a known example in
+    production: the app refuses to start.
+``GEOSERVICE_SESSION_IDLE_MINUTES``
+    A login session ends after this many minutes without a request. Default ``30``.
+``GEOSERVICE_LOGIN_MAX_FAILURES``, ``GEOSERVICE_LOGIN_ADDRESS_MAX_FAILURES``, ``GEOSERVICE_LOGIN_WINDOW_MINUTES``
+    Failed logins allowed per account (default ``5``) and per client address (default ``20``) within the window
+    (default ``15`` minutes); more are refused with 429 and ``Retry-After``. Counted in the database, so the limit
+    holds across every app process.
+``GEOSERVICE_OCCUPANCY_STALE_MINUTES``
+    A point whose occupancy was last updated longer ago than this is shown as possibly out of date on the farmer
+    page and the city map. Default ``120``.
 """
 
 from __future__ import annotations
@@ -88,6 +105,7 @@ from geoservice.crs import check_metric_crs, metric_crs_for, scale_error
 from geoservice.errors import ConfigError, InvalidParameter
 
 BASEMAPS = ("osm", "tianditu", "none")
+ENVIRONMENTS = ("development", "production")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,6 +133,13 @@ class Settings:
     timeout_layer_s: float = 20.0
     timeout_analysis_s: float = 60.0
     analysis_slots: int = 3
+    env: str = "development"
+    secret_key: str | None = None
+    session_idle_minutes: int = 30
+    login_max_failures: int = 5
+    login_address_max_failures: int = 20
+    login_window_minutes: int = 15
+    occupancy_stale_minutes: int = 120
     metric_crs_chosen: bool = field(default=False, init=False, compare=False)
     """True when ``metric_crs`` was chosen from the city centre rather than configured."""
 
@@ -134,6 +159,12 @@ class Settings:
                 raise ConfigError(f"{name} must be between 0 and 3600 seconds, got {getattr(self, name)}")
         if not 1 <= self.analysis_slots <= 64:
             raise ConfigError(f"analysis_slots must be between 1 and 64, got {self.analysis_slots}")
+        if self.env not in ENVIRONMENTS:
+            raise ConfigError(f"env must be one of {', '.join(ENVIRONMENTS)}, got {self.env!r}")
+        for name in ("session_idle_minutes", "login_max_failures", "login_address_max_failures",
+                     "login_window_minutes", "occupancy_stale_minutes"):
+            if not 1 <= getattr(self, name) <= 100_000:
+                raise ConfigError(f"{name} must be between 1 and 100000, got {getattr(self, name)}")
         if not 0 < self.pg_port < 65536:
             raise ConfigError(f"pg_port must be between 1 and 65535, got {self.pg_port}")
 
@@ -204,6 +235,13 @@ ENV_NAMES = {
     "timeout_layer_s": "GEOSERVICE_TIMEOUT_LAYER_S",
     "timeout_analysis_s": "GEOSERVICE_TIMEOUT_ANALYSIS_S",
     "analysis_slots": "GEOSERVICE_ANALYSIS_SLOTS",
+    "env": "GEOSERVICE_ENV",
+    "secret_key": "GEOSERVICE_SECRET_KEY",
+    "session_idle_minutes": "GEOSERVICE_SESSION_IDLE_MINUTES",
+    "login_max_failures": "GEOSERVICE_LOGIN_MAX_FAILURES",
+    "login_address_max_failures": "GEOSERVICE_LOGIN_ADDRESS_MAX_FAILURES",
+    "login_window_minutes": "GEOSERVICE_LOGIN_WINDOW_MINUTES",
+    "occupancy_stale_minutes": "GEOSERVICE_OCCUPANCY_STALE_MINUTES",
 }
 
 

@@ -75,3 +75,67 @@ class EmbeddedDatabaseError(GeoserviceError):
 
     status = 503
     code = "EmbeddedDatabaseError"
+
+
+class InvalidFeature(InvalidParameter):
+    """A feature sent to be written breaks a rule: ``errors`` maps each field (``geometry`` for the shape) to why.
+
+    The body carries them as ``errors: [{"field", "reason"}]`` next to the usual code and description, so that a
+    form can show each one beside its field.
+    """
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{name}: {reason}" for name, reason in errors.items()))
+        self.errors = dict(errors)
+
+    def to_dict(self) -> dict:
+        """The error body, with each field's reason."""
+        body: dict = super().to_dict()
+        body["errors"] = [{"field": name, "reason": reason} for name, reason in self.errors.items()]
+        return body
+
+
+class Unauthorized(GeoserviceError):
+    """The request changes data and carries no valid login or token."""
+
+    status = 401
+    code = "Unauthorized"
+
+
+class Forbidden(GeoserviceError):
+    """The user is known but their role (or their squad's grids, or their assigned points) does not allow this."""
+
+    status = 403
+    code = "Forbidden"
+
+
+class Conflict(GeoserviceError):
+    """The change cannot be made in the data's current state (a name already taken, a feature still referenced)."""
+
+    status = 409
+    code = "Conflict"
+
+
+class PreconditionFailed(GeoserviceError):
+    """``If-Match`` names a version of the feature that is no longer current: someone changed it meanwhile."""
+
+    status = 412
+    code = "PreconditionFailed"
+
+
+class PreconditionRequired(GeoserviceError):
+    """A write without ``If-Match``: the client must say which version of the feature it read."""
+
+    status = 428
+    code = "PreconditionRequired"
+
+
+class TooManyAttempts(GeoserviceError):
+    """Too many failed logins for this account or from this address: try again after ``retry_after`` seconds."""
+
+    status = 429
+    code = "TooManyAttempts"
+
+    def __init__(self, description: str, *, retry_after: int) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after

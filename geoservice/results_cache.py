@@ -2,11 +2,13 @@
 
 Grid coverage, uncovered streets and grid gaps read every street, point and grid: seconds on a city of 100,000
 points, and the city map and the planner ask for them on every visit. The database keeps a data version that every
-change moves forward in the same transaction (migration 0002); an answer is stored under the version it was
-computed at and served again only while the version read by the asking connection is the same. So a cached answer
-is never older than what the asker's own transaction can see, and a change made by any process (an import, the
-CLI, another web worker) retires it at once, with no invalidation messages between processes. Versions are never
-reused (they come from a sequence), so an answer computed from changes later rolled back is never served.
+change moves forward in the same transaction (migration 0002) — every change but a point's occupancy or notice,
+which no whole-city answer reads (migration 0003: a kiosk's taps neither queue on the version nor retire answers).
+An answer is stored under the version it was computed at and served again only while the version read by the asking
+connection is the same. So a cached answer is never older than what the asker's own transaction can see, and a
+change made by any process (an import, the CLI, another web worker) retires it at once, with no invalidation
+messages between processes. Versions are never reused (they come from a sequence), so an answer computed from
+changes later rolled back is never served.
 """
 
 from __future__ import annotations

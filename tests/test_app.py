@@ -21,7 +21,7 @@ def test_healthz_reports_versions_and_counts(client, conn):
     assert database["reachable"] is True
     assert database["postgis"].startswith("3.")
     assert database["pgrouting"].startswith("3.")
-    assert database["schema_revision"] == db.head_revision() == "0002"
+    assert database["schema_revision"] == db.head_revision() == "0003"
     for table, count in database["counts"].items():
         assert count == conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
 

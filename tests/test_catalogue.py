@@ -23,6 +23,11 @@ NOT_CATALOGUED = {
     "alembic_version": "the migrations' own bookkeeping",
     "spatial_ref_sys": "PostGIS's coordinate systems",
     "data_version": "the counter the results cache is keyed by (migration 0002), not city data",
+    "app_user": "accounts (geoservice.accounts), not city data",
+    "user_point": "which points kiosk staff look after (geoservice.accounts)",
+    "api_token": "API tokens (geoservice.accounts)",
+    "login_failure": "failed logins, counted for the login limit (geoservice.accounts)",
+    "audit_log": "the record of every change (geoservice.editing)",
 }
 TABLE_NAMES = list(catalogue.TABLES)
 

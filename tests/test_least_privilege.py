@@ -1,4 +1,5 @@
-"""Least privilege (issue 14): the web app connects as a role that can read the city and nothing more.
+"""Least privilege (issues 14, 10): the web app connects as a role that reads the city and writes only what
+editing needs.
 
 The owner (the command line) migrates, imports and loads; the app role (``geoservice_app``) is not a superuser, owns
 nothing, cannot write any table nor create anything, and is what ``create_app`` and ``geoservice serve`` connect as.
@@ -83,22 +84,43 @@ def test_the_app_role_is_no_superuser_and_owns_nothing(conn, as_app):
     assert not conn.execute(sa.text("SELECT pg_has_role(:r, :o, 'MEMBER')"), {"r": ROLE, "o": owner}).scalar_one()
 
 
-@pytest.mark.parametrize("verb", WRITES)
-@pytest.mark.parametrize("table", KEYS)
-def test_the_app_role_cannot_write_a_table(as_app, table, verb):
+KEYS.update({"app_user": "id", "user_point": "user_id", "api_token": "id", "login_failure": "id",
+             "audit_log": "id"})
+# Every (table, verb) the app must not do: all but the grants db.APP_WRITES declares (TRUNCATE never).
+REFUSED = [(t, v) for t in KEYS for v in WRITES if v not in db.APP_WRITES.get(t, ())]
+
+
+def test_the_declared_writes_are_few_and_never_touch_accounts_or_history():
+    assert set(db.APP_WRITES) <= {"point", "grid", "squad", "data_version", "audit_log", "login_failure",
+                                  "api_token"}
+    assert db.APP_WRITES["audit_log"] == ("INSERT",)       # the log is never changed or removed by the app
+    assert "app_user" not in db.APP_WRITES and "user_point" not in db.APP_WRITES
+    assert all("TRUNCATE" not in verbs for verbs in db.APP_WRITES.values())
+
+
+@pytest.mark.parametrize(("table", "verb"), REFUSED)
+def test_the_app_role_cannot_write_a_table_beyond_its_grants(as_app, table, verb):
     assert refused(as_app, WRITES[verb].format(t=table, key=KEYS[table])), f"{verb} on {table} was allowed"
 
 
-def test_the_app_role_holds_no_write_privilege_on_any_relation(as_app):
-    writable = as_app.execute(sa.text("""
-        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+def test_the_app_role_holds_exactly_the_declared_write_privileges(as_app):
+    held = as_app.execute(sa.text("""
+        SELECT c.relname, p.verb FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        CROSS JOIN unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p(verb)
         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-          AND CASE WHEN c.relkind IN ('r', 'p', 'v', 'm', 'f')
-                   THEN has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
-                   WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'USAGE, UPDATE')
-                   ELSE false END
+          AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND has_table_privilege(c.oid, p.verb)
+    """)).all()
+    assert sorted(held) == sorted((t, v) for t, verbs in db.APP_WRITES.items() for v in verbs)
+    sequences = as_app.execute(sa.text("""
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'USAGE')
+                                            ELSE false END
     """)).scalars().all()
-    assert writable == []
+    assert sorted(sequences) == sorted(db.APP_SEQUENCES)
+    assert not as_app.execute(sa.text("""
+        SELECT count(*) FROM pg_class c
+        WHERE CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(c.oid, 'UPDATE') ELSE false END
+    """)).scalar_one()
 
 
 @pytest.mark.parametrize("what", CREATES)

@@ -89,18 +89,31 @@ APP_READS: tuple[str, ...] = (
     *catalogue.TABLES,   # the city's tables: layers, OGC items, queries, /healthz row counts
     "data_version",      # the results cache's key (results_cache.data_version)
     "alembic_version",   # /healthz shows the schema revision
+    "app_user", "user_point", "api_token", "login_failure",  # who is logged in, and what they may do
+    "audit_log",         # a feature's history
 )
 """Tables the web app reads (SELECT)."""
 
-APP_WRITES: dict[str, tuple[str, ...]] = {}
-"""Tables the web app writes, and how: none yet. The editing API adds its tables here, e.g.
-``{"point": ("INSERT", "UPDATE", "DELETE"), "data_version": ("UPDATE",)}`` — the data-version triggers run as the
-writer, so a role that writes a city table also needs UPDATE on ``data_version`` and the sequences in
-``APP_SEQUENCES``."""
+APP_WRITES: dict[str, tuple[str, ...]] = {
+    # The editing API (geoservice.editing): planners create, move and delete; staff and officers update.
+    "point": ("INSERT", "UPDATE", "DELETE"),
+    "grid": ("INSERT", "UPDATE", "DELETE"),
+    "squad": ("INSERT", "UPDATE", "DELETE"),
+    # The data-version triggers run as the writer.
+    "data_version": ("UPDATE",),
+    # Every change leaves a row; the app can neither change nor remove one.
+    "audit_log": ("INSERT",),
+    # Failed logins are counted (and forgotten after a good one) across every app process.
+    "login_failure": ("INSERT", "DELETE"),
+    # A token's last use.
+    "api_token": ("UPDATE",),
+}
+"""Tables the web app writes, and how. Accounts themselves are managed by the command line (the owner), never by
+the app."""
 
-APP_SEQUENCES: tuple[str, ...] = ()
-"""Sequences the web app draws numbers from (USAGE): none yet. Writes will need ``data_version_seq`` and the id
-sequence of each table it inserts into (``point_id_seq``)."""
+APP_SEQUENCES: tuple[str, ...] = ("data_version_seq", "point_id_seq", "squad_id_seq", "audit_log_id_seq",
+                                  "login_failure_id_seq")
+"""Sequences the web app draws numbers from (USAGE): the data version and the ids of the tables it inserts into."""
 
 
 def app_role_exists(connection: Connection) -> bool:
