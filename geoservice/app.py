@@ -16,6 +16,7 @@ from geoservice import compression, db, security
 from geoservice.config import Settings, load_settings
 from geoservice.errors import DatabaseUnavailable, GeoserviceError, TimedOut
 from geoservice.results_cache import ResultsCache
+from geoservice.web import auth
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 JSON_PREFIXES = ("/api", "/ogc", "/healthz")
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, engine_options: dict[str, An
     _register_error_handlers(app)
     compression.init_app(app)
     security.init_app(app)
+    auth.init_app(app)
     if settings.trusted_proxies:
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)

@@ -321,5 +321,7 @@ def export_command(ctx: click.Context, kind: str, path: Path) -> None:
 def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
     """Serve the maps and the API with gunicorn."""
     from geoservice.server import serve as run_server
+    from geoservice.web.auth import session_secret
 
+    session_secret(_settings(ctx))  # refused here, in one line, rather than by every worker at boot
     run_server(_settings(ctx), host=host, port=port, workers=workers)

@@ -206,6 +206,15 @@ PATHS: dict[str, dict] = {
         ],
         "responses": {"200": FEATURES},
     },
+    "/api/v1/me": {
+        "summary": "Who is logged in",
+        "description": "{\"user\": null} for the public. For a login session or an API token (Authorization: Bearer "
+                       "<token>): user (username, display_name, role, role_label {zh, en}, squad, points: the ids "
+                       "a kiosk staff member looks after) and csrf_token, the token a page sends as X-CSRF-Token "
+                       "with its writes (null for an API token, which needs none). Never cached.",
+        "parameters": [],
+        "responses": {"200": {"description": "JSON", "content": {"application/json": {"schema": {"type": "object"}}}}},
+    },
     "/api/v1/points/search": {
         "summary": "Convenience points by name or address",
         "description": "Points whose name or address contains q (case-insensitive, literal), best first: name equal "
