@@ -435,10 +435,10 @@ POINT = Table(
         Property("occupancy", "integer", map=True, check="int"),
         _POINT_STATUS,
         UPDATED_AT,
-        # What staff on the spot say today ("今晚热水暂停"), and when occupancy, status or notice last changed.
+        # What staff on the spot say today ("今晚热水暂停"), and when occupancy, status or notice last changed (kept
+        # by the database; an import sets it to the time of the import, so an export does not carry it).
         Property("notice", "text", map=True, check="text"),
-        Property("live_updated_at", "timestamp with time zone", nullable=False, default="now()", map=True,
-                 export_only=True),
+        Property("live_updated_at", "timestamp with time zone", nullable=False, default="now()", map=True),
     ),
     geometry=Geometry("Point"),
     filters=(

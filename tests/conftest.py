@@ -247,7 +247,8 @@ def checksum(conn: Connection) -> str:
     for table, key in (("district", "code"), ("subdistrict", "code"), ("community", "code"), ("squad", "id"),
                        ("grid", "code"), ("street", "id"), ("point", "id")):
         parts.append(conn.execute(sa.text(
-            f"SELECT md5(coalesce(string_agg((to_jsonb(t) - 'updated_at' - 'live_updated_at')::text, '|' ORDER BY {key}), '')) "
+            "SELECT md5(coalesce(string_agg((to_jsonb(t) - 'updated_at' - 'live_updated_at')::text, '|' "
+            f"ORDER BY {key}), '')) "
             f"FROM (SELECT * FROM {table}) t"
         )).scalar_one())
     return ",".join(parts)

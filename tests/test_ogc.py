@@ -32,7 +32,7 @@ COLUMNS = {
               "area_m2", "updated_at"],
     "streets": ["id", "name", "class", "length_m", "source", "target", "updated_at"],
     "points": ["id", "name", "kind", "amenities", "address", "phone", "opening_hours", "season", "capacity",
-               "occupancy", "status", "updated_at"],
+               "occupancy", "status", "updated_at", "notice", "live_updated_at"],
 }
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
