@@ -82,7 +82,8 @@ _CANDIDATES = sa.text(f"""
     SELECT c.*, ST_Distance(c.geom::geography, spot.g) AS distance_m
     FROM spot, LATERAL (
         SELECT p.id, p.name, p.kind, p.amenities, p.address, p.phone, p.opening_hours, p.season, p.capacity,
-               p.occupancy, p.status, p.geom, ST_X(p.geom) AS lon, ST_Y(p.geom) AS lat
+               p.occupancy, p.status, p.notice, p.live_updated_at, p.geom, ST_X(p.geom) AS lon,
+               ST_Y(p.geom) AS lat
         FROM point p
         WHERE {open_point_sql("p")}
           AND (NOT :rest OR {rest_point_sql("p")})
@@ -295,6 +296,7 @@ def _feature(query: NearestQuery, row: dict, responsible: dict | None) -> dict:
         "address": row["address"], "phone": row["phone"], "opening_hours": row["opening_hours"],
         "season": row["season"], "open_now": row["open_now"], "capacity": row["capacity"],
         "occupancy": row["occupancy"], "free_places": free,
+        "notice": row["notice"], "live_updated_at": row["live_updated_at"].isoformat(),
         "distance_m": round(row["distance_m"], 1),
         "grid": responsible,
         "navigation": navigation.links(lon=row["lon"], lat=row["lat"], name=row["name"],

@@ -97,6 +97,16 @@ def test_result_carries_grid_squad_and_navigation(conn):
     assert baidu["destination"][0].startswith(f"latlng:{lat:.6f},{lon:.6f}|")
 
 
+def test_result_carries_the_notice_and_when_the_live_state_changed(conn):
+    first = nearest(conn, NearestQuery(lon=113.826, lat=34.026, kinds=("kiosk",), k=1), now=NOON)["features"][0]
+    conn.execute(sa.text("UPDATE point SET notice = '今晚热水暂停' WHERE id = :id"), {"id": first["id"]})
+    changed_at = conn.execute(sa.text("SELECT now()")).scalar_one()  # the transaction's time: the trigger's too
+    props = nearest(conn, NearestQuery(lon=113.826, lat=34.026, kinds=("kiosk",), k=1), now=NOON)["features"][0][
+        "properties"]
+    assert props["notice"] == "今晚热水暂停"
+    assert datetime.fromisoformat(props["live_updated_at"]) == changed_at
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lon=st.floats(113.77, 113.88), lat=st.floats(33.99, 34.06),
        kind=st.sampled_from(["kiosk", "toilet", "vendor_point", "parking", "melon_point"]))
