@@ -6,8 +6,8 @@ them, error handlers included):
 - ``Content-Security-Policy``. Pages (``text/html``) may load scripts, styles, fonts and data only from the service
   itself (our ``/static``, Leaflet from ``/static/vendor``), map tiles from the configured basemap's host(s) (none
   offline), and images from ``data:`` URIs (the locate control's CSS icons). ``style-src`` allows inline styles:
-  Leaflet and the pages' scripts position markers and labels with ``style`` attributes. Inline scripts are refused,
-  bar one listed by hash (the feature map of the OGC HTML pages), so text that slips into a page cannot run.
+  Leaflet and the pages' scripts position markers and labels with ``style`` attributes. Inline scripts are refused
+  (every page's script is a file under ``/static``), so text that slips into a page cannot run.
   Everything else (JSON, GeoJSON, CSV, files) gets ``default-src 'none'``: it is never a document that loads
   anything. Both say ``frame-ancestors 'none'``.
 - ``X-Frame-Options: DENY`` (frame protection for browsers without CSP level 2), ``X-Content-Type-Options:
@@ -36,9 +36,6 @@ from geoservice.web.maps import basemap
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1")
 """Always answered: ``make run`` and health checks on the machine itself."""
-OGC_FEATURE_MAP_SCRIPT = "sha256-9ohVrtAkaYAVtTb1Na74yAqv3sRH4HIA3AcW+LTNU+s="
-"""The inline script of ``feature_map`` in ``web/templates/ogc_macros.html`` (tests/test_security_headers.py checks
-that every inline script of every page is allowed). Moving it to ``/static`` would let this go."""
 HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -93,7 +90,7 @@ def page_content_security_policy(settings: Settings) -> str:
     """The Content-Security-Policy of the HTML pages for these settings (the basemap decides the tile hosts)."""
     directives = {
         "default-src": ["'self'"],
-        "script-src": ["'self'", f"'{OGC_FEATURE_MAP_SCRIPT}'"],
+        "script-src": ["'self'"],
         "style-src": ["'self'", "'unsafe-inline'"],
         "img-src": ["'self'", "data:", *tile_origins(settings)],
         "connect-src": ["'self'"],

@@ -8,8 +8,6 @@ headless Chromium, log no CSP violation, and markup hidden in a point's name nei
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import re
 import urllib.error
@@ -46,7 +44,7 @@ def test_pages_carry_the_page_policy(client, app, path):
     assert response.status_code == 200 and response.mimetype == "text/html"
     policy = assert_protected(response)
     assert policy == security.page_content_security_policy(app.config["GEOSERVICE_SETTINGS"])
-    assert "script-src 'self' 'sha256-" in policy and "'unsafe-inline'" not in policy.split("style-src")[0]
+    assert "script-src 'self';" in policy and "'unsafe-inline'" not in policy.split("style-src")[0]
 
 
 @pytest.mark.parametrize("path", NOT_HTML)
@@ -80,17 +78,13 @@ def test_405_500_and_503_carry_the_headers(settings):
     assert_protected(response)
 
 
-def test_every_inline_script_of_every_page_is_allowed_by_hash(client):
-    """The policy refuses inline scripts but the ones listed by hash: each page's must be listed (else it breaks)."""
+def test_no_page_has_an_inline_script(client):
+    """The policy refuses every inline script: a page that had one would break (its scripts are files)."""
     for path in HTML:
-        response = client.get(path)
-        policy = response.headers["Content-Security-Policy"]
-        html = response.get_data(as_text=True)
+        html = client.get(path).get_data(as_text=True)
         for attributes, body in re.findall(r"<script([^>]*)>(.*?)</script>", html, flags=re.S):
-            if "src=" in attributes or 'type="application/json"' in attributes:
-                continue
-            digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
-            assert f"'sha256-{digest}'" in policy, (path, body[:80])
+            assert "src=" in attributes or 'type="application/json"' in attributes, (path, body[:80])
+            assert not body.strip() or 'type="application/json"' in attributes, (path, body[:80])
 
 
 @pytest.mark.parametrize(("basemap", "key", "tiles"), [
