@@ -24,13 +24,17 @@ import secrets
 import time
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, session
+import sqlalchemy as sa
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, redirect, request, session
 
-from geoservice import accounts, db
+from geoservice import accounts, budget, db
 from geoservice.accounts import ROLE_LABELS, User
 from geoservice.config import Settings
-from geoservice.errors import ConfigError, Forbidden, Unauthorized
+from geoservice.errors import ConfigError, Forbidden, TooManyAttempts, Unauthorized
+from geoservice.web.i18n import catalogue
+from geoservice.web.maps import render_page
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
@@ -123,12 +127,19 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     app.before_request(_check_csrf)
     app.after_request(_private_when_logged_in)
-    app.context_processor(lambda: {"csrf_token": csrf_token, "current_user": current_user(),
-                                   "role_label": role_label})
+    app.context_processor(lambda: {"csrf_token": csrf_token, "current_user": _user_for_page()})
 
 
 def _settings() -> Settings:
     return current_app.config["GEOSERVICE_SETTINGS"]
+
+
+def _user_for_page() -> User | None:
+    """The user for a page's corner; None when the database cannot say (the error page of a database outage)."""
+    try:
+        return current_user()
+    except sa.exc.SQLAlchemyError:
+        return None
 
 
 def role_label(role: str) -> dict[str, str]:
@@ -250,3 +261,92 @@ def me():
                              "role_label": role_label(user.role), "squad": user.squad_name,
                              "points": sorted(user.point_ids)},
                     "csrf_token": csrf_token() if g.get("auth_via") == "session" else None})
+
+
+def _safe_next(target: str | None, user: User) -> str:
+    """Where to go after logging in: a path on this site (never another host), else the user's start page."""
+    if target:
+        parts = urlsplit(target)
+        if target.startswith("/") and not target.startswith(("//", "/\\")) and not parts.scheme and not parts.netloc:
+            return target
+    if user.role == "kiosk_staff" and "web.staff_page" in current_app.view_functions:
+        return "/staff"
+    return "/"
+
+
+def _login_page(status: int, *, error: str | None = None, error_vars: dict | None = None,
+                username: str = "", headers: dict | None = None) -> Response:
+    """The login form, with an error message (a key of the ``login`` messages) when there is one."""
+    error_text = None
+    if error is not None:
+        error_text = catalogue("login")["zh"][error]
+        for name, value in (error_vars or {}).items():
+            error_text = error_text.replace("{" + name + "}", str(value))
+    html = render_page("login.html", _settings(), page="login", zoom=13, error=error, error_vars=error_vars or {},
+                       error_text=error_text, username=username, next_path=request.values.get("next", "")[:500])
+    return Response(html, status=status, mimetype="text/html", headers=headers or {})
+
+
+@bp.get("/login")
+def login_form():
+    """The login page (zh-CN first, English switch). Opens a session carrying the form's CSRF token."""
+    if not session.get("csrf"):
+        _new_session(None)
+    return _login_page(200)
+
+
+@bp.post("/login")
+def login():
+    """Check the form's username and password: a session and a redirect (303), or the form again with why not."""
+    refusal = _refuse_form()
+    if refusal is not None:
+        return refusal
+    outcome = _authenticate(request.form["username"], request.form["password"])
+    if isinstance(outcome, Response):
+        return outcome
+    _new_session(outcome)
+    return redirect(_safe_next(request.form.get("next"), outcome), code=303)
+
+
+def _refuse_form() -> Response | None:
+    """The form again when its CSRF token is wrong (403) or a field is empty or too long (400); else None."""
+    if not _csrf_matches():
+        _new_session(None)  # a fresh token for the form shown again
+        return _login_page(403, error="login_expired")
+    username = request.form.get("username", "")
+    password = request.form.get("password", "")
+    if not username.strip() or not password:
+        return _login_page(400, error="login_missing", username=username[:USERNAME_MAX_CHARS])
+    if len(username) > USERNAME_MAX_CHARS or len(password) > accounts.PASSWORD_MAX_CHARS:
+        return _login_page(400, error="login_too_long",
+                           error_vars={"username": USERNAME_MAX_CHARS, "password": accounts.PASSWORD_MAX_CHARS})
+    return None
+
+
+def _authenticate(username: str, password: str) -> User | Response:
+    """The user, or the form again: 401 (wrong, or disabled) or 429 with Retry-After. Failures are committed."""
+    settings = _settings()
+    with db.get_engine().connect() as conn:
+        budget.limit(conn, settings, "lookup")
+        try:
+            user = accounts.authenticate(conn, username=username, password=password,
+                                         address=request.remote_addr or "unknown", settings=settings)
+        except TooManyAttempts as exc:
+            conn.commit()
+            return _login_page(429, error="login_locked", error_vars={"minutes": -(-exc.retry_after // 60)},
+                               username=username, headers={"Retry-After": str(exc.retry_after)})
+        except accounts.DisabledAccount:
+            conn.commit()
+            return _login_page(401, error="login_disabled", username=username)
+        except Unauthorized:
+            conn.commit()  # the failure is counted
+            return _login_page(401, error="login_failed", username=username)
+        conn.commit()
+    return user
+
+
+@bp.post("/logout")
+def logout():
+    """End the session (its CSRF token was checked before this view) and go to the city map."""
+    _end_session()
+    return redirect("/", code=303)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from geoservice.accounts import ROLE_LABELS
 from geoservice.query import MAX_RADIUS_M
 
 LANGUAGES = ("zh", "en")
@@ -17,6 +18,11 @@ MESSAGES: dict[str, dict[str, dict[str, str]]] = {
         "language_switch": {"zh": "English", "en": "中文"},
         "language_switch_aria": {"zh": "Switch to English", "en": "切换到中文"},
         "error_network": {"zh": "无法连接服务器，请稍后再试", "en": "Cannot reach the server; please try again"},
+        # The account corner of every page (page_base.html); role names come from geoservice.accounts.
+        "account_label": {"zh": "账户", "en": "Account"},
+        "account_login": {"zh": "登录", "en": "Log in"},
+        "account_logout": {"zh": "退出", "en": "Log out"},
+        **{f"role_{role}": {"zh": zh, "en": en} for role, (zh, en) in ROLE_LABELS.items()},
     },
     "city": {
         "page_title": {"zh": "城市便民点地图 · geoservice", "en": "City convenience map · geoservice"},
@@ -176,6 +182,27 @@ MESSAGES: dict[str, dict[str, dict[str, str]]] = {
         "status_ready": {"zh": "已更新", "en": "Updated"},
         "status_error": {"zh": "出错了：{description}", "en": "Error: {description}"},
         "no_value": {"zh": "—", "en": "—"},
+    },
+    "login": {
+        "page_title": {"zh": "登录 · geoservice", "en": "Log in · geoservice"},
+        "heading": {"zh": "工作人员登录", "en": "Staff login"},
+        "intro": {"zh": "城管工作人员登录后可以更新岗亭空位、编辑便民点和网格。市民和瓜农无需登录。",
+                  "en": "Bureau staff log in to update kiosk places and to edit points and grids. Residents and "
+                        "farmers need no login."},
+        "username": {"zh": "用户名", "en": "Username"},
+        "password": {"zh": "密码", "en": "Password"},
+        "submit": {"zh": "登录", "en": "Log in"},
+        "logged_in_as": {"zh": "您已登录：{name}", "en": "You are logged in as {name}"},
+        "back_to_map": {"zh": "返回城市地图", "en": "Back to the city map"},
+        "login_failed": {"zh": "用户名或密码不对。", "en": "Wrong username or password."},
+        "login_disabled": {"zh": "该账户已停用，请联系管理员。",
+                           "en": "This account is disabled; ask an administrator."},
+        "login_locked": {"zh": "登录失败次数太多，请 {minutes} 分钟后再试。",
+                         "en": "Too many failed logins; try again in {minutes} min."},
+        "login_expired": {"zh": "页面已过期，请重新登录。", "en": "The page had expired; please log in again."},
+        "login_missing": {"zh": "请输入用户名和密码。", "en": "Enter your username and password."},
+        "login_too_long": {"zh": "用户名最多 {username} 个字符，密码最多 {password} 个字符。",
+                           "en": "A username has at most {username} characters, a password at most {password}."},
     },
 }
 
