@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 import sqlalchemy as sa
 
-from geoservice import db
+from geoservice import accounts, db
 from geoservice.config import Settings, load_settings
 from geoservice.db.embedded import EmbeddedCluster
 from geoservice.errors import GeoserviceError
@@ -325,3 +326,163 @@ def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
 
     session_secret(_settings(ctx))  # refused here, in one line, rather than by every worker at boot
     run_server(_settings(ctx), host=host, port=port, workers=workers)
+
+
+# -- users and tokens ------------------------------------------------------------------------------------------------
+
+@main.group("user")
+def user_group() -> None:
+    """Accounts of the bureau's staff: roles, assigned kiosks, API tokens (README "Users and roles")."""
+
+
+@contextmanager
+def _accounts_connection(ctx: click.Context) -> Iterator[sa.Connection]:
+    """A transaction as the database owner (accounts are written by the command line only), committed on success."""
+    engine = db.make_engine(db.database_url(_settings(ctx)))
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new password: one line of stdin (``--password-stdin``), else asked twice at the terminal, never echoed.
+
+    Never a command-line argument, which every user of the machine sees in ``ps``.
+    """
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise click.UsageError("--password-stdin: nothing on standard input; give the password on one line")
+        return line.rstrip("\r\n")
+    return click.prompt("password", hide_input=True, confirmation_prompt=True, err=True)
+
+
+ROLE_CHOICE = click.Choice(accounts.ROLES)
+PASSWORD_STDIN = click.option("--password-stdin", is_flag=True,
+                              help="Read the password from the first line of standard input instead of asking.")
+
+
+@user_group.command("add")
+@click.argument("username")
+@click.option("--role", required=True, type=ROLE_CHOICE, help="kiosk_staff, officer, planner or admin.")
+@click.option("--name", "display_name", help="The name shown in the pages' corner (default: the username).")
+@click.option("--squad", help="An officer's squad, by name (e.g. 文博中队); required for officers.")
+@PASSWORD_STDIN
+@click.pass_context
+@_one_line_errors
+def user_add(ctx: click.Context, username: str, role: str, display_name: str | None, squad: str | None,
+             password_stdin: bool) -> None:
+    """Create the account USERNAME with a role; the password is asked for (or read with --password-stdin)."""
+    password = _read_password(password_stdin)
+    with _accounts_connection(ctx) as conn:
+        user = accounts.create_user(conn, username=username, display_name=display_name or username, role=role,
+                                    password=password, squad_name=squad)
+    squad_note = f", squad {user.squad_name}" if user.squad_name else ""
+    click.echo(f"user {user.username} added: {user.role} ({user.display_name}){squad_note}")
+
+
+@user_group.command("list")
+@click.pass_context
+@_one_line_errors
+def user_list(ctx: click.Context) -> None:
+    """Every account: username, role, squad or points, usable tokens, disabled or not."""
+    with _accounts_connection(ctx) as conn:
+        listing = accounts.list_users(conn)
+    if not listing:
+        click.echo("no users yet; the first administrator: geoservice user add admin --role admin")
+        return
+    for account in listing:
+        user = account.user
+        where = (f"squad {user.squad_name}" if user.squad_name else
+                 f"points {','.join(map(str, sorted(user.point_ids))) or 'none'}" if user.role == "kiosk_staff"
+                 else "-")
+        state = "disabled" if account.disabled else "active"
+        click.echo(f"{user.username}\t{user.role}\t{user.display_name}\t{where}\ttokens {account.active_tokens}\t"
+                   f"{state}")
+
+
+@user_group.command("set-role")
+@click.argument("username")
+@click.argument("role", type=ROLE_CHOICE)
+@click.option("--squad", help="The squad, by name, when ROLE is officer.")
+@click.pass_context
+@_one_line_errors
+def user_set_role(ctx: click.Context, username: str, role: str, squad: str | None) -> None:
+    """Give USERNAME the role ROLE (an officer with --squad); assigned points are kept only for kiosk_staff."""
+    with _accounts_connection(ctx) as conn:
+        user = accounts.set_role(conn, username, role, squad_name=squad)
+    click.echo(f"user {user.username} is now {user.role}" + (f", squad {user.squad_name}" if user.squad_name else ""))
+
+
+@user_group.command("assign")
+@click.argument("username")
+@click.argument("point_ids", nargs=-1, type=click.IntRange(min=1))
+@click.option("--clear", is_flag=True, help="Take every point away (instead of giving POINT_IDS).")
+@click.pass_context
+@_one_line_errors
+def user_assign(ctx: click.Context, username: str, point_ids: tuple[int, ...], clear: bool) -> None:
+    """Make POINT_IDS the points (kiosks) kiosk staff USERNAME looks after, replacing any assigned before."""
+    if bool(point_ids) == clear:
+        raise click.UsageError("give the point ids, or --clear to take every point away (not both)")
+    with _accounts_connection(ctx) as conn:
+        user = accounts.assign_points(conn, username, point_ids)
+    ids = ", ".join(map(str, sorted(user.point_ids))) or "none"
+    click.echo(f"user {user.username} looks after points: {ids}")
+
+
+@user_group.command("disable")
+@click.argument("username")
+@click.pass_context
+@_one_line_errors
+def user_disable(ctx: click.Context, username: str) -> None:
+    """Disable USERNAME: its sessions end at their next request, its tokens stop working, it cannot log in."""
+    with _accounts_connection(ctx) as conn:
+        accounts.disable(conn, username)
+    click.echo(f"user {username} disabled; its sessions and tokens no longer work")
+
+
+@user_group.command("reset-password")
+@click.argument("username")
+@PASSWORD_STDIN
+@click.pass_context
+@_one_line_errors
+def user_reset_password(ctx: click.Context, username: str, password_stdin: bool) -> None:
+    """Set a new password for USERNAME (asked for, or --password-stdin); its sessions end, failed logins go."""
+    password = _read_password(password_stdin)
+    with _accounts_connection(ctx) as conn:
+        accounts.reset_password(conn, username, password)
+    click.echo(f"password of {username} reset; its sessions have ended")
+
+
+@user_group.group("token")
+def token_group() -> None:
+    """API tokens for scripts: ``Authorization: Bearer <token>``."""
+
+
+@token_group.command("create")
+@click.argument("username")
+@click.option("--name", "token_name", required=True, help="What the token is for (used to revoke it).")
+@click.option("--expires-days", type=int, help="The token stops working after this many days (default: never).")
+@click.pass_context
+@_one_line_errors
+def token_create(ctx: click.Context, username: str, token_name: str, expires_days: int | None) -> None:
+    """Create an API token acting as USERNAME. The token is printed once, alone on stdout; only its hash is kept."""
+    with _accounts_connection(ctx) as conn:
+        token = accounts.create_token(conn, username, name=token_name, expires_days=expires_days)
+    click.echo(token)
+    click.echo(f"token {token_name!r} for {username}: shown once, keep it safe (send it as "
+               "'Authorization: Bearer <token>')", err=True)
+
+
+@token_group.command("revoke")
+@click.argument("username")
+@click.option("--name", "token_name", required=True, help="The name given at `token create`.")
+@click.pass_context
+@_one_line_errors
+def token_revoke(ctx: click.Context, username: str, token_name: str) -> None:
+    """Revoke USERNAME's token named --name: it stops working at once."""
+    with _accounts_connection(ctx) as conn:
+        accounts.revoke_token(conn, username, name=token_name)
+    click.echo(f"token {token_name!r} of {username} revoked")
