@@ -14,8 +14,10 @@ from typing import Any
 
 from flask import render_template
 
+from geoservice.accounts import OFFICER_POINT_FIELDS, User
+from geoservice.catalogue import GRID, POINT, Table
 from geoservice.config import Settings
-from geoservice.vocab import POINT_KINDS
+from geoservice.vocab import AMENITIES, POINT_KINDS, POINT_STATUSES
 from geoservice.web.i18n import catalogue
 
 OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
@@ -29,7 +31,11 @@ API = {
     "nearest": "/api/v1/nearest", "grid_at": "/api/v1/grids/at",
     "coverage_streets": "/api/v1/coverage/streets", "coverage_grids": "/api/v1/coverage/grids",
     "grid_gaps": "/api/v1/coverage/grid-gaps",
+    # Live state and writes: a point or grid is its collection's address + "/" + id (or code).
+    "live": "/api/v1/points/live", "point": "/api/v1/points", "grid": "/api/v1/grids", "me": "/api/v1/me",
 }
+LIVE_POLL_SECONDS = 5
+"""How often the farmer page, the city map and the staff page ask for changed occupancy, status and notices."""
 MIN_ZOOM, MAX_ZOOM = 3, 19
 DATA_MIN_ZOOM = 12       # below this, streets and points are not loaded (a whole big city would be too much)
 POINT_LIMIT = 5000        # per view; the API says when there were more and the page asks to zoom in
@@ -77,18 +83,52 @@ def render_page(template: str, settings: Settings, *, page: str, zoom: int, pref
         "basemap": basemap(settings),
         "api": API,
         "limits": {"data_min_zoom": DATA_MIN_ZOOM, "point_limit": POINT_LIMIT, "street_limit": STREET_LIMIT},
+        "live": {"poll_seconds": LIVE_POLL_SECONDS, "stale_after_minutes": settings.occupancy_stale_minutes},
         **(config or {}),
     }
     return render_template(template, t=messages["zh"], config=page_config, **context)
 
 
-def city_map(settings: Settings) -> str:
-    """The HTML of the city map page (/).
+def city_map(settings: Settings, user: User | None = None) -> str:
+    """The HTML of the city map page (/); for an officer or a planner, with the editing tools.
 
     The page holds no data: the script loads districts and grids (with their coverage) once, and streets and
     points for the current view on every move, so its size does not depend on the city.
     """
+    editor = editor_config(user)
     return render_page("city_map.html", settings, page="city", zoom=13, prefer_canvas=True, config={
         "coverage_classes": [list(c) for c in COVERAGE_CLASSES], "no_streets_colour": NO_STREETS_COLOUR,
-        "grid_label_min_zoom": GRID_LABEL_MIN_ZOOM,
-    })
+        "grid_label_min_zoom": GRID_LABEL_MIN_ZOOM, "editor": editor,
+    }, editor=editor is not None)
+
+
+EDITOR_ROLES = ("officer", "planner")
+"""The roles that edit on the city map (``static/js/editing.js`` is loaded for them only). Kiosk staff have /staff;
+the server checks every write whatever a page offers."""
+
+
+def _form_fields(table: Table) -> list[str]:
+    """The fields a person types in a form for ``table``.
+
+    Every checked property but the key the database numbers and the parent code (derived from a grid's own code).
+    """
+    return [p.name for p in table.properties if p.check and not p.identity and p.check != "parent"]
+
+
+def editor_config(user: User | None) -> dict[str, Any] | None:
+    """What editing.js needs for ``user``, or None for a user who does not edit on the map.
+
+    Which point fields the form shows, whether points may be moved, added and deleted, and whether grids may be
+    edited (a planner's work).
+    """
+    if user is None or user.role not in EDITOR_ROLES:
+        return None
+    planner = user.role == "planner"
+    return {
+        "role": user.role, "squad": user.squad_name,
+        "point_fields": _form_fields(POINT) if planner else list(OFFICER_POINT_FIELDS),
+        "grid_fields": _form_fields(GRID) if planner else [],
+        "planner": planner,
+        "amenities": [{"code": a.code, "zh": a.zh, "en": a.en} for a in AMENITIES],
+        "statuses": list(POINT_STATUSES),
+    }

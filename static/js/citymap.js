@@ -1,11 +1,16 @@
-/* geoservice city map (/): layers by view, popups, search, legend, permalink, language switch. No third-party code
- * here. The page's configuration comes from geoservice/web/maps.py through common.js; nothing here holds data. */
+/* geoservice city map (/): layers by view, popups, search, legend, permalink, language switch, and live occupancy,
+ * status and notices (asked every few seconds). No third-party code here. The page's configuration comes from
+ * geoservice/web/maps.py through common.js; nothing here holds data. Popups, tooltips and search results are built
+ * as DOM nodes with text: names, addresses and notices are typed by people and are never parsed as HTML.
+ * For an officer or a planner, static/js/editing.js adds to the popups through G.city.hooks. */
 (function () {
   "use strict";
 
   var G = window.geoservice;
   var config = G.config;
   var t = G.t, kindLabel = G.kindLabel, icon = G.icon, kindSwatch = G.kindSwatch, escapeHtml = G.escapeHtml;
+  var el = G.el;
+
   var LAYER_KEYS = ["districts", "grids", "streets"];
   var DAY_CODES = ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"];
   var PANES = { grids: 410, districts: 415, streets: 420, gridLabels: 625 };
@@ -102,61 +107,85 @@
     }
 
     function telLink(phone) {
-      if (!phone) { return ""; }
-      return "<a href=\"tel:" + escapeHtml(phone.replace(/[^0-9+]/g, "")) + "\">" + escapeHtml(phone) + "</a>";
+      return el("a", { href: "tel:" + String(phone).replace(/[^0-9+]/g, "") }, phone);
     }
 
-    function row(labelKey, html) {
-      return "<dt>" + escapeHtml(t(labelKey)) + "</dt><dd>" + html + "</dd>";
+    /* A <dt>/<dd> pair into dl; the value is text or nodes (never markup). */
+    function row(dl, labelKey, value) {
+      dl.appendChild(el("dt", {}, t(labelKey)));
+      var dd = dl.appendChild(el("dd"));
+      (Array.isArray(value) ? value : [value]).forEach(function (v) {
+        if (v === null || v === undefined || v === "") { return; }
+        if (dd.childNodes.length) { dd.appendChild(document.createTextNode(" ")); }
+        dd.appendChild(typeof v === "object" ? v : document.createTextNode(String(v)));
+      });
+      return dd;
     }
 
     // -- popups -----------------------------------------------------------------------------------------------
     function openState(p) {
-      if (p.open_now === true) { return "<p class=\"open-state open\">" + escapeHtml(t("open_now")) + "</p>"; }
-      if (p.open_now === false) { return "<p class=\"open-state closed\">" + escapeHtml(t("closed_now")) + "</p>"; }
-      return "<p class=\"open-state unknown\">" + escapeHtml(t("hours_unknown")) + "</p>";
-    }
-
-    function amenityList(p) {
-      if (!p.amenity_labels || !p.amenity_labels.length) { return ""; }
-      var lang = G.lang(), other = lang === "zh" ? "en" : "zh";
-      return "<h3>" + escapeHtml(t("amenities")) + "</h3><ul class=\"amenities\">" +
-        p.amenity_labels.map(function (a) {
-          return "<li data-amenity=\"" + escapeHtml(a.code) + "\">" + icon("amenity-" + a.code) +
-            "<span>" + escapeHtml(a[lang]) + "</span> <span class=\"other-lang\" lang=\"" +
-            (other === "zh" ? "zh-CN" : "en") + "\">" + escapeHtml(a[other]) + "</span></li>";
-        }).join("") + "</ul>";
-    }
-
-    function pointPopup(p) {
-      var rows = [];
-      rows.push(row("hours", escapeHtml(formatHours(p.opening_hours))));
-      if (p.season) { rows.push(row("season", escapeHtml(formatSeason(p.season)))); }
-      if (p.capacity != null) {
-        rows.push(row(p.kind === "parking" ? "free_spaces" : "free_places",
-                      escapeHtml(p.free_places + " / " + p.capacity)));
+      if (p.status && p.status !== "open") {
+        return el("p", { "class": "open-state closed" }, t("status_" + p.status));
       }
-      if (p.phone) { rows.push(row("phone", telLink(p.phone))); }
-      if (p.address) { rows.push(row("address", escapeHtml(p.address))); }
-      rows.push(row("grid", p.grid_code ? escapeHtml(p.grid_name) + " <span class=\"code\">" +
-                    escapeHtml(p.grid_code) + "</span>" : escapeHtml(t("no_grid"))));
-      if (p.squad) { rows.push(row("squad", escapeHtml(p.squad) + " " + telLink(p.squad_phone))); }
-      return "<div class=\"point-popup\" data-point-id=\"" + escapeHtml(p.id) + "\">" +
-        "<h2>" + escapeHtml(p.name) + "</h2>" +
-        "<p class=\"kind\">" + kindSwatch(p.kind) + escapeHtml(p.kind_label.zh) + " · " +
-        "<span lang=\"en\">" + escapeHtml(p.kind_label.en) + "</span></p>" +
-        openState(p) + "<dl>" + rows.join("") + "</dl>" + amenityList(p) + "</div>";
+      if (p.open_now === true) { return el("p", { "class": "open-state open" }, t("open_now")); }
+      if (p.open_now === false) { return el("p", { "class": "open-state closed" }, t("closed_now")); }
+      return el("p", { "class": "open-state unknown" }, t("hours_unknown"));
     }
 
-    function gridPopup(p) {
+    function amenityList(p, box) {
+      if (!p.amenity_labels || !p.amenity_labels.length) { return; }
+      var lang = G.lang(), other = lang === "zh" ? "en" : "zh";
+      box.appendChild(el("h3", {}, t("amenities")));
+      var list = box.appendChild(el("ul", { "class": "amenities" }));
+      p.amenity_labels.forEach(function (a) {
+        var li = list.appendChild(el("li", { "data-amenity": a.code }));
+        li.innerHTML = icon("amenity-" + a.code);  // our own sprite, no data
+        li.appendChild(el("span", {}, a[lang]));
+        li.appendChild(document.createTextNode(" "));
+        li.appendChild(el("span", { "class": "other-lang", lang: other === "zh" ? "zh-CN" : "en" }, a[other]));
+      });
+    }
+
+    var hooks = { pointPopup: [], gridPopup: [] };
+
+    function pointPopup(p, marker) {
+      var box = el("div", { "class": "point-popup", "data-point-id": p.id });
+      box.appendChild(el("h2", {}, p.name));
+      var kind = box.appendChild(el("p", { "class": "kind" }));
+      kind.innerHTML = kindSwatch(p.kind);  // our own icon and colour, no data
+      kind.appendChild(document.createTextNode(p.kind_label.zh + " · "));
+      kind.appendChild(el("span", { lang: "en" }, p.kind_label.en));
+      box.appendChild(openState(p));
+      var dl = box.appendChild(el("dl"));
+      row(dl, "hours", formatHours(p.opening_hours));
+      if (p.season) { row(dl, "season", formatSeason(p.season)); }
+      if (p.capacity != null) {
+        row(dl, p.kind === "parking" ? "free_spaces" : "free_places", p.free_places + " / " + p.capacity)
+          .className = "free";
+      }
+      if (p.phone) { row(dl, "phone", telLink(p.phone)); }
+      if (p.address) { row(dl, "address", p.address); }
+      row(dl, "grid", p.grid_code ? [p.grid_name, el("span", { "class": "code" }, p.grid_code)] : t("no_grid"));
+      if (p.squad) { row(dl, "squad", [p.squad, p.squad_phone ? telLink(p.squad_phone) : null]); }
+      amenityList(p, box);
+      G.live.render(box.appendChild(el("div", { "class": "live" })), p);
+      hooks.pointPopup.forEach(function (hook) { hook(box, p, marker); });
+      return box;
+    }
+
+    function gridPopup(p, layer) {
       var c = coverage[p.code];
       var pct = c && c.covered_pct != null ? c.covered_pct.toFixed(1) + " % (" + c.covered_km + " / " +
         c.street_km + " km)" : t("coverage_none");
-      return "<div class=\"grid-popup\"><h2>" + escapeHtml(p.name) + "</h2><dl>" +
-        row("grid", "<span class=\"code\">" + escapeHtml(p.code) + "</span>") +
-        row("coverage", escapeHtml(pct)) +
-        row("officer", escapeHtml(p.officer_name) + " " + telLink(p.officer_phone)) +
-        row("squad", escapeHtml(p.squad) + " " + telLink(p.squad_phone)) + "</dl></div>";
+      var box = el("div", { "class": "grid-popup", "data-grid-code": p.code });
+      box.appendChild(el("h2", {}, p.name));
+      var dl = box.appendChild(el("dl"));
+      row(dl, "grid", el("span", { "class": "code" }, p.code));
+      row(dl, "coverage", pct);
+      row(dl, "officer", [p.officer_name, p.officer_phone ? telLink(p.officer_phone) : null]);
+      row(dl, "squad", [p.squad, p.squad_phone ? telLink(p.squad_phone) : null]);
+      hooks.gridPopup.forEach(function (hook) { hook(box, p, layer); });
+      return box;
     }
 
     // -- districts and grids (loaded once: a city has few) ---------------------------------------------------
@@ -200,7 +229,7 @@
           pane: ensurePane("grids"), style: gridStyle,
           onEachFeature: function (f, layer) { tag(layer, "grids"); }
         });
-        gridLayer.bindPopup(function (layer) { return gridPopup(layer.feature.properties); });
+        gridLayer.bindPopup(function (layer) { return gridPopup(layer.feature.properties, layer); });
         groups.grids.addLayer(gridLayer);
         groups.grids.addLayer(gridLabels);
         updateGrids();
@@ -253,43 +282,60 @@
       });
     }
 
+    function isStale(p) {
+      var age = p.capacity != null ? G.live.age(p) : null;
+      return Boolean(age && age.stale);
+    }
+
     function markerTitle(p) {
       var title = p.name + " · " + kindLabel(p.kind);
       if (p.kind === "kiosk" && p.capacity != null) {
         title += " · " + t("free_badge", { free: p.free_places, capacity: p.capacity });
+        if (isStale(p)) { title += " · " + t("stale", { n: G.live.staleAfterMinutes }); }
       }
       return title;
     }
 
-    function pointMarker(feature) {
-      var p = feature.properties;
+    /* The marker's icon: the kind's disc, and on a kiosk the free places as a badge (dashed and marked "?" when
+       the count is older than the stale age). Only numbers and our own sprite go into its HTML. */
+    function pointIcon(p) {
       var badge = "";
       if (p.kind === "kiosk" && p.free_places != null) {
-        badge = "<b class=\"badge " + (p.free_places > 0 ? "free" : "full") + "\">" + p.free_places + "</b>";
+        var stale = isStale(p);
+        badge = "<b class=\"badge " + (p.free_places > 0 ? "free" : "full") + (stale ? " stale" : "") + "\">" +
+          Number(p.free_places) + (stale ? "?" : "") + "</b>";
       }
+      return L.divIcon({
+        className: "poi-marker kind-" + p.kind, iconSize: [30, 30], iconAnchor: [15, 15], popupAnchor: [0, -12],
+        html: "<span class=\"poi\" style=\"--kind-colour: " + G.KIND_COLOURS[p.kind] + "\">" +
+          icon("kind-" + p.kind) + badge + "</span>"
+      });
+    }
+
+    var markersById = {};
+
+    function pointMarker(feature) {
+      var p = feature.properties;
       var coords = feature.geometry.coordinates;
       var marker = L.marker([coords[1], coords[0]], {
-        title: markerTitle(p), alt: markerTitle(p), keyboard: true, riseOnHover: true,
-        icon: L.divIcon({
-          className: "poi-marker kind-" + p.kind, iconSize: [30, 30], iconAnchor: [15, 15], popupAnchor: [0, -12],
-          html: "<span class=\"poi\" style=\"--kind-colour: " + G.KIND_COLOURS[p.kind] + "\">" +
-            icon("kind-" + p.kind) + badge + "</span>"
-        })
+        title: markerTitle(p), alt: markerTitle(p), keyboard: true, riseOnHover: true, icon: pointIcon(p)
       });
       marker.feature = feature;
       tag(marker, p.kind);
-      marker.bindPopup(function () { return pointPopup(marker.feature.properties); },
+      marker.bindPopup(function () { return pointPopup(marker.feature.properties, marker); },
                        { maxWidth: 320, minWidth: 220 });
       if (p.kind === "night_market" && p.opening_hours) {
-        marker.bindTooltip(escapeHtml(formatHours(p.opening_hours)), {
+        marker.bindTooltip(el("span", {}, formatHours(p.opening_hours)), {
           permanent: true, direction: "bottom", offset: [0, 14], className: "night-hours"
         });
       }
+      markersById[p.id] = marker;
       return marker;
     }
 
     function drawPoints(collection) {
       lastPoints = collection;
+      markersById = {};
       var byKind = {};
       config.kinds.forEach(function (k) { byKind[k.code] = []; });
       collection.features.forEach(function (f) { byKind[f.properties.kind].push(pointMarker(f)); });
@@ -311,8 +357,11 @@
         onEachFeature: function (f, layer) {
           tag(layer, "streets");
           layer.bindPopup(function () {
-            return "<strong>" + escapeHtml(f.properties.name) + "</strong><br>" + escapeHtml(t("street_class")) +
-              ": " + escapeHtml(f.properties["class"]);
+            var box = el("div", { "class": "street-popup" });
+            box.appendChild(el("strong", {}, f.properties.name));
+            box.appendChild(el("br"));
+            box.appendChild(document.createTextNode(t("street_class") + ": " + f.properties["class"]));
+            return box;
           });
         }
       }));
@@ -329,7 +378,7 @@
       }
     }
 
-    function loadView() {
+    function loadView(force) {
       updateGrids();
       if (map.getZoom() < config.limits.data_min_zoom) {
         setHint("zoom_in_for_data");
@@ -337,7 +386,7 @@
         return;
       }
       var bounds = map.getBounds();
-      if (view.bounds && view.bounds.contains(bounds) && !view.truncated) {
+      if (force !== true && view.bounds && view.bounds.contains(bounds) && !view.truncated) {
         setHint(null);
         viewLoaded();
         return;
@@ -370,6 +419,59 @@
     function scheduleView() {
       window.clearTimeout(timer);
       timer = window.setTimeout(loadView, DEBOUNCE_MS);
+    }
+
+    // -- live occupancy, status and notices ------------------------------------------------------------------
+    var liveSince = null;
+
+    /* Changes since the last answer (the API looks a little further back, for changes committed just after
+       it); before the first, since the newest change among the points drawn (nothing is asked until points are
+       drawn: a change before they were read is in what was read). */
+    function liveQuery() {
+      if (liveSince === null) {
+        if (!lastPoints || !lastPoints.features.length) { return null; }
+        liveSince = Math.max.apply(null, lastPoints.features.map(function (f) {
+          return Date.parse(f.properties.live_updated_at) || 0;
+        }));
+      }
+      return "since=" + encodeURIComponent(new Date(liveSince).toISOString());
+    }
+
+    function applyLive(answer) {
+      liveSince = Date.parse(answer.now);
+      var statusChanged = false, changed = {};
+      answer.points.forEach(function (live) {
+        var marker = markersById[live.id];
+        if (!marker) { return; }
+        var p = marker.feature.properties;
+        if (p.live_updated_at === live.live_updated_at) { return; }
+        if (p.status !== live.status) { statusChanged = true; }
+        ["occupancy", "capacity", "status", "notice", "live_updated_at"].forEach(function (k) { p[k] = live[k]; });
+        p.free_places = p.capacity == null ? null : p.capacity - (p.occupancy || 0);
+        changed[live.id] = true;
+      });
+      // Ages and stale marks move on with time: a kiosk's badge is redrawn when its count or staleness changed,
+      // an open popup rebuilt when its point changed, else only its age line.
+      Object.keys(markersById).forEach(function (id) {
+        var marker = markersById[id], p = marker.feature.properties;
+        if (p.kind === "kiosk" && p.capacity != null) {
+          var badge = p.free_places + "|" + isStale(p);
+          if (marker.liveBadge !== undefined && marker.liveBadge !== badge) {
+            marker.setIcon(pointIcon(p));
+            marker.options.title = marker.options.alt = markerTitle(p);
+            if (marker._icon) { marker._icon.title = marker.options.title; }
+          }
+          marker.liveBadge = badge;
+        }
+        if (!marker.isPopupOpen()) { return; }
+        if (changed[id]) { marker.setPopupContent(pointPopup(p, marker)); return; }
+        var box = marker.getPopup().getElement();
+        box = box && box.querySelector(".point-popup > .live");
+        if (box) { G.live.render(box, p); }
+      });
+      // Whether a point is open now depends on its hours too, which only the server reads: ask for the view.
+      if (statusChanged) { loadView(true); }
+      document.body.setAttribute("data-live", answer.now);
     }
 
     // -- permalink: #zoom/lat/lon ----------------------------------------------------------------------------
@@ -444,8 +546,10 @@
         var li = document.createElement("li");
         var button = document.createElement("button");
         button.type = "button";
-        button.innerHTML = kindSwatch(f.properties.kind) + "<span class=\"name\">" + escapeHtml(f.properties.name) +
-          "</span> <span class=\"address\">" + escapeHtml(f.properties.address || "") + "</span>";
+        button.innerHTML = kindSwatch(f.properties.kind);  // our own icon and colour, no data
+        button.appendChild(el("span", { "class": "name" }, f.properties.name));
+        button.appendChild(document.createTextNode(" "));
+        button.appendChild(el("span", { "class": "address" }, f.properties.address || ""));
         button.addEventListener("click", function () { showResult(f); });
         li.appendChild(button);
         r.list.appendChild(li);
@@ -456,7 +560,7 @@
       var c = feature.geometry.coordinates;
       map.setView([c[1], c[0]], Math.max(map.getZoom(), 17), { animate: false });
       L.popup({ maxWidth: 320, minWidth: 220, offset: [0, -12] }).setLatLng([c[1], c[0]])
-        .setContent(pointPopup(feature.properties)).openOn(map);
+        .setContent(pointPopup(feature.properties, markersById[feature.properties.id])).openOn(map);
     }
 
     function addLegend() {
@@ -535,7 +639,18 @@
     loadView();
     map.on("moveend", function () { writeHash(); scheduleView(); });
     window.addEventListener("hashchange", restoreHash);
-    G.city = { map: map, groups: groups, clusters: clusters };
+    G.live.start(liveQuery, applyLive);
+    G.city = {
+      map: map, groups: groups, clusters: clusters, hooks: hooks, setStatus: setStatus,
+      marker: function (id) { return markersById[id]; },
+      reloadView: function () { loadView(true); },
+      reloadGrids: function () {
+        if (gridLayer) { groups.grids.removeLayer(gridLayer); gridLayer = null; }
+        coverageLoaded = false;
+        initialPending += 1;
+        loadGrids();
+      }
+    };
   }
 
   startCityMap();

@@ -9,8 +9,15 @@
  *   getJSON(url, options)        fetch with errors as Error(description) from our {"code", "description"} shape;
  *                                a 503 "Busy" (every analysis slot taken) is asked again after its Retry-After
  *   bbox(bounds)                 "minlon,minlat,maxlon,maxlat" for ?bbox= from Leaflet bounds
- *   escapeHtml(text)
+ *   escapeHtml(text), el(tag, attrs, text)   text made inert, and a DOM element with text (never parsed as HTML)
  *   createMap()                  the Leaflet map in #map: start view, zoom limits, basemap, metric scale bar
+ *   getFeature(url)              GET with the answer's ETag: {body, etag}
+ *   send(method, url, body, options)   a write as JSON with X-CSRF-Token (from <meta name="csrf-token">) and
+ *                                If-Match (options.etag); resolves {status, body, etag}, rejects like getJSON with
+ *                                .errors (the API's [{field, reason}]) on top
+ *   live                         a point's live state: live.start(ask, onAnswer) polls /api/v1/points/live every
+ *                                config.live.poll_seconds; live.age(point) says how old its last change is, and
+ *                                live.render(box, point) writes notice, age and stale mark into box
  */
 (function () {
   "use strict";
@@ -119,6 +126,127 @@
       });
   }
 
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (name) { node.setAttribute(name, attrs[name]); });
+    if (text !== undefined && text !== null) { node.textContent = String(text); }
+    return node;
+  }
+
+  function csrfToken() {
+    var meta = document.querySelector("meta[name='csrf-token']");
+    return meta ? meta.getAttribute("content") : "";
+  }
+
+  function apiError(response, body) {
+    var error = new Error(body.description || response.status + " " + response.statusText);
+    error.status = response.status;
+    error.code = body.code;
+    error.errors = body.errors || [];
+    return error;
+  }
+
+  function networkError(error) {
+    if (error && error.name === "AbortError") { throw error; }
+    var failed = new Error(t("error_network"));
+    failed.network = true;
+    throw failed;
+  }
+
+  /* GET a single feature with its ETag (what a later write sends as If-Match). */
+  function getFeature(url) {
+    return fetch(url, { headers: { Accept: "application/geo+json, application/json" }, cache: "no-store" })
+      .then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (body) {
+          if (!response.ok) { throw apiError(response, body); }
+          return { body: body, etag: response.headers.get("ETag") };
+        });
+      }, networkError);
+  }
+
+  /* A write as JSON from a page: the session cookie goes along, so the CSRF token must too. */
+  function send(method, url, body, options) {
+    var headers = { Accept: "application/json", "X-CSRF-Token": csrfToken() };
+    if (body !== undefined) { headers["Content-Type"] = "application/json"; }
+    if (options && options.etag) { headers["If-Match"] = options.etag; }
+    return fetch(url, { method: method, headers: headers, credentials: "same-origin",
+                        body: body === undefined ? undefined : JSON.stringify(body) })
+      .then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (answer) {
+          if (!response.ok) { throw apiError(response, answer); }
+          return { status: response.status, body: answer, etag: response.headers.get("ETag") };
+        });
+      }, networkError);
+  }
+
+  // -- live state: occupancy, status and notice as staff change them -----------------------------------------
+
+  var live = {
+    offsetMs: 0,  // server clock minus ours, from the last answer: ages are told in the server's time
+    staleAfterMinutes: config.live ? config.live.stale_after_minutes : null,
+
+    serverNow: function () { return Date.now() + live.offsetMs; },
+
+    /* Whole minutes since the point's last live change, and whether that is older than the stale age. */
+    age: function (point) {
+      var at = Date.parse(point.live_updated_at);
+      if (isNaN(at)) { return null; }
+      var minutes = Math.max(0, Math.floor((live.serverNow() - at) / 60000));
+      return { minutes: minutes, stale: live.staleAfterMinutes != null && minutes >= live.staleAfterMinutes };
+    },
+
+    ageText: function (minutes) {
+      if (minutes < 1) { return t("updated_just_now"); }
+      if (minutes < 60) { return t("updated_minutes_ago", { n: minutes }); }
+      if (minutes < 48 * 60) { return t("updated_hours_ago", { n: Math.floor(minutes / 60) }); }
+      return t("updated_days_ago", { n: Math.floor(minutes / 1440) });
+    },
+
+    /* Fill box with the point's notice, the age of its live state and (for a point with places to count)
+       a stale mark. Text only: a notice is what a person typed. */
+    render: function (box, point) {
+      box.textContent = "";
+      if (point.notice) {
+        var notice = el("p", { "class": "live-notice" });
+        notice.appendChild(el("strong", {}, t("notice") + "："));
+        notice.appendChild(el("span", { "class": "live-notice-text" }, point.notice));
+        box.appendChild(notice);
+      }
+      var age = live.age(point);
+      if (!age) { return; }
+      box.appendChild(el("p", { "class": "live-age", "data-minutes": age.minutes }, live.ageText(age.minutes)));
+      if (age.stale && point.capacity != null) {
+        box.appendChild(el("p", { "class": "live-stale", role: "note" },
+                           "⚠ " + t("stale", { n: live.staleAfterMinutes })));
+      }
+    },
+
+    /* Every poll_seconds: ask() gives the query string ("ids=1,2" or "since=…") or null for nothing to ask;
+       onAnswer(answer) gets {points, now, stale_after_minutes}. A page in the background does not ask. */
+    start: function (ask, onAnswer) {
+      var busy = false;
+      function tick() {
+        var query = ask();
+        if (busy || query === null || document.hidden) { return; }
+        busy = true;
+        fetch(config.api.live + "?" + query, { headers: { Accept: "application/json" }, cache: "no-store" })
+          .then(function (response) { return response.ok ? response.json() : null; })
+          .then(function (answer) {
+            if (!answer) { return; }
+            live.offsetMs = Date.parse(answer.now) - Date.now();
+            live.staleAfterMinutes = answer.stale_after_minutes;
+            onAnswer(answer);
+          })
+          .catch(function () { /* the next tick asks again */ })
+          .finally(function () { busy = false; });
+      }
+      var timer = window.setInterval(tick, config.live.poll_seconds * 1000);
+      document.addEventListener("visibilitychange", function () { if (!document.hidden) { tick(); } });
+      tick();
+      return { tick: tick, stop: function () { window.clearInterval(timer); } };
+    }
+  };
+
   function bbox(bounds) {
     var west = Math.max(-180, bounds.getWest()), east = Math.min(180, bounds.getEast());
     var south = Math.max(-90, bounds.getSouth()), north = Math.min(90, bounds.getNorth());
@@ -143,6 +271,7 @@
   window.geoservice = {
     config: config, t: t, lang: function () { return lang; }, switchLanguage: switchLanguage,
     applyLanguage: applyLanguage, kindLabel: kindLabel, KIND_COLOURS: KIND_COLOURS, icon: icon,
-    kindSwatch: kindSwatch, getJSON: getJSON, bbox: bbox, escapeHtml: escapeHtml, createMap: createMap
+    kindSwatch: kindSwatch, getJSON: getJSON, bbox: bbox, escapeHtml: escapeHtml, el: el, createMap: createMap,
+    getFeature: getFeature, send: send, live: live
   };
 }());

@@ -1,6 +1,7 @@
 /* geoservice farmer finder (/farmer): the nearest rest points to where you are, walking, in Chinese or English.
    common.js builds the Leaflet map from the page's configuration; this script asks our own API and draws the
-   answers. No third-party code. */
+   answers. The cards' free places, open state and notices follow /api/v1/points/live (asked every few seconds for
+   the points shown), with how long ago they changed. No third-party code; every text is set as text. */
 (function () {
   "use strict";
 
@@ -151,6 +152,7 @@
       renderResults();
       drawResultMarkers();
       document.body.setAttribute("data-results", String(state.features.length));
+      if (state.live) { state.live.tick(); }  // the nearest answer carries no notice or age: ask at once
     }).catch(showNetworkError);
   }
 
@@ -197,7 +199,7 @@
     });
     card.appendChild(el("h3", {}, (index + 1) + ". " + p.name));
     var kind = el("p", { "class": "kind" }, p.kind_label[G.lang()] + " · ");
-    kind.appendChild(el("span", { "class": p.open_now ? "open" : "closed" }, t(p.open_now ? "open_now" : "closed_now")));
+    kind.appendChild(el("span", { "class": "open-state" }));
     card.appendChild(kind);
     card.appendChild(el("p", { "class": "walk" }, t("walk", {
       distance: formatDistance(p.walk_distance_m), minutes: formatMinutes(p.walk_minutes)
@@ -208,9 +210,9 @@
         distance: formatDistance(offStreet)
       })));
     }
-    if (p.capacity !== null && p.capacity !== undefined) {
-      card.appendChild(el("p", { "class": "free" }, t("free_places", { free: p.free_places, capacity: p.capacity })));
-    }
+    card.appendChild(el("p", { "class": "free" }));
+    card.appendChild(el("div", { "class": "live" }));
+    fillLive(card, p);
     if (p.amenity_labels.length) {
       card.appendChild(el("p", { "class": "amenities" }, p.amenity_labels.map(function (a) {
         return a[G.lang()];
@@ -235,6 +237,39 @@
     actions.appendChild(navLink("nav-baidu", "baidu", p.navigation.baidu, p.name));
     card.appendChild(actions);
     return card;
+  }
+
+  /* The parts of a card that change while it is shown: open state, free places, notice and age. */
+  function fillLive(card, p) {
+    var open = p.open_now && (p.status === undefined || p.status === "open");
+    var state = card.querySelector(".open-state");
+    state.className = "open-state " + (open ? "open" : "closed");
+    state.textContent = p.status && p.status !== "open" ? t("status_" + p.status) : t(open ? "open_now" : "closed_now");
+    var free = card.querySelector(".free");
+    free.hidden = p.capacity === null || p.capacity === undefined;
+    free.textContent = free.hidden ? "" : t("free_places", { free: p.capacity - (p.occupancy || 0), capacity: p.capacity });
+    card.setAttribute("data-free", free.hidden ? "" : String(p.capacity - (p.occupancy || 0)));
+    if (p.live_updated_at) { G.live.render(card.querySelector(".live"), p); }
+  }
+
+  function applyLive(answer) {
+    var byId = {};
+    answer.points.forEach(function (live) { byId[live.id] = live; });
+    var cards = document.querySelectorAll("#results > li");
+    state.features.forEach(function (feature, index) {
+      var live = byId[feature.properties.id];
+      if (!live) { return; }
+      var p = feature.properties;
+      ["occupancy", "capacity", "status", "notice", "live_updated_at"].forEach(function (k) { p[k] = live[k]; });
+      p.free_places = p.capacity == null ? null : p.capacity - (p.occupancy || 0);
+      if (cards[index]) { fillLive(cards[index], p); }
+    });
+    document.body.setAttribute("data-live", answer.now);
+  }
+
+  function liveQuery() {
+    if (!state.features.length) { return null; }
+    return "ids=" + state.features.map(function (f) { return f.properties.id; }).join(",");
   }
 
   function renderResults() {
@@ -320,6 +355,7 @@
     });
     byId("lang-switch").addEventListener("click", switchLanguage);
     if (!config.basemap) { startOfflineBasemap(map); }
+    state.live = G.live.start(liveQuery, applyLive);
     applyLanguage();
     document.body.setAttribute("data-ready", "true");
   }
