@@ -146,14 +146,15 @@ def test_unknown_district_is_a_404(client):
 def test_the_openapi_document_is_valid_and_describes_every_route(app, client):
     doc = client.get("/api/v1/openapi.json").get_json()
     validate(doc)
-    routes = {rule.rule.replace("<layer>", "{layer}").replace("<int:point_id>", "{id}")
-              for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/v1/")}
+    routes = {rule.rule.replace("<layer>", "{layer}").replace("<int:point_id>", "{id}").replace("<int:key>", "{id}")
+              .replace("<key>", "{code}") for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/v1/")}
     routes -= {"/api/v1/openapi.json", "/api/v1/docs"}
     assert routes <= set(doc["paths"]), routes - set(doc["paths"])
     page = client.get("/api/v1/docs")
     assert page.status_code == 200
     text = page.get_data(as_text=True)
     for path, item in doc["paths"].items():
-        assert path in text
-        for parameter in item["get"]["parameters"]:
-            assert f"<code>{parameter['name']}</code>" in text, (path, parameter["name"])
+        for method, operation in item.items():
+            assert f"{method.upper()} {path}" in text
+            for parameter in operation["parameters"]:
+                assert f"<code>{parameter['name']}</code>" in text, (path, parameter["name"])

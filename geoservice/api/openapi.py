@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import request
 
-from geoservice import __version__, query
-from geoservice.catalogue import FEATURE_TABLES
+from geoservice import __version__, editing, query
+from geoservice.catalogue import FEATURE_TABLES, Table
 from geoservice.downloads import FORMATS
 from geoservice.errors import InvalidParameter
 from geoservice.features import MAX_LIMIT, SEARCH_MAX_LENGTH, SEARCH_MAX_RESULTS
 from geoservice.params import absent, parse_bbox, parse_bool, parse_choice, parse_float, parse_int, parse_list
 from geoservice.vocab import AMENITY_CODES, KIND_CODES
+from geoservice.web import auth
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,77 @@ FEATURES = {"description": "GeoJSON", "content": {"application/geo+json": {"sche
 DOWNLOADS = {"text/csv": {"schema": {"type": "string"}},
              "application/geopackage+sqlite3": {"schema": {"type": "string", "format": "binary"}}}
 
+# -- editing (geoservice.api.editing) ---------------------------------------------------------------------------------
+
+def _ids(raw: str | None) -> list[int] | None:
+    if absent("ids", raw):
+        return None
+    try:
+        ids = [int(v) for v in raw.split(",")]
+    except ValueError:
+        raise InvalidParameter(f"ids must be point ids separated by commas, e.g. ids=1,2,3; got {raw!r}") from None
+    if len(ids) > editing.MAX_LIVE_IDS or min(ids) < 0:
+        raise InvalidParameter(f"ids must list 1 to {editing.MAX_LIVE_IDS} point ids (whole numbers ≥ 0)")
+    return ids
+
+
+def _time(raw: str | None) -> datetime | None:
+    if absent("since", raw):
+        return None
+    try:
+        value = datetime.fromisoformat(raw.strip().upper().replace(" ", "T"))
+    except ValueError:
+        raise InvalidParameter(f"since must be an ISO 8601 time with its zone, e.g. 2026-07-01T20:00:00Z; got "
+                               f"{raw!r}") from None
+    if value.tzinfo is None:
+        raise InvalidParameter(f"since must carry its time zone (Z or +08:00), got {raw!r}")
+    try:
+        return value.astimezone(UTC)  # PostgreSQL takes offsets up to ±15:59 only
+    except OverflowError:  # within a day of year 1 or 9999: as early (late) as a time can be
+        return (datetime.min if value.year == 1 else datetime.max).replace(tzinfo=UTC)
+
+
+_KEYS = {"points": text("id", "point id", {"type": "integer", "minimum": 0}, required=True, where="path"),
+         "grids": text("code", "the grid's 15-digit code", {"type": "string", "pattern": "^[0-9]{15}$"},
+                       required=True, where="path")}
+_FEATURE_PATHS = {"points": "/api/v1/points/{id}", "grids": "/api/v1/grids/{code}"}
+_ETAG = {"ETag": {"description": "The feature's strong ETag: send it back as If-Match to change the feature",
+                  "required": True, "schema": {"type": "string"}}}
+_ERROR = {"$ref": "#/components/responses/Error"}
+_LOGIN = [{"bearer": []}, {"session": []}]
+_WHO = (" Needs a login: an API token (Authorization: Bearer <token>) or the session cookie of the pages (their "
+        "writes also send X-CSRF-Token). 401 without one; 403 when the user's role, squad or assigned points do "
+        "not allow it.")
+
+
+def _history(kind: str) -> dict:
+    return {
+        "summary": f"The history of a {kind[:-1]}: every change, newest first",
+        "description": "Each version: its number (what revert takes), when, who (username, role), the operation "
+                       "(create, replace, update, delete, occupancy, revert) and the feature before and after as "
+                       "GeoJSON; address and user_agent only for planners and admins. next_before pages on."
+                       + _WHO,
+        "parameters": [
+            _KEYS[kind],
+            integer("limit", "how many versions", minimum=1, maximum=editing.MAX_HISTORY, default=50),
+            integer("before", "only versions older than this one (next_before of the previous page)", minimum=1,
+                    maximum=2**63 - 1),
+        ],
+        "responses": {"200": {"description": "JSON", "content": {"application/json": {"schema": {"type": "object"}}}},
+                      "401": _ERROR},
+        "security": _LOGIN,
+    }
+
+
+def _feature_read(kind: str) -> dict:
+    return {
+        "summary": f"One {kind[:-1]} with every property, and its ETag",
+        "description": "The GeoJSON Feature a write sends back (PUT) or changes (PATCH), with its ETag header.",
+        "parameters": [_KEYS[kind]],
+        "responses": {"200": {**FEATURES, "headers": _ETAG}},
+    }
+
+
 PATHS: dict[str, dict] = {
     "/api/v1/nearest": {
         "summary": "The k nearest convenience points to a spot",
@@ -228,7 +301,123 @@ PATHS: dict[str, dict] = {
         ],
         "responses": {"200": FEATURES},
     },
+    "/api/v1/points/{id}": _feature_read("points"),
+    "/api/v1/grids/{code}": _feature_read("grids"),
+    "/api/v1/points/{id}/history": _history("points"),
+    "/api/v1/grids/{code}/history": _history("grids"),
+    "/api/v1/points/live": {
+        "summary": "The live state of points: occupancy, capacity, status, notice and when they changed",
+        "description": "What pages poll every few seconds: the points in ids and/or those whose live state changed "
+                       f"since a time (the answer's now, for the next poll; since looks {editing.LIVE_OVERLAP_S} s "
+                       "further back so that no change is missed); every point when neither is given (at most "
+                       f"{editing.MAX_LIVE_POINTS}: truncated says there were more). stale_after_minutes: a count "
+                       "older than this should be shown as possibly out of date.",
+        "parameters": [
+            Param("ids", f"point ids, comma-separated (at most {editing.MAX_LIVE_IDS})", {
+                "type": "string", "pattern": f"^[0-9]{{1,9}}(,[0-9]{{1,9}}){{0,{editing.MAX_LIVE_IDS - 1}}}$"}, _ids),
+            Param("since", "only points whose live state changed since this time (ISO 8601 with its zone)",
+                  {"type": "string", "format": "date-time"}, _time),
+        ],
+        "responses": {"200": {"description": "JSON", "content": {"application/json": {"schema": {"type": "object"}}}}},
+    },
 }
+
+
+def _feature_body(table: Table, *, partial: bool) -> dict:
+    """The JSON schema of a GeoJSON Feature a write sends: the writable properties (from the catalogue)."""
+    properties = {p.name: p.schema for p in editing.writable(table)}
+    geometry = {"type": "object", "required": ["type", "coordinates"], "description": f"GeoJSON {table.geometry.type}",
+                "properties": {"type": {"type": "string", "enum": [table.geometry.type]},
+                               "coordinates": {"type": "array"}}}
+    required = [p.name for p in editing.writable(table) if p.required]
+    props: dict = {"type": "object", "properties": properties}
+    if required and not partial:
+        props["required"] = required
+    body: dict = {"type": "object", "properties": {"type": {"type": "string", "enum": ["Feature"]},
+                                                   "properties": props, "geometry": geometry}}
+    if not partial:
+        body["required"] = ["type", "properties", "geometry"]
+    return body
+
+
+def _json_body(schema: dict, description: str) -> dict:
+    return {"required": True, "description": description,
+            "content": {"application/json": {"schema": schema}, "application/geo+json": {"schema": schema}}}
+
+
+_IF_MATCH = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string", "minLength": 1},
+             "description": "the ETag of the feature as you read it; 428 without it, 412 when the feature has "
+                            "changed since"}
+_FEATURE_ANSWER = {**FEATURES, "headers": _ETAG}
+_WRITE_ERRORS = {"401": _ERROR, "403": _ERROR, "409": _ERROR}
+_CONDITIONAL_ERRORS = {**_WRITE_ERRORS, "412": _ERROR, "428": _ERROR}
+
+
+def _write(summary: str, description: str, *, responses: dict, parameters: tuple = (),
+           body: dict | None = None) -> dict:
+    operation = {"summary": summary, "description": description + _WHO, "parameters": list(parameters),
+                 "responses": responses, "security": _LOGIN}
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
+
+
+def _feature_writes(kind: str) -> dict[str, dict]:
+    table, key, one = editing.EDITABLE[kind], _KEYS[kind].openapi(), kind[:-1]
+    rules = ("Validated by the same rules as imports (codes, vocabularies, phone numbers, opening hours, "
+             "0 ≤ occupancy ≤ capacity, a valid geometry inside the city) and the database's constraints; 400 "
+             "names each field: errors: [{field, reason}]. One audit row per change.")
+    return {
+        f"/api/v1/{kind}": {"post": _write(
+            f"Create a {one} (planners)", f"A GeoJSON Feature; 201 with Location and ETag. {rules}",
+            responses={"201": {**_FEATURE_ANSWER, "headers": {**_ETAG, "Location": {
+                "description": "the new feature's URL", "required": True, "schema": {"type": "string"}}}},
+                **_WRITE_ERRORS},
+            body=_json_body(_feature_body(table, partial=False), "the new feature"))},
+        _FEATURE_PATHS[kind]: {
+            "put": _write(f"Replace a {one}", "Every property (read-only ones are ignored; those left out become "
+                          f"empty) and the geometry. Officers and kiosk staff may change only their fields. {rules}",
+                          parameters=(key, _IF_MATCH), responses={"200": _FEATURE_ANSWER, **_CONDITIONAL_ERRORS},
+                          body=_json_body(_feature_body(table, partial=False), "the whole feature")),
+            "patch": _write(f"Change some properties (or the geometry) of a {one}",
+                            '{"properties": {the changed ones}, "geometry"?: …}; the rest is kept. Changing '
+                            f"nothing writes nothing. {rules}", parameters=(key, _IF_MATCH),
+                            responses={"200": _FEATURE_ANSWER, **_CONDITIONAL_ERRORS},
+                            body=_json_body(_feature_body(table, partial=True), "the changes")),
+            "delete": _write(f"Delete a {one} (planners)", "204; its history stays and revert brings it back.",
+                             parameters=(key, _IF_MATCH), responses={"204": {"description": "deleted"},
+                                                                     **_CONDITIONAL_ERRORS}),
+        },
+        f"{_FEATURE_PATHS[kind]}/revert": {"post": _write(
+            f"Put a {one} back as it was after an earlier version (planners)",
+            'Body {"version": N} (a version from its history). Audited as revert. A deleted feature is brought '
+            "back with its key (201, without If-Match: there is nothing to match).",
+            parameters=(key, {**_IF_MATCH, "required": False}),
+            responses={"200": _FEATURE_ANSWER, "201": _FEATURE_ANSWER, **_CONDITIONAL_ERRORS},
+            body=_json_body({"type": "object", "required": ["version"], "properties": {
+                "version": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}}, "the version"))},
+    }
+
+
+def _occupancy_write() -> dict:
+    body = {"type": "object", "required": ["op"], "properties": {
+        "op": {"type": "string", "enum": list(editing.OCCUPANCY_OPERATIONS)},
+        "value": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1, "description": "with op set only"}}}
+    return {"post": _write(
+        "A tap on a kiosk's occupancy: +1, −1, full or set N",
+        "Applied atomically in the database (two taps at once both count); no If-Match. 409 when it would go "
+        "below 0 or above the capacity, or the point has no capacity. Answers the live state (id, occupancy, "
+        "capacity, status, notice, live_updated_at) and the feature's new ETag. Kiosk staff on their points, "
+        "officers inside their squad's grids, planners anywhere.",
+        parameters=(_KEYS["points"].openapi(),),
+        responses={"200": {"description": "the live state", "headers": _ETAG,
+                           "content": {"application/json": {"schema": {"type": "object"}}}}, **_WRITE_ERRORS},
+        body=_json_body(body, "the tap"))}
+
+
+WRITES: dict[str, dict[str, dict]] = {**_feature_writes("points"), **_feature_writes("grids"),
+                                      "/api/v1/points/{id}/occupancy": _occupancy_write()}
+"""The write operations, path → method → OpenAPI operation (their bodies checked by geoservice.editing)."""
 
 
 # What any operation may answer besides its own: bad input, nothing there, an over-long address or header block,
@@ -261,13 +450,18 @@ def document() -> dict:
     """The OpenAPI 3.0 document."""
     error = {"description": "Bad input or not found",
              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    paths = {}
+    paths: dict[str, dict] = {}
+    errors = {status: {"$ref": "#/components/responses/Error"} for status in ERROR_STATUSES}
     for path, spec in PATHS.items():
-        responses = {**spec["responses"], **{status: {"$ref": "#/components/responses/Error"}
-                                             for status in ERROR_STATUSES}}
         paths[path] = {"get": {"summary": spec["summary"], "description": spec["description"],
-                               "parameters": [p.openapi() for p in spec["parameters"]], "responses": responses,
-                               "operationId": path.strip("/").replace("/", "_").replace("{", "").replace("}", "")}}
+                               "parameters": [p.openapi() for p in spec["parameters"]],
+                               "responses": {**spec["responses"], **errors}, "operationId": _operation_id(path)}}
+        if "security" in spec:
+            paths[path]["get"]["security"] = spec["security"]
+    for path, operations in WRITES.items():
+        for method, operation in operations.items():
+            paths.setdefault(path, {})[method] = {**operation, "responses": {**operation["responses"], **errors},
+                                                  "operationId": f"{method}_{_operation_id(path)}"}
     return {
         "openapi": "3.0.3",
         "info": {"title": "geoservice domain API", "version": __version__,
@@ -279,5 +473,15 @@ def document() -> dict:
             "schemas": {"Error": {"type": "object", "required": ["code", "description"], "properties": {
                 "code": {"type": "string"}, "description": {"type": "string"}}}},
             "responses": {"Error": error},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "an API token (geoservice user token create), shown once when made"},
+                "session": {"type": "apiKey", "in": "cookie", "name": auth.SESSION_COOKIE,
+                            "description": "the session POST /login sets (pages); writes also send X-CSRF-Token"},
+            },
         },
     }
+
+
+def _operation_id(path: str) -> str:
+    return path.strip("/").replace("/", "_").replace("{", "").replace("}", "")
