@@ -416,13 +416,17 @@ def authenticate(conn: Connection, *, username: str, password: str, address: str
     Failed logins are rows of ``login_failure``, counted per account and per address within
     ``settings.login_window_minutes``; at ``login_max_failures`` (per account) or ``login_address_max_failures``
     (per address) further attempts are refused without checking the password until the oldest counted failure
-    leaves the window. A success forgets the account's failures. Attempts on one account (one address) are
-    serialised by transaction-level advisory locks, so the limit holds across every process.
+    leaves the window. A success forgets the account's failures.
 
-    The caller must commit ``conn`` whatever the outcome — a failure is recorded on it before the exception.
+    So that the limit holds across every process, an attempt first reserves its place: under transaction-level
+    advisory locks on the account and the address it counts the failures and writes a ``login_failure`` row, and
+    commits. Only then is the password checked (Argon2id takes tens of milliseconds; no lock is held meanwhile): a
+    wrong one leaves the row as the failure, a right one deletes it with the account's other failures. Parallel
+    guesses therefore count as failures while they are checked, and no more than the limit are ever checked.
 
     Args:
-        conn: the connection (the web app's role may insert and delete login failures).
+        conn: a connection outside any transaction block (this function commits on it); the web app's role may
+            insert and delete login failures.
         username: as typed (compared in lower case).
         password: as typed.
         address: the client's address (``request.remote_addr`` behind the trusted proxies).
@@ -434,6 +438,36 @@ def authenticate(conn: Connection, *, username: str, password: str, address: str
         Unauthorized: a wrong username or password.
     """
     username = username.strip().lower()[:100]
+    attempt = _reserve_attempt(conn, username, address, settings)
+    row = conn.execute(sa.text("SELECT id, password_hash, disabled FROM app_user WHERE username = :u"),
+                       {"u": username}).first()
+    conn.commit()  # no transaction stays open while the password is hashed
+    if row is None:
+        verify_password(_unknown_user_hash(), password)  # as slow as a wrong password
+        raise Unauthorized("wrong username or password")
+    if not verify_password(row.password_hash, password):
+        raise Unauthorized("wrong username or password")
+    if row.disabled:
+        conn.execute(sa.text("DELETE FROM login_failure WHERE id = :id"), {"id": attempt})
+        conn.commit()
+        raise DisabledAccount("this account is disabled; ask an administrator")
+    conn.execute(sa.text("DELETE FROM login_failure WHERE username = :u"), {"u": username})
+    user = load_user(conn, row.id)
+    conn.commit()
+    if user is None:  # disabled between the two reads
+        raise DisabledAccount("this account is disabled; ask an administrator")
+    return user
+
+
+def _reserve_attempt(conn: Connection, username: str, address: str, settings: Settings) -> int:
+    """Count the failures of the account and the address and, under the limits, record this attempt as one.
+
+    Returns:
+        The id of the attempt's ``login_failure`` row (committed).
+
+    Raises:
+        TooManyAttempts: over a limit (nothing recorded).
+    """
     window = settings.login_window_minutes
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:ns, hashtext(:u))"), {"ns": _ACCOUNT_LOCKS, "u": username})
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:ns, hashtext(:a))"), {"ns": _ADDRESS_LOCKS, "a": address})
@@ -443,22 +477,13 @@ def authenticate(conn: Connection, *, username: str, password: str, address: str
                                        ("address", address, settings.login_address_max_failures, "this address")):
         wait = _seconds_until_allowed(conn, column, value, limit, window)
         if wait is not None:
+            conn.commit()
             raise TooManyAttempts(f"too many failed logins for {whom}: at most {limit} in {window} minutes; try "
                                   f"again in {wait} seconds", retry_after=wait)
-    row = conn.execute(sa.text("SELECT id, password_hash, disabled FROM app_user WHERE username = :u"),
-                       {"u": username}).first()
-    if row is None or not verify_password(row.password_hash, password):
-        if row is None:
-            verify_password(_unknown_user_hash(), password)
-        conn.execute(sa.text("INSERT INTO login_failure (username, address) VALUES (:u, :a)"),
-                     {"u": username, "a": address})
-        raise Unauthorized("wrong username or password")
-    if row.disabled:
-        raise DisabledAccount("this account is disabled; ask an administrator")
-    conn.execute(sa.text("DELETE FROM login_failure WHERE username = :u"), {"u": username})
-    user = load_user(conn, row.id)
-    assert user is not None  # not disabled: checked above, in this transaction
-    return user
+    attempt = conn.execute(sa.text("INSERT INTO login_failure (username, address) VALUES (:u, :a) RETURNING id"),
+                           {"u": username, "a": address}).scalar_one()
+    conn.commit()
+    return attempt
 
 
 def _seconds_until_allowed(conn: Connection, column: str, value: str, limit: int, window: int) -> int | None:

@@ -1,20 +1,28 @@
-"""Accounts: password hashing, users, roles, points, API tokens, and who a request is (``/api/v1/me``).
+"""Accounts: password hashing, users, roles, points, API tokens, who a request is (``/api/v1/me``), and every
+``geoservice user`` command.
 
-Core functions are called on a rolled-back connection; the HTTP side (tokens and sessions) through the Flask test
-client on users committed by ``tests.accounts_helpers.add_user`` (the app connects as its own role).
+Core functions are called on a rolled-back connection; the HTTP side (tokens) through the Flask test client on users
+committed by ``tests.accounts_helpers.add_user`` (the app connects as its own role); the commands as processes on
+the suite's database (the prompt through click's runner, which stands in for the terminal).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 
 import pytest
 import sqlalchemy as sa
 from argon2 import PasswordHasher, Type, extract_parameters
+from click.testing import CliRunner
 
 from geoservice import accounts
+from geoservice.cli import main
 from geoservice.errors import Conflict, InvalidParameter, NotFound
 from tests.accounts_helpers import PASSWORD, add_user, unique_username
+from tests.conftest import ROOT
 
 # -- passwords -------------------------------------------------------------------------------------------------------
 
@@ -140,7 +148,9 @@ def test_a_token_is_stored_hashed_and_revocable(conn):
     row = conn.execute(sa.text("SELECT digest, prefix, revoked_at FROM api_token WHERE user_id = :id"),
                        {"id": user.id}).one()
     assert row.digest == hashlib.sha256(token.encode()).hexdigest()
-    assert token not in str(conn.execute(sa.text("SELECT to_jsonb(t)::text FROM api_token t")).scalar_one())
+    stored = conn.execute(sa.text("SELECT to_jsonb(t)::text FROM api_token t WHERE user_id = :id"),
+                          {"id": user.id}).scalar_one()
+    assert token not in stored and token[8:] not in stored  # only the digest and an 8-character prefix
     assert row.prefix == token[:8] and row.revoked_at is None
     assert accounts.user_for_token(conn, token) == user
     assert accounts.user_for_token(conn, token[:-1] + ("A" if token[-1] != "A" else "B")) is None
@@ -213,3 +223,174 @@ def test_helpers_make_unique_users(engine):
     second, _ = add_user(engine, "officer", squad="东城中队")
     assert first.username != second.username and unique_username("planner") != unique_username("planner")
     assert (first.squad_name, second.squad_name) == ("文博中队", "东城中队")
+
+
+# -- the command line ------------------------------------------------------------------------------------------------
+
+def user_cli(settings, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """``geoservice user …`` as a process on the suite's database, ``stdin`` on its standard input."""
+    return subprocess.run([sys.executable, "-m", "geoservice", "user", *args], check=False, cwd=ROOT,
+                          capture_output=True, text=True, input=stdin, timeout=120,
+                          env={**os.environ, "DATABASE_URL": settings.database_url})
+
+
+def account_row(engine, username: str):
+    with engine.connect() as c:
+        return c.execute(sa.text("SELECT * FROM app_user WHERE username = :u"), {"u": username}).first()
+
+
+def one_line_error(result, code: int = 1) -> str:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert result.stderr.startswith("geoservice: ") and result.stderr.count("\n") == 1, result.stderr
+    return result.stderr
+
+
+def test_no_user_command_takes_a_password_argument():
+    # An argument shows in `ps` to every user of the machine: passwords come from a prompt or stdin only.
+    group = main.commands["user"]
+    commands = [*group.commands.values(), *group.commands["token"].commands.values()]
+    for command in commands:
+        for param in command.params:
+            assert "password" not in param.name or (param.name == "password_stdin" and param.is_flag), command.name
+    for path in (["--help"], ["add", "--help"], ["list", "--help"], ["set-role", "--help"], ["assign", "--help"],
+                 ["disable", "--help"], ["reset-password", "--help"], ["token", "create", "--help"],
+                 ["token", "revoke", "--help"]):
+        result = CliRunner().invoke(main, ["user", *path])
+        assert result.exit_code == 0 and "Usage:" in result.output, path
+
+
+def test_user_add_with_password_stdin(settings, engine):
+    name = unique_username("cli")
+    result = user_cli(settings, "add", name, "--role", "officer", "--squad", "西关中队", "--name", "王伟",
+                      "--password-stdin", stdin="a good password 1\nignored second line\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"user {name} added: officer (王伟), squad 西关中队\n"
+    assert "a good password" not in result.stdout + result.stderr
+    row = account_row(engine, name)
+    assert (row.role, row.display_name, row.squad_name, row.disabled) == ("officer", "王伟", "西关中队", False)
+    assert row.password_hash.startswith("$argon2id$") and accounts.verify_password(row.password_hash,
+                                                                                   "a good password 1")
+
+
+def test_user_add_asks_for_the_password_twice(settings, engine):
+    name = unique_username("cli")
+    result = CliRunner().invoke(main, ["user", "add", name, "--role", "planner"],
+                                input="typed at the prompt\ntyped at the prompt\n",
+                                env={"DATABASE_URL": settings.database_url})
+    assert result.exit_code == 0, result.output
+    assert "typed at the prompt" not in result.output  # never echoed
+    assert accounts.verify_password(account_row(engine, name).password_hash, "typed at the prompt")
+    assert account_row(engine, name).display_name == name  # the username when no --name
+
+
+@pytest.mark.parametrize("args,stdin,code,fragment", [
+    (["--role", "planner"], "short\n", 1, "password must be 10 to 1024 characters long, got 5"),
+    (["--role", "planner"], "", 2, "--password-stdin: nothing on standard input"),
+    (["--role", "officer"], "a good password 1\n", 1, "an officer needs a squad"),
+    (["--role", "officer", "--squad", "无此中队"], "a good password 1\n", 1, "no squad named '无此中队'"),
+    (["--role", "superuser"], "a good password 1\n", 2, "'superuser' is not one of"),
+])
+def test_user_add_refuses_bad_input(settings, engine, args, stdin, code, fragment):
+    name = unique_username("cli")
+    result = user_cli(settings, "add", name, *args, "--password-stdin", stdin=stdin)
+    assert result.returncode == code and fragment in result.stderr, result.stderr
+    if code == 1:
+        one_line_error(result)
+    assert account_row(engine, name) is None
+
+
+def test_user_add_refuses_a_taken_name_and_a_bad_one(settings, engine):
+    user, _ = add_user(engine, "planner")
+    assert "exists already" in one_line_error(user_cli(settings, "add", user.username, "--role", "admin",
+                                                       "--password-stdin", stdin="a good password 1\n"))
+    assert "username must be 2-40 characters" in one_line_error(
+        user_cli(settings, "add", "Upper Case", "--role", "admin", "--password-stdin", stdin="a good password 1\n"))
+
+
+def test_user_list(settings, engine):
+    with engine.connect() as c:
+        ids = c.execute(sa.text("SELECT id FROM point ORDER BY id LIMIT 2")).scalars().all()
+    staff, _ = add_user(engine, "kiosk_staff", points=ids, display_name="李娟")
+    officer, _ = add_user(engine, "officer", squad="南关中队")
+    with engine.begin() as c:
+        accounts.disable(c, officer.username)
+    result = user_cli(settings, "list")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split("\t")[0]: line for line in result.stdout.splitlines()}
+    assert lines[staff.username] == (f"{staff.username}\tkiosk_staff\t李娟\tpoints {ids[0]},{ids[1]}\ttokens 1\t"
+                                     "active")
+    assert lines[officer.username].endswith("\tsquad 南关中队\ttokens 1\tdisabled")
+    assert [name for name in lines] == sorted(lines)
+
+
+def test_user_set_role(settings, engine):
+    user, _ = add_user(engine, "kiosk_staff")
+    result = user_cli(settings, "set-role", user.username, "officer", "--squad", "东城中队")
+    assert result.returncode == 0 and result.stdout == f"user {user.username} is now officer, squad 东城中队\n"
+    assert (account_row(engine, user.username).role, account_row(engine, user.username).squad_name) == \
+        ("officer", "东城中队")
+    assert "an officer needs a squad" in one_line_error(user_cli(settings, "set-role", user.username, "officer"))
+    assert "no user named 'nobody-here'" in one_line_error(user_cli(settings, "set-role", "nobody-here", "admin"))
+    assert user_cli(settings, "set-role", user.username, "root").returncode == 2
+
+
+def test_user_assign(settings, engine):
+    user, _ = add_user(engine, "kiosk_staff")
+    with engine.connect() as c:
+        ids = c.execute(sa.text("SELECT id FROM point ORDER BY id DESC LIMIT 3")).scalars().all()
+        missing = c.execute(sa.text("SELECT max(id) + 1 FROM point")).scalar_one()
+
+    def assigned() -> list[int]:
+        with engine.connect() as c:
+            return c.execute(sa.text("SELECT point_id FROM user_point WHERE user_id = :id ORDER BY point_id"),
+                             {"id": user.id}).scalars().all()
+
+    result = user_cli(settings, "assign", user.username, *map(str, ids))
+    assert result.returncode == 0 and assigned() == sorted(ids)
+    assert result.stdout == f"user {user.username} looks after points: {', '.join(map(str, sorted(ids)))}\n"
+    assert f"no point with id {missing}" in one_line_error(user_cli(settings, "assign", user.username, str(missing)))
+    assert assigned() == sorted(ids)
+    neither = user_cli(settings, "assign", user.username)
+    assert neither.returncode == 2 and "or --clear" in neither.stderr
+    assert user_cli(settings, "assign", user.username, "--clear").returncode == 0 and assigned() == []
+    assert user_cli(settings, "assign", user.username, "0").returncode == 2  # ids are positive
+
+
+def test_user_disable_and_reset_password(settings, engine):
+    user, token = add_user(engine, "planner")
+    epoch = account_row(engine, user.username).session_epoch
+    result = user_cli(settings, "reset-password", user.username, "--password-stdin", stdin="the new password\n")
+    assert result.returncode == 0, result.stderr
+    row = account_row(engine, user.username)
+    assert accounts.verify_password(row.password_hash, "the new password") and row.session_epoch == epoch + 1
+    assert "password must be 10" in one_line_error(
+        user_cli(settings, "reset-password", user.username, "--password-stdin", stdin="tiny\n"))
+    assert user_cli(settings, "disable", user.username).returncode == 0
+    row = account_row(engine, user.username)
+    assert row.disabled and row.session_epoch == epoch + 2
+    with engine.connect() as c:
+        assert accounts.user_for_token(c, token) is None
+    assert "no user named" in one_line_error(user_cli(settings, "disable", "nobody-here"))
+
+
+def test_user_token_create_and_revoke(settings, engine):
+    user, _ = add_user(engine, "planner")
+    result = user_cli(settings, "token", "create", user.username, "--name", "field tablet", "--expires-days", "30")
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert result.stdout == token + "\n" and token.startswith("gs_")  # alone on stdout, for scripts to capture
+    assert "shown once" in result.stderr
+    with engine.connect() as c:
+        row = c.execute(sa.text("SELECT digest, expires_at - created_at AS lifetime FROM api_token "
+                                "WHERE user_id = :id AND name = 'field tablet'"), {"id": user.id}).one()
+        assert row.digest == hashlib.sha256(token.encode()).hexdigest() and row.lifetime.days == 30
+        assert accounts.user_for_token(c, token).username == user.username
+    assert "already has a token named" in one_line_error(
+        user_cli(settings, "token", "create", user.username, "--name", "field tablet"))
+    result = user_cli(settings, "token", "revoke", user.username, "--name", "field tablet")
+    assert result.returncode == 0 and result.stdout == f"token 'field tablet' of {user.username} revoked\n"
+    with engine.connect() as c:
+        assert accounts.user_for_token(c, token) is None
+    assert "no usable token named 'field tablet'" in one_line_error(
+        user_cli(settings, "token", "revoke", user.username, "--name", "field tablet"))
+    assert user_cli(settings, "token", "create", user.username).returncode == 2  # --name is required

@@ -92,7 +92,7 @@ def _development_secret(path: Path) -> str:
     """The key in ``path``, created (mode 0600) on first use; every worker of one checkout reads the same."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        draft = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        draft = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
         fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(48))
@@ -324,25 +324,20 @@ def _refuse_form() -> Response | None:
 
 
 def _authenticate(username: str, password: str) -> User | Response:
-    """The user, or the form again: 401 (wrong, or disabled) or 429 with Retry-After. Failures are committed."""
+    """The user, or the form again: 401 (wrong, or disabled) or 429 with Retry-After."""
     settings = _settings()
     with db.get_engine().connect() as conn:
-        budget.limit(conn, settings, "lookup")
+        budget.limit(conn, settings, "lookup")  # the counting waits for other attempts on the account at most this
         try:
-            user = accounts.authenticate(conn, username=username, password=password,
+            return accounts.authenticate(conn, username=username, password=password,
                                          address=request.remote_addr or "unknown", settings=settings)
         except TooManyAttempts as exc:
-            conn.commit()
             return _login_page(429, error="login_locked", error_vars={"minutes": -(-exc.retry_after // 60)},
                                username=username, headers={"Retry-After": str(exc.retry_after)})
         except accounts.DisabledAccount:
-            conn.commit()
             return _login_page(401, error="login_disabled", username=username)
         except Unauthorized:
-            conn.commit()  # the failure is counted
             return _login_page(401, error="login_failed", username=username)
-        conn.commit()
-    return user
 
 
 @bp.post("/logout")
