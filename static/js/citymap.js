@@ -378,7 +378,11 @@
       }
     }
 
+    // While an editor drags a marker the drawn markers stay (a reload would replace the one in hand).
+    var viewHeld = false;
+
     function loadView(force) {
+      if (viewHeld) { return; }
       updateGrids();
       if (map.getZoom() < config.limits.data_min_zoom) {
         setHint("zoom_in_for_data");
@@ -644,6 +648,12 @@
       map: map, groups: groups, clusters: clusters, hooks: hooks, setStatus: setStatus,
       marker: function (id) { return markersById[id]; },
       reloadView: function () { loadView(true); },
+      holdView: function (held) {
+        viewHeld = held;
+        window.clearTimeout(timer);
+        if (held && controller) { controller.abort(); }  // an answer on its way would replace the markers too
+        if (!held) { loadView(true); }
+      },
       reloadGrids: function () {
         if (gridLayer) { groups.grids.removeLayer(gridLayer); gridLayer = null; }
         coverageLoaded = false;

@@ -279,33 +279,42 @@
     return button;
   }
 
-  /* A planner drags the marker; when it is let go the new position is saved (If-Match from a fresh read). */
-  function startMove(id, marker) {
+  /* A planner drags the marker; when it is let go the new position is saved (If-Match from a fresh read). The
+     view keeps its markers meanwhile (city.holdView), so the marker in hand is the one drawn. */
+  function startMove(id) {
     map.closePopup();
     var body = openPanel("move_point");
     body.appendChild(el("p", { "class": "edit-hint" }, t("move_hint")));
-    var start = marker.getLatLng();
     G.getFeature(pointUrl(id)).then(function (answer) {
-      current = { kind: "point", mode: "move", key: id, etag: answer.etag, cleanup: function () {
+      var marker = city.marker(id);
+      if (!marker) { throw new Error(t("zoom_in_for_data")); }
+      var start = marker.getLatLng();
+      city.holdView(true);
+      var state = current = { kind: "point", mode: "move", key: id, etag: answer.etag, cleanup: function () {
         if (marker.dragging) { marker.dragging.disable(); }
+        marker.off("dragend", dropped);
+        city.holdView(false);
       } };
-      marker.dragging.enable();
-      marker.once("dragend", function () {
+      function dropped() {
         var at = marker.getLatLng();
         var geometry = { type: "Point", coordinates: [Number(at.lng.toFixed(7)), Number(at.lat.toFixed(7))] };
         marker.dragging.disable();
-        G.send("PATCH", pointUrl(id), { geometry: geometry }, { etag: current.etag }).then(function (saved) {
-          current.etag = saved.etag;
+        G.send("PATCH", pointUrl(id), { geometry: geometry }, { etag: state.etag }).then(function (saved) {
+          state.etag = saved.etag;
           document.body.setAttribute("data-moved", id + "@" + geometry.coordinates.join(","));
           message(t("moved"), "saved");
-          city.reloadView();
         }).catch(function (error) {
           marker.setLatLng(start);
           if (error.status === 412) { message(t("stale_write"), "conflict"); return; }
           var reasons = (error.errors || []).map(function (e) { return e.reason; }).join("; ");
           message(t("error", { description: reasons || error.message }), "error");
+        }).finally(function () {
+          marker.off("dragend", dropped);
+          city.holdView(false);
         });
-      });
+      }
+      marker.dragging.enable();
+      marker.on("dragend", dropped);
       document.body.setAttribute("data-editing", "move-" + id);
     }).catch(function (error) { message(t("error", { description: error.message }), "error"); });
   }
@@ -471,7 +480,7 @@
     }
     if (editor.planner && marker) {
       var move = actions.appendChild(el("button", { type: "button", "class": "move-point" }, t("move_point")));
-      move.addEventListener("click", function () { startMove(p.id, marker); });
+      move.addEventListener("click", function () { startMove(p.id); });
     }
     historyButton(box, pointUrl(p.id), function () { city.reloadView(); });
   });
@@ -497,8 +506,10 @@
       drawRectangle: false, drawCircle: false, drawText: false, editMode: false, dragMode: false,
       cutPolygon: false, removalMode: false, rotateMode: false
     });
-    // Only what this page draws is Geoman's to edit: the view's markers and grids are edited through the panel.
-    map.pm.setGlobalOptions({ allowSelfIntersection: false });
+    // A grid's corners snap to its neighbours' (no slivers of gap or overlap); a new point goes where it is
+    // clicked, not onto a nearby street.
+    map.pm.setGlobalOptions({ allowSelfIntersection: false, snappable: true });
+    map.pm.Draw.Marker.setOptions({ snappable: false });
     map.on("pm:create", function (event) {
       if (current && current.cleanup) { current.cleanup(); }
       var layer = event.layer;
