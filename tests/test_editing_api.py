@@ -467,3 +467,48 @@ def test_a_served_write_without_a_token_is_a_json_401(served, scene):
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 401
     assert json.load(refused.value)["code"] == "Unauthorized"
+
+
+# -- OGC API – Features Part 4: the same core functions under /ogc ------------------------------------------------
+
+def test_ogc_part4_creates_updates_and_deletes_a_point_with_etags(client, engine, scene):
+    items = "/ogc/collections/points/items"
+    assert client.post(items, json=_point_feature(scene)).status_code == 401
+    created = client.post(items, json=_point_feature(scene, name="OGC 岗亭"), headers=_headers(scene, "planner"),
+                          content_type="application/geo+json")
+    assert created.status_code == 201, created.get_json()
+    point_id = created.get_json()["id"]
+    scene.created_points.append(point_id)
+    assert created.headers["Location"] == f"http://localhost{items}/{point_id}"
+    item = client.get(f"{items}/{point_id}?f=json")
+    assert item.status_code == 200 and item.headers["ETag"] == created.headers["ETag"]
+    assert item.get_json()["properties"]["name"] == _db_point(engine, point_id)["name"] == "OGC 岗亭"
+    merge_patch = json.dumps({"properties": {"notice": "暂停", "address": None}}, ensure_ascii=False)
+    assert client.patch(f"{items}/{point_id}", data=merge_patch, content_type="application/merge-patch+json",
+                        headers=_headers(scene, "planner")).status_code == 428
+    updated = client.patch(f"{items}/{point_id}", data=merge_patch, content_type="application/merge-patch+json",
+                           headers=_headers(scene, "planner", **{"If-Match": item.headers["ETag"]}))
+    assert updated.status_code == 200, updated.get_json()
+    assert _db_point(engine, point_id)["notice"] == "暂停"
+    stale = client.delete(f"{items}/{point_id}",
+                          headers=_headers(scene, "planner", **{"If-Match": item.headers["ETag"]}))
+    assert stale.status_code == 412
+    deleted = client.delete(f"{items}/{point_id}",
+                            headers=_headers(scene, "planner", **{"If-Match": updated.headers["ETag"]}))
+    assert deleted.status_code == 204 and _db_point(engine, point_id) is None
+    assert [a["operation"] for a in _audit(engine, "point", point_id)] == ["create", "update", "delete"]
+
+
+def test_ogc_part4_keeps_the_roles_and_read_only_collections(client, engine, scene):
+    before = _state(engine)
+    item = f"/ogc/collections/points/items/{scene.kiosk}"
+    etag = client.get(f"{item}?f=json").headers["ETag"]
+    refused = client.put(item, json=_point_feature(scene), headers=_headers(scene, "staff_elsewhere",
+                                                                              **{"If-Match": etag}))
+    assert refused.status_code == 403
+    street = client.post("/ogc/collections/streets/items", json={"type": "Feature"},
+                         headers=_headers(scene, "planner"))
+    assert street.status_code == 405 and "GET" in street.headers["Allow"]
+    assert client.delete("/ogc/collections/rivers/items/1", headers=_headers(scene, "planner")).status_code == 404
+    assert "ETag" not in client.get("/ogc/collections/streets/items/1?f=json").headers
+    assert _state(engine) == before

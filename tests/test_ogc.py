@@ -20,7 +20,9 @@ from geoservice.vocab import KIND_CODES, POINT_STATUSES, STREET_CLASSES
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CONFORMANCE = {f"http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/{c}" for c in ("core", "oas30", "html",
-                                                                                        "geojson")}
+                                                                                        "geojson")} | {
+    f"http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/{c}"  # Part 4 (tests/test_editing_api.py)
+    for c in ("create-replace-delete", "update", "features", "optimistic-locking-etags")}
 TABLES = {"districts": ("district", "code"), "subdistricts": ("subdistrict", "code"),
           "communities": ("community", "code"), "grids": ("grid", "code"), "streets": ("street", "id"),
           "points": ("point", "id")}
@@ -470,18 +472,21 @@ def test_openapi_document_is_structurally_valid(client):
     assert {"/", "/conformance", "/api", "/collections"} <= set(doc["paths"])
     for path, item in doc["paths"].items():
         assert path.startswith("/")
-        operation = item["get"]
-        assert operation["operationId"] and operation["summary"]
-        assert {"200", "400"} <= set(operation["responses"])
-        error = resolve(doc, operation["responses"]["400"])
-        assert resolve(doc, error["content"]["application/json"]["schema"])["required"] == ["code", "description"]
-        templated = set(re.findall(r"{(\w+)}", path))
-        for param in (resolve(doc, p) for p in operation["parameters"]):
-            assert {"name", "in", "schema"} <= set(param)
-            assert param["in"] in ("query", "path")
-            if param["in"] == "path":
-                assert param["required"] is True and param["name"] in templated
-    operation_ids = [item["get"]["operationId"] for item in doc["paths"].values()]
+        for method, operation in item.items():
+            assert operation["operationId"] and operation["summary"]
+            success = {"get": "200", "post": "201", "delete": "204"}.get(method, "200")
+            assert {success, "400"} <= set(operation["responses"])
+            if method != "get":  # Part 4 writes (points, grids) need a login
+                assert {"401", "403"} <= set(operation["responses"]) and operation["security"]
+            error = resolve(doc, operation["responses"]["400"])
+            assert resolve(doc, error["content"]["application/json"]["schema"])["required"] == ["code", "description"]
+            templated = set(re.findall(r"{(\w+)}", path))
+            for param in (resolve(doc, p) for p in operation["parameters"]):
+                assert {"name", "in", "schema"} <= set(param)
+                assert param["in"] in (("query", "path") if method == "get" else ("path", "header"))
+                if param["in"] == "path":
+                    assert param["required"] is True and param["name"] in templated
+    operation_ids = [operation["operationId"] for item in doc["paths"].values() for operation in item.values()]
     assert len(operation_ids) == len(set(operation_ids))
 
 

@@ -29,7 +29,8 @@ def _settings():
     return current_app.config["GEOSERVICE_SETTINGS"]
 
 
-def _bounds() -> editing.Bounds:
+def bounds() -> editing.Bounds:
+    """Where features may lie: the settings' city centre and radius (what imports check)."""
     settings = _settings()
     return editing.Bounds(center=settings.city_center, radius_km=settings.city_radius_km)
 
@@ -39,7 +40,7 @@ def _body():
     return request.get_json(silent=True)
 
 
-def _committed(write, *args, **kwargs):
+def committed(write, *args, **kwargs):
     """``write(conn, actor, *args, **kwargs)`` for the current user, committed; the actor is asked for first (401)."""
     actor = current_actor()
     conn = budget.connection("lookup")
@@ -59,10 +60,15 @@ def _feature(versioned_or_written, status: int = 200, location: str | None = Non
 
 
 def _written(kind: str, written: editing.Written) -> Response:
+    return written_response(written, f"/api/v1/{kind}")
+
+
+def written_response(written: editing.Written, collection_url: str) -> Response:
+    """204 after a delete; 201 with Location (``collection_url``/id) and ETag after a create; else 200 and ETag."""
     if written.feature is None:
         return Response(status=204)
     if written.created:
-        return _feature(written, 201, f"/api/v1/{kind}/{written.feature['id']}")
+        return _feature(written, 201, f"{collection_url}/{written.feature['id']}")
     return _feature(written)
 
 
@@ -77,38 +83,38 @@ def feature(kind: str, key):
 @bp.post("/api/v1/grids", defaults=GRID)
 def create(kind: str):
     """A new point or grid from a GeoJSON Feature (planners): 201, Location and ETag."""
-    return _written(kind, _committed(editing.create_feature, kind, _body(), bounds=_bounds()))
+    return _written(kind, committed(editing.create_feature, kind, _body(), bounds=bounds()))
 
 
 @bp.put("/api/v1/points/<int:key>", defaults=POINT)
 @bp.put("/api/v1/grids/<key>", defaults=GRID)
 def replace(kind: str, key):
     """The feature replaced by a whole GeoJSON Feature (If-Match required)."""
-    return _written(kind, _committed(editing.replace_feature, kind, key, _body(),
-                                     if_match=request.headers.get("If-Match"), bounds=_bounds()))
+    return _written(kind, committed(editing.replace_feature, kind, key, _body(),
+                                     if_match=request.headers.get("If-Match"), bounds=bounds()))
 
 
 @bp.patch("/api/v1/points/<int:key>", defaults=POINT)
 @bp.patch("/api/v1/grids/<key>", defaults=GRID)
 def patch(kind: str, key):
     """The properties (and geometry) a body names changed (If-Match required)."""
-    return _written(kind, _committed(editing.patch_feature, kind, key, _body(),
-                                     if_match=request.headers.get("If-Match"), bounds=_bounds()))
+    return _written(kind, committed(editing.patch_feature, kind, key, _body(),
+                                     if_match=request.headers.get("If-Match"), bounds=bounds()))
 
 
 @bp.delete("/api/v1/points/<int:key>", defaults=POINT)
 @bp.delete("/api/v1/grids/<key>", defaults=GRID)
 def delete(kind: str, key):
     """The feature deleted (planners; If-Match required): 204."""
-    return _written(kind, _committed(editing.delete_feature, kind, key, if_match=request.headers.get("If-Match")))
+    return _written(kind, committed(editing.delete_feature, kind, key, if_match=request.headers.get("If-Match")))
 
 
 @bp.post("/api/v1/points/<int:key>/revert", defaults=POINT)
 @bp.post("/api/v1/grids/<key>/revert", defaults=GRID)
 def revert(kind: str, key):
     """The feature as it was after an earlier version (planners; audited as a revert)."""
-    return _written(kind, _committed(editing.revert_feature, kind, key, _body(),
-                                     if_match=request.headers.get("If-Match"), bounds=_bounds()))
+    return _written(kind, committed(editing.revert_feature, kind, key, _body(),
+                                     if_match=request.headers.get("If-Match"), bounds=bounds()))
 
 
 @bp.get("/api/v1/points/<int:key>/history", defaults=POINT)
@@ -124,7 +130,7 @@ def history(kind: str, key):
 @bp.post("/api/v1/points/<int:key>/occupancy")
 def occupancy(key: int):
     """A tap on a point's occupancy: +1, −1, full or set N, applied atomically; the live state and the ETag."""
-    live = _committed(editing.change_occupancy, key, _body())
+    live = committed(editing.change_occupancy, key, _body())
     response = jsonify(live.state)
     response.headers["ETag"] = live.etag
     return response

@@ -165,7 +165,7 @@ _FEATURE_PATHS = {"points": "/api/v1/points/{id}", "grids": "/api/v1/grids/{code
 _ETAG = {"ETag": {"description": "The feature's strong ETag: send it back as If-Match to change the feature",
                   "required": True, "schema": {"type": "string"}}}
 _ERROR = {"$ref": "#/components/responses/Error"}
-_LOGIN = [{"bearer": []}, {"session": []}]
+LOGIN = [{"bearer": []}, {"session": []}]
 _WHO = (" Needs a login: an API token (Authorization: Bearer <token>) or the session cookie of the pages (their "
         "writes also send X-CSRF-Token). 401 without one; 403 when the user's role, squad or assigned points do "
         "not allow it.")
@@ -186,7 +186,7 @@ def _history(kind: str) -> dict:
         ],
         "responses": {"200": {"description": "JSON", "content": {"application/json": {"schema": {"type": "object"}}}},
                       "401": _ERROR},
-        "security": _LOGIN,
+        "security": LOGIN,
     }
 
 
@@ -323,7 +323,7 @@ PATHS: dict[str, dict] = {
 }
 
 
-def _feature_body(table: Table, *, partial: bool) -> dict:
+def feature_body(table: Table, *, partial: bool) -> dict:
     """The JSON schema of a GeoJSON Feature a write sends: the writable properties (from the catalogue)."""
     properties = {p.name: p.schema for p in editing.writable(table)}
     geometry = {"type": "object", "required": ["type", "coordinates"], "description": f"GeoJSON {table.geometry.type}",
@@ -345,7 +345,7 @@ def _json_body(schema: dict, description: str) -> dict:
             "content": {"application/json": {"schema": schema}, "application/geo+json": {"schema": schema}}}
 
 
-_IF_MATCH = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string", "minLength": 1},
+IF_MATCH = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string", "minLength": 1},
              "description": "the ETag of the feature as you read it; 428 without it, 412 when the feature has "
                             "changed since"}
 _FEATURE_ANSWER = {**FEATURES, "headers": _ETAG}
@@ -356,7 +356,7 @@ _CONDITIONAL_ERRORS = {**_WRITE_ERRORS, "412": _ERROR, "428": _ERROR}
 def _write(summary: str, description: str, *, responses: dict, parameters: tuple = (),
            body: dict | None = None) -> dict:
     operation = {"summary": summary, "description": description + _WHO, "parameters": list(parameters),
-                 "responses": responses, "security": _LOGIN}
+                 "responses": responses, "security": LOGIN}
     if body is not None:
         operation["requestBody"] = body
     return operation
@@ -373,26 +373,26 @@ def _feature_writes(kind: str) -> dict[str, dict]:
             responses={"201": {**_FEATURE_ANSWER, "headers": {**_ETAG, "Location": {
                 "description": "the new feature's URL", "required": True, "schema": {"type": "string"}}}},
                 **_WRITE_ERRORS},
-            body=_json_body(_feature_body(table, partial=False), "the new feature"))},
+            body=_json_body(feature_body(table, partial=False), "the new feature"))},
         _FEATURE_PATHS[kind]: {
             "put": _write(f"Replace a {one}", "Every property (read-only ones are ignored; those left out become "
                           f"empty) and the geometry. Officers and kiosk staff may change only their fields. {rules}",
-                          parameters=(key, _IF_MATCH), responses={"200": _FEATURE_ANSWER, **_CONDITIONAL_ERRORS},
-                          body=_json_body(_feature_body(table, partial=False), "the whole feature")),
+                          parameters=(key, IF_MATCH), responses={"200": _FEATURE_ANSWER, **_CONDITIONAL_ERRORS},
+                          body=_json_body(feature_body(table, partial=False), "the whole feature")),
             "patch": _write(f"Change some properties (or the geometry) of a {one}",
                             '{"properties": {the changed ones}, "geometry"?: …}; the rest is kept. Changing '
-                            f"nothing writes nothing. {rules}", parameters=(key, _IF_MATCH),
+                            f"nothing writes nothing. {rules}", parameters=(key, IF_MATCH),
                             responses={"200": _FEATURE_ANSWER, **_CONDITIONAL_ERRORS},
-                            body=_json_body(_feature_body(table, partial=True), "the changes")),
+                            body=_json_body(feature_body(table, partial=True), "the changes")),
             "delete": _write(f"Delete a {one} (planners)", "204; its history stays and revert brings it back.",
-                             parameters=(key, _IF_MATCH), responses={"204": {"description": "deleted"},
+                             parameters=(key, IF_MATCH), responses={"204": {"description": "deleted"},
                                                                      **_CONDITIONAL_ERRORS}),
         },
         f"{_FEATURE_PATHS[kind]}/revert": {"post": _write(
             f"Put a {one} back as it was after an earlier version (planners)",
             'Body {"version": N} (a version from its history). Audited as revert. A deleted feature is brought '
             "back with its key (201, without If-Match: there is nothing to match).",
-            parameters=(key, {**_IF_MATCH, "required": False}),
+            parameters=(key, {**IF_MATCH, "required": False}),
             responses={"200": _FEATURE_ANSWER, "201": _FEATURE_ANSWER, **_CONDITIONAL_ERRORS},
             body=_json_body({"type": "object", "required": ["version"], "properties": {
                 "version": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}}, "the version"))},
@@ -414,6 +414,14 @@ def _occupancy_write() -> dict:
                            "content": {"application/json": {"schema": {"type": "object"}}}}, **_WRITE_ERRORS},
         body=_json_body(body, "the tap"))}
 
+
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer",
+               "description": "an API token (geoservice user token create), shown once when made"},
+    "session": {"type": "apiKey", "in": "cookie", "name": auth.SESSION_COOKIE,
+                "description": "the session POST /login sets (pages); writes also send X-CSRF-Token"},
+}
+"""How a write says who makes it (the /ogc document declares the same)."""
 
 WRITES: dict[str, dict[str, dict]] = {**_feature_writes("points"), **_feature_writes("grids"),
                                       "/api/v1/points/{id}/occupancy": _occupancy_write()}
@@ -473,12 +481,7 @@ def document() -> dict:
             "schemas": {"Error": {"type": "object", "required": ["code", "description"], "properties": {
                 "code": {"type": "string"}, "description": {"type": "string"}}}},
             "responses": {"Error": error},
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer",
-                           "description": "an API token (geoservice user token create), shown once when made"},
-                "session": {"type": "apiKey", "in": "cookie", "name": auth.SESSION_COOKIE,
-                            "description": "the session POST /login sets (pages); writes also send X-CSRF-Token"},
-            },
+            "securitySchemes": SECURITY_SCHEMES,
         },
     }
 

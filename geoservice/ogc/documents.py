@@ -24,10 +24,16 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    # Part 4 on points and grids (geoservice.editing): POST/PUT/DELETE, PATCH as a merge patch, ETags and If-Match.
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/update",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/features",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/optimistic-locking-etags",
 ]
 TITLE = "geoservice OGC API – Features"
 DESCRIPTION = ("The city's convenience points (便民点), street segments, unit grids (单元网格) and administrative "
-               "areas as OGC API – Features (Core, GeoJSON, HTML, OpenAPI 3.0). Coordinates are WGS 84 "
+               "areas as OGC API – Features (Core, GeoJSON, HTML, OpenAPI 3.0; Part 4 writes on points and grids "
+               "for logged-in users). Coordinates are WGS 84 "
                "longitude/latitude (CRS84). Open it in QGIS or with GDAL: "
                "ogr2ogr -f GPKG out.gpkg OAPIF:<this URL> points.")
 

@@ -6,7 +6,8 @@ so what the document declares is exactly what the API accepts.
 
 from __future__ import annotations
 
-from geoservice import __version__
+from geoservice import __version__, editing
+from geoservice.api.openapi import IF_MATCH, LOGIN, SECURITY_SCHEMES, feature_body
 from geoservice.catalogue import Table
 from geoservice.ogc import documents
 from geoservice.ogc.core import COLLECTIONS, DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
@@ -86,7 +87,7 @@ def _collection_paths(coll: Table) -> dict:
     key_schema = coll.property_named(coll.key).schema
     feature_id = {"name": "featureId", "in": "path", "required": True,
                   "description": f"the {coll.key} of the feature", "schema": key_schema}
-    return {
+    paths = {
         prefix: _get(f"Describe {coll.title}", f"describe_{coll.id}", [_ref("parameters", "f")],
                      {"description": "The collection", "content": _json(_ref("schemas", "Collection"))}),
         f"{prefix}/items": _get(
@@ -100,6 +101,50 @@ def _collection_paths(coll: Table) -> dict:
             {"description": "The feature", "content": _json(_ref("schemas", f"{coll.id}Feature"), documents.GEOJSON)},
             not_found=True),
     }
+    if coll.id in editing.EDITABLE:
+        on_items, on_item = _writes(coll, feature_id)
+        paths[f"{prefix}/items"].update(on_items)
+        paths[f"{prefix}/items/{{featureId}}"].update(on_item)
+        paths[f"{prefix}/items/{{featureId}}"]["get"]["responses"]["200"]["headers"] = {"ETag": {
+            "description": "what a write sends back as If-Match", "required": True, "schema": {"type": "string"}}}
+    return paths
+
+
+def _writes(coll: Table, feature_id: dict) -> tuple[dict, dict]:
+    """Part 4 operations on a collection that takes writes: (on its items, on one item)."""
+    def operation(summary: str, operation_id: str, responses: dict, *, parameters: tuple = (),
+                  body: dict | None = None) -> dict:
+        refusals = ("400", "401", "403", "404", "409", "412", "414", "428", "431", "503")
+        op = {"summary": summary, "operationId": operation_id, "parameters": list(parameters), "security": LOGIN,
+              "description": f"Part 4 with the editing API's rules: {editing.__doc__.splitlines()[0]} "
+                             "401 without a login (an API token or the pages' session), 403 for a role, squad or "
+                             "kiosk that does not allow it, 428 without If-Match, 412 when it is stale, 400 naming "
+                             "each field (errors: [{field, reason}]).",
+              "responses": {**responses, **{status: _ref("responses", "Error") for status in refusals}}}
+        if body is not None:
+            op["requestBody"] = body
+        return op
+
+    def content(schema: dict, *media_types: str) -> dict:
+        return {"required": True, "content": {media_type: {"schema": schema} for media_type in media_types}}
+
+    etag = {"ETag": {"description": "the feature's new ETag", "required": True, "schema": {"type": "string"}}}
+    feature = {"description": "The feature as written", "headers": etag,
+               "content": {documents.GEOJSON: {"schema": {"type": "object"}}}}
+    created = {**feature, "headers": {**etag, "Location": {"description": "the new feature's URL", "required": True,
+                                                           "schema": {"type": "string"}}}}
+    whole = content(feature_body(coll, partial=False), documents.GEOJSON, "application/json")
+    partial = content(feature_body(coll, partial=True), "application/merge-patch+json", "application/json")
+    return (
+        {"post": operation(f"Create a feature of {coll.title}", f"create_{coll.id}_item", {"201": created},
+                           body=whole)},
+        {"put": operation(f"Replace a feature of {coll.title}", f"replace_{coll.id}_item", {"200": feature},
+                          parameters=(feature_id, IF_MATCH), body=whole),
+         "patch": operation(f"Update a feature of {coll.title}", f"update_{coll.id}_item", {"200": feature},
+                            parameters=(feature_id, IF_MATCH), body=partial),
+         "delete": operation(f"Delete a feature of {coll.title}", f"delete_{coll.id}_item",
+                             {"204": {"description": "Deleted"}}, parameters=(feature_id, IF_MATCH))},
+    )
 
 
 def _core_paths() -> dict:
@@ -154,6 +199,7 @@ def document(base: str) -> dict:
         "components": {
             "parameters": PARAMETERS,
             "schemas": _schemas(),
+            "securitySchemes": SECURITY_SCHEMES,
             "responses": {"Error": {
                 "description": "Bad input (400) or not found (404); the description names the parameter and what "
                                "is allowed",

@@ -9,8 +9,10 @@ into the one JSON error shape by the app's handler.
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, make_response, render_template, request
+from werkzeug.exceptions import MethodNotAllowed
 
-from geoservice import budget
+from geoservice import budget, editing
+from geoservice.api.editing import bounds, committed, written_response
 from geoservice.catalogue import Table
 from geoservice.errors import InvalidParameter
 from geoservice.ogc import core, documents, openapi
@@ -119,8 +121,60 @@ def items(collection_id: str):
 
 @bp.get("/ogc/collections/<collection_id>/items/<feature_id>")
 def item(collection_id: str, feature_id: str):
-    """One feature."""
+    """One feature (with the ETag a Part 4 write sends back as If-Match, for the collections that take writes)."""
     coll = core.get_collection(collection_id)
     fmt = _format()
-    feature = core.item(budget.connection("lookup"), coll, feature_id)
-    return _respond(documents.item(_base(), fmt, coll, feature), fmt, "ogc_item.html", GEOJSON, collection=coll)
+    conn = budget.connection("lookup")
+    feature = core.item(conn, coll, feature_id)
+    response = _respond(documents.item(_base(), fmt, coll, feature), fmt, "ogc_item.html", GEOJSON, collection=coll)
+    if coll.id in editing.EDITABLE:
+        response.headers["ETag"] = editing.get_feature(conn, coll.id, feature_id).etag
+    return response
+
+
+# -- Part 4: Create, Replace, Update, Delete (points and grids; the editing API's core functions and rules) -------
+
+def _editable(collection_id: str) -> str:
+    """The id of a collection that takes writes; 404 for no collection, 405 (Allow: GET) for a read-only one."""
+    coll = core.get_collection(collection_id)
+    if coll.id not in editing.EDITABLE:
+        raise MethodNotAllowed(valid_methods=["GET", "HEAD", "OPTIONS"],
+                               description=f"{coll.id} are read-only here; {', '.join(editing.EDITABLE)} take writes")
+    return coll.id
+
+
+def _items_url(collection_id: str) -> str:
+    return f"{_base()}/collections/{collection_id}/items"
+
+
+@bp.post("/ogc/collections/<collection_id>/items")
+def create_item(collection_id: str):
+    """Create a feature from a GeoJSON Feature: 201 with Location and ETag."""
+    kind = _editable(collection_id)
+    return written_response(committed(editing.create_feature, kind, request.get_json(silent=True), bounds=bounds()),
+                            _items_url(kind))
+
+
+@bp.put("/ogc/collections/<collection_id>/items/<feature_id>")
+def replace_item(collection_id: str, feature_id: str):
+    """Replace a feature (If-Match required)."""
+    kind = _editable(collection_id)
+    return written_response(committed(editing.replace_feature, kind, feature_id, request.get_json(silent=True),
+                                      if_match=request.headers.get("If-Match"), bounds=bounds()), _items_url(kind))
+
+
+@bp.patch("/ogc/collections/<collection_id>/items/<feature_id>")
+def update_item(collection_id: str, feature_id: str):
+    """Update a feature with a JSON merge patch of its properties and geometry (If-Match required)."""
+    kind = _editable(collection_id)
+    # A merge patch (application/merge-patch+json, what Part 4 names) of a feature is the editing API's PATCH body.
+    return written_response(committed(editing.patch_feature, kind, feature_id, request.get_json(silent=True),
+                                      if_match=request.headers.get("If-Match"), bounds=bounds()), _items_url(kind))
+
+
+@bp.delete("/ogc/collections/<collection_id>/items/<feature_id>")
+def delete_item(collection_id: str, feature_id: str):
+    """Delete a feature (If-Match required): 204."""
+    kind = _editable(collection_id)
+    return written_response(committed(editing.delete_feature, kind, feature_id,
+                                      if_match=request.headers.get("If-Match")), _items_url(kind))
