@@ -203,27 +203,37 @@ def _require_planner(actor: Actor, what: str) -> None:
         raise Forbidden(f"only a planner may {what}; you are signed in as {role}")
 
 
-def _allowed_fields(conn: Connection, actor: Actor, table: Table, key: int | str) -> frozenset[str] | None:
-    """The fields ``actor`` may change on the feature (None: every field and the geometry), or Forbidden."""
+# Whether the user may touch point :point at all: kiosk staff their assigned points, an officer the points inside a
+# grid of their squad (matched by name).
+_POINT_SCOPE = {
+    "kiosk_staff": "EXISTS (SELECT FROM user_point WHERE user_id = :user AND point_id = :point)",
+    "officer": """EXISTS (SELECT FROM point p JOIN grid g ON ST_Intersects(g.geom, p.geom)
+                          JOIN squad s ON s.id = g.squad_id WHERE p.id = :point AND s.name = :squad)""",
+}
+
+
+def _allowed_fields(conn: Connection, actor: Actor, table: Table, key: int | str, *,
+                    in_scope: bool | None = None) -> frozenset[str] | None:
+    """The fields ``actor`` may change on the feature (None: every field and the geometry), or Forbidden.
+
+    ``in_scope``: the point's scope (:data:`_POINT_SCOPE`) when the caller has read it already.
+    """
     user = actor.user
     if user.role == "planner":
         return None
     if user.role not in _ROLE_FIELDS or table is not catalogue.POINT:
         _require_planner(actor, f"change {table.id}")
-    if user.role == "kiosk_staff":
-        assigned = conn.execute(sa.text("SELECT EXISTS (SELECT FROM user_point WHERE user_id = :user AND "
-                                        "point_id = :point)"), {"user": user.id, "point": key}).scalar_one()
-        if not assigned:
-            raise Forbidden(f"point {key} is not one of the points assigned to you ({user.username})")
-    else:
-        inside = conn.execute(sa.text("""
-            SELECT EXISTS (SELECT FROM point p JOIN grid g ON ST_Intersects(g.geom, p.geom)
-                           JOIN squad s ON s.id = g.squad_id
-                           WHERE p.id = :point AND s.name = :squad)
-        """), {"point": key, "squad": user.squad_name}).scalar_one()
-        if not inside:
-            raise Forbidden(f"point {key} lies in no grid looked after by your squad ({user.squad_name})")
+    if in_scope is None:
+        in_scope = conn.execute(sa.text(f"SELECT {_POINT_SCOPE[user.role]}"), _scope_params(actor, key)).scalar_one()
+    if not in_scope and user.role == "kiosk_staff":
+        raise Forbidden(f"point {key} is not one of the points assigned to you ({user.username})")
+    if not in_scope:
+        raise Forbidden(f"point {key} lies in no grid looked after by your squad ({user.squad_name})")
     return frozenset(_ROLE_FIELDS[user.role])
+
+
+def _scope_params(actor: Actor, key: int | str) -> dict:
+    return {"user": actor.user.id, "squad": actor.user.squad_name, "point": key}
 
 
 def _refuse_fields(table: Table, changed: Iterable[str], allowed: frozenset[str] | None, actor: Actor) -> None:
@@ -729,9 +739,13 @@ def change_occupancy(conn: Connection, actor: Actor, point_id: Any, body: Any) -
     """
     table = catalogue.POINT
     key = _key(table, point_id)
-    if not conn.execute(sa.text("SELECT EXISTS (SELECT FROM point WHERE id = :id)"), {"id": key}).scalar_one():
+    # Whether the point exists and (staff, officers) is theirs, in one round trip: a tap is the busiest write.
+    scope = _POINT_SCOPE.get(actor.user.role, "NULL")
+    exists, in_scope = conn.execute(sa.text(f"SELECT EXISTS (SELECT FROM point WHERE id = :point), {scope}"),
+                                    _scope_params(actor, key)).one()
+    if not exists:
         raise NotFound(f"no point {key}")
-    allowed = _allowed_fields(conn, actor, table, key)
+    allowed = _allowed_fields(conn, actor, table, key, in_scope=in_scope)
     _refuse_fields(table, ["occupancy"], allowed, actor)
     expression, params = _occupancy_expression(body)
     user = actor.user
