@@ -544,7 +544,7 @@ def test_a_user_logs_in_in_the_browser_and_sees_their_name_in_the_corner(browser
         page.get_by_label("Username").fill(user.username)
         page.get_by_label("Password").fill("not the password")
         page.get_by_role("button", name="Log in", exact=True).click()
-        page.wait_for_selector("#login-error")
+        page.wait_for_selector("html[lang='en'] #login-error")  # the answer's page, switched by login.js
         assert page.locator("#login-error").inner_text() == "Wrong username or password."  # still in English
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Log in", exact=True).click()
