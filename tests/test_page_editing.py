@@ -282,3 +282,114 @@ def test_planner_adds_a_point_with_geoman(browser, served, engine):
         context.close()
         with engine.begin() as c:
             c.execute(sa.text("DELETE FROM point WHERE name = :n"), {"n": name})
+
+
+GRID_POPUP_JS = """(code) => { let hit = null;
+  window.geoservice.city.groups.grids.eachLayer(g => g.eachLayer && g.eachLayer(l => {
+    if (l.feature && l.feature.properties.code === code) hit = l; }));
+  if (hit) { window.geoservice.city.map.closePopup(); hit.fire("click", {latlng: hit.getBounds().getCenter()}, true); }
+  return !!hit; }"""
+
+
+@pytest.fixture()
+def grid(engine):
+    """A grid of the demo city (its code, centre and outline), put back as it was after the test."""
+    with engine.connect() as c:
+        code, lon, lat, wkb = c.execute(sa.text(
+            "SELECT code, ST_X(ST_Centroid(geom)), ST_Y(ST_Centroid(geom)), ST_AsBinary(geom) FROM grid "
+            "ORDER BY code LIMIT 1 OFFSET 5")).one()
+        before = c.execute(sa.text("SELECT name, officer_name, officer_phone, squad_id, geom FROM grid "
+                                   "WHERE code = :c"), {"c": code}).mappings().one()
+    yield {"code": code, "lon": lon, "lat": lat, "shape": shapely.from_wkb(bytes(wkb))}
+    with engine.begin() as c:
+        c.execute(sa.text("UPDATE grid SET name = :name, officer_name = :officer_name, officer_phone = "
+                          ":officer_phone, squad_id = :squad_id, geom = :geom WHERE code = :code"),
+                  {**before, "code": code})
+
+
+def test_planner_reshapes_a_grid_and_renames_it(browser, served, engine, grid):
+    planner, _ = add_user(engine, "planner")
+    context, city = desktop(browser)
+    try:
+        login(city, served, planner.username, next_path="/")
+        open_city_at(city, served, grid["lon"], grid["lat"], zoom=16)
+        city.wait_for_function(GRID_POPUP_JS, arg=grid["code"], timeout=WAIT_MS)
+        popup = city.locator(f".leaflet-popup .grid-popup[data-grid-code='{grid['code']}']")
+        popup.wait_for(timeout=WAIT_MS)
+        popup.get_by_role("button", name=CITY["edit"], exact=True).click()
+        city.wait_for_selector("#edit-panel #edit-name", timeout=WAIT_MS)
+        assert city.locator("#edit-code").count() == 0  # a grid's code is its key: not edited
+        city.get_by_role("button", name=CITY["reshape_grid"]).click()
+        vertices = city.locator(".leaflet-marker-icon.marker-icon:not(.marker-icon-middle)")
+        vertices.first.wait_for(timeout=WAIT_MS)
+        ring = list(grid["shape"].exterior.coords)[:-1]
+        assert vertices.count() == len(ring)
+
+        # Drag the vertex nearest the grid's top-left corner 30 px further out, and rename the grid.
+        boxes = [vertices.nth(i).bounding_box() for i in range(vertices.count())]
+        corner = min(boxes, key=lambda b: b["x"] + b["y"])
+        start = (corner["x"] + corner["width"] / 2, corner["y"] + corner["height"] / 2)
+        target = (start[0] - 30, start[1] - 30)
+        expected = lonlat_at(city, *target)
+        city.mouse.move(*start)
+        city.mouse.down()
+        city.mouse.move(*target, steps=8)
+        city.mouse.up()
+        city.fill("#edit-name", "改过边界的网格")
+        city.get_by_role("button", name=CITY["save"]).click()
+        city.wait_for_selector("body[data-grid-saved]", state="attached", timeout=WAIT_MS)
+
+        with engine.connect() as c:
+            name, wkb = c.execute(sa.text("SELECT name, ST_AsBinary(geom) FROM grid WHERE code = :c"),
+                                  {"c": grid["code"]}).one()
+        after = list(shapely.from_wkb(bytes(wkb)).exterior.coords)[:-1]
+        assert name == "改过边界的网格"
+        assert len(after) == len(ring)
+        # The ring may start elsewhere or turn the other way once stored: compare the corners as a set.
+        def kept(xy, corners):
+            return any(xy == pytest.approx(c, abs=1e-7) for c in corners)
+        new_corners = [xy for xy in after if not kept(xy, ring)]
+        lost_corners = [xy for xy in ring if not kept(xy, after)]
+        assert len(new_corners) == len(lost_corners) == 1, (new_corners, lost_corners)
+        assert new_corners[0] == pytest.approx(tuple(expected), abs=2e-5)
+        assert city.console_errors == []
+    finally:
+        context.close()
+
+
+def test_planner_draws_a_new_grid_with_geoman(browser, served, engine, grid):
+    planner, _ = add_user(engine, "planner")
+    with engine.connect() as c:
+        community, squad = c.execute(sa.text(
+            "SELECT g.community_code, s.name FROM grid g JOIN squad s ON s.id = g.squad_id WHERE g.code = :c"),
+            {"c": grid["code"]}).one()
+        taken = set(c.execute(sa.text("SELECT code FROM grid WHERE community_code = :p"), {"p": community}).scalars())
+    code = next(f"{community}{n:03d}" for n in range(999, 0, -1) if f"{community}{n:03d}" not in taken)
+    context, city = desktop(browser)
+    try:
+        login(city, served, planner.username, next_path="/")
+        open_city_at(city, served, grid["lon"], grid["lat"], zoom=17)
+        city.locator(".leaflet-pm-toolbar .leaflet-pm-icon-polygon").click()
+        box = city.locator("#map").bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        corners = [(cx - 60, cy - 60), (cx + 60, cy - 60), (cx + 60, cy + 60), (cx - 60, cy + 60)]
+        expected = [lonlat_at(city, *xy) for xy in corners]
+        for xy in [*corners, corners[0]]:
+            city.mouse.click(*xy)
+        city.wait_for_selector("#edit-panel #edit-code", timeout=WAIT_MS)
+        assert city.locator("#edit-heading").inner_text() == CITY["new_grid"]
+        city.fill("#edit-code", code)
+        city.fill("#edit-name", "新画的网格")
+        city.fill("#edit-squad", squad)
+        city.get_by_role("button", name=CITY["save"]).click()
+        city.wait_for_selector("body[data-grid-saved]", state="attached", timeout=WAIT_MS)
+        with engine.connect() as c:
+            name, wkb = c.execute(sa.text("SELECT name, ST_AsBinary(geom) FROM grid WHERE code = :c"),
+                                  {"c": code}).one()
+        assert name == "新画的网格"
+        drawn = shapely.from_wkb(bytes(wkb))
+        assert drawn.normalize().equals_exact(shapely.Polygon(expected).normalize(), tolerance=2e-5)
+    finally:
+        context.close()
+        with engine.begin() as c:
+            c.execute(sa.text("DELETE FROM grid WHERE code = :c"), {"c": code})

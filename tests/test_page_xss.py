@@ -159,3 +159,32 @@ def test_ogc_html_pages(watched, served, poisoned, path):
     text = page.locator("body").inner_text()
     assert NAME in text and ADDRESS in text and NOTICE in text
     assert_inert(page, watched.dialogs)
+
+
+@pytest.mark.parametrize(("role", "path", "ready"), [
+    ("planner", "/", "body[data-editor='planner'][data-layers-loaded='true']"),
+    ("officer", "/", "body[data-editor='officer'][data-layers-loaded='true']"),
+    ("kiosk_staff", "/staff", "body[data-ready='true']"),
+])
+def test_editing_tools_and_staff_page_satisfy_the_policy(browser, served, engine, poisoned, role, path, ready):
+    """With the policy enforced, the pages of logged-in users (Geoman and editing.js, the staff page) load and
+    work without one violation: they need no inline script and no eval."""
+    from tests.test_security_headers import RECORD_VIOLATIONS
+
+    user, _ = add_user(engine, role, points=[poisoned["id"]] if role == "kiosk_staff" else ())
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN", bypass_csp=False)
+    context.add_init_script(RECORD_VIOLATIONS)
+    page = recorded_page(context)
+    try:
+        login(page, served, user.username, next_path=path)
+        if path == "/":
+            page.goto(f"{served}/#18/{poisoned['lat']:.6f}/{poisoned['lon']:.6f}")
+        page.wait_for_selector(ready, state="attached", timeout=WAIT_MS)
+        page.wait_for_selector("body[data-live]", state="attached", timeout=WAIT_MS)  # a live poll has answered
+        if role == "planner":  # Geoman's drawing mode runs too
+            page.locator(".leaflet-pm-toolbar .leaflet-pm-icon-polygon").click()
+            page.keyboard.press("Escape")
+        assert page.evaluate("window.cspViolations") == []
+        assert page.console_errors == []
+    finally:
+        context.close()

@@ -209,7 +209,7 @@
     function loadDistricts() {
       G.getJSON(config.api.districts).then(function (collection) {
         groups.districts.addLayer(L.geoJSON(collection, {
-          pane: ensurePane("districts"), interactive: false,
+          pane: ensurePane("districts"), interactive: false, pmIgnore: true,
           style: { color: "#17202a", weight: 3.5, fill: false },
           onEachFeature: function (f, layer) { tag(layer, "districts"); }
         }));
@@ -248,7 +248,7 @@
         var box = layer.getBounds();
         if (!bounds.intersects(box)) { return; }
         gridLabels.addLayer(tag(L.marker(box.getCenter(), {
-          pane: pane, interactive: false, keyboard: false,
+          pane: pane, interactive: false, keyboard: false, pmIgnore: true,
           icon: L.divIcon({ className: "grid-label", iconSize: null,
                             html: "<span>" + escapeHtml(layer.feature.properties.code) + "</span>" })
         }), "gridLabels"));
@@ -318,7 +318,8 @@
       var p = feature.properties;
       var coords = feature.geometry.coordinates;
       var marker = L.marker([coords[1], coords[0]], {
-        title: markerTitle(p), alt: markerTitle(p), keyboard: true, riseOnHover: true, icon: pointIcon(p)
+        title: markerTitle(p), alt: markerTitle(p), keyboard: true, riseOnHover: true, icon: pointIcon(p),
+        pmIgnore: true  // for Leaflet-Geoman (editors): moved by the editing panel, and nothing snaps to it
       });
       marker.feature = feature;
       tag(marker, p.kind);
@@ -353,7 +354,7 @@
     function drawStreets(collection) {
       groups.streets.clearLayers();
       groups.streets.addLayer(L.geoJSON(collection, {
-        pane: ensurePane("streets"), style: streetStyle,
+        pane: ensurePane("streets"), style: streetStyle, pmIgnore: true,  // a grid's corner snaps to grids only
         onEachFeature: function (f, layer) {
           tag(layer, "streets");
           layer.bindPopup(function () {

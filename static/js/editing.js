@@ -371,11 +371,12 @@
     message(t("saving"));
     var request;
     if (state.mode === "create") {
-      request = G.send("POST", config.api.grid, { type: "Feature", geometry: state.layer.toGeoJSON().geometry,
-                                                  properties: values });
+      // Full precision: toGeoJSON() would round every corner to 6 decimals.
+      request = G.send("POST", config.api.grid, { type: "Feature", properties: values,
+                                                  geometry: state.layer.toGeoJSON(false).geometry });
     } else {
       var body = { properties: changedValues(values, state.feature.properties) };
-      if (state.reshaping) { body.geometry = state.layer.toGeoJSON().geometry; }
+      if (state.reshaping) { body.geometry = state.layer.toGeoJSON(false).geometry; }
       request = G.send("PATCH", gridUrl(state.key), body, { etag: state.etag });
     }
     request.then(function (answer) {
