@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from geoservice.web.i18n import catalogue
 from tests.accounts_helpers import add_user
-from tests.conftest import recorded_page
+from tests.conftest import SCREENSHOTS, recorded_page
 from tests.page_helpers import PHONE, WAIT_MS, call, login, no_horizontal_scroll, point_row, restored_point
 
 pytestmark = pytest.mark.browser
@@ -113,6 +113,8 @@ def test_staff_tap_shows_one_place_fewer_on_the_farmer_page_without_reload(brows
         assert farmer.evaluate("window.__sameDocument") is True
         assert farmer.locator(f"{card} .live-age").inner_text() == CITY["zh"]["updated_just_now"]
         assert farmer.console_errors == [] and phone.console_errors == []
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        phone.screenshot(path=SCREENSHOTS / "staff.png", full_page=True)
     finally:
         farmer_context.close()
         staff_context.close()
