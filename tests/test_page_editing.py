@@ -9,6 +9,8 @@ changed.
 
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 import numpy as np
 import pytest
 import shapely
@@ -168,6 +170,8 @@ def test_planner_drags_a_kiosk_and_the_planner_page_uncovered_streets_follow(bro
         assert planner.username in first.inner_text()
         assert CITY["op_update"] in first.inner_text() and CITY["field_geometry"] in first.inner_text()
         assert city.console_errors == [] and planner_page.console_errors == []
+        # Geoman and the editing tools come from our own /static: nothing from other hosts.
+        assert {urlparse(url).hostname for url in city.requested if not url.startswith("data:")} == {"127.0.0.1"}
     finally:
         planner_context.close()
         map_context.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from urllib.parse import urlparse
 
 import pytest
 import sqlalchemy as sa
@@ -113,6 +114,8 @@ def test_staff_tap_shows_one_place_fewer_on_the_farmer_page_without_reload(brows
         assert farmer.evaluate("window.__sameDocument") is True
         assert farmer.locator(f"{card} .live-age").inner_text() == CITY["zh"]["updated_just_now"]
         assert farmer.console_errors == [] and phone.console_errors == []
+        for page in (farmer, phone):  # nothing from other hosts
+            assert {urlparse(url).hostname for url in page.requested if not url.startswith("data:")} == {"127.0.0.1"}
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         phone.screenshot(path=SCREENSHOTS / "staff.png", full_page=True)
     finally:

@@ -31,7 +31,7 @@ MESSAGES: dict[str, dict[str, dict[str, str]]] = {
         "updated_days_ago": {"zh": "{n} 天前更新", "en": "updated {n} days ago"},
         "stale": {"zh": "超过 {n} 分钟没有更新，空位数可能不准",
                   "en": "Not updated for over {n} min: may be out of date"},
-        "notice": {"zh": "通知", "en": "Notice"},
+        "notice": {"zh": "通知：", "en": "Notice: "},
         "status_open": {"zh": "开放", "en": "Open"},
         "status_closed": {"zh": "关闭", "en": "Closed"},
         "status_planned": {"zh": "规划中", "en": "Planned"},

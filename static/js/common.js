@@ -208,7 +208,7 @@
       box.textContent = "";
       if (point.notice) {
         var notice = el("p", { "class": "live-notice" });
-        notice.appendChild(el("strong", {}, t("notice") + "："));
+        notice.appendChild(el("strong", {}, t("notice")));
         notice.appendChild(el("span", { "class": "live-notice-text" }, point.notice));
         box.appendChild(notice);
       }
