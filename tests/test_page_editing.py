@@ -26,6 +26,7 @@ from tests.test_network import StreetGraph, open_points, to_metric
 pytestmark = pytest.mark.browser
 
 CITY = catalogue("city")["zh"]
+CITY_EN = catalogue("city")["en"]
 KIOSK = "城管执法岗亭（前进路）"
 QUERY = "radius=500&kind=kiosk&mode=straight"
 DRAG_PX = (260, -180)
@@ -177,6 +178,20 @@ def test_planner_drags_a_kiosk_and_the_planner_page_uncovered_streets_follow(bro
         map_context.close()
 
 
+def assert_form_follows_the_language(city) -> None:
+    """The language switch relabels the open form in place, and what was typed stays."""
+    original = city.input_value("#edit-season")
+    city.fill("#edit-season", "06-01/09-30")
+    city.locator(".city-panel .lang-switch").click()
+    assert city.locator("#edit-heading").inner_text() == CITY_EN["edit_point"]
+    assert city.locator("label[for='edit-notice']").inner_text() == CITY_EN["field_notice"]
+    assert city.locator("#edit-status option[value='closed']").inner_text() == CITY_EN["status_closed"]
+    assert city.input_value("#edit-season") == "06-01/09-30"
+    city.locator(".city-panel .lang-switch").click()
+    assert city.locator("#edit-heading").inner_text() == CITY["edit_point"]
+    city.fill("#edit-season", original)
+
+
 @pytest.fixture()
 def squad_point(engine):
     """A point inside exactly one grid, that grid's squad, and a point in another squad's grid."""
@@ -206,6 +221,7 @@ def test_officer_edits_a_point_with_errors_next_to_fields_and_a_stale_write_told
         form.wait_for(timeout=WAIT_MS)
         fields = form.locator(".field").evaluate_all("fs => fs.map(f => f.dataset.field)")
         assert fields == ["status", "opening_hours", "season", "amenities", "capacity", "occupancy", "notice"]
+        assert_form_follows_the_language(city)
 
         # A wrong opening hours: the API's own reason, next to the field; nothing written.
         bad = "sometimes"
@@ -243,13 +259,23 @@ def test_officer_edits_a_point_with_errors_next_to_fields_and_a_stale_write_told
         assert city.input_value("#edit-notice") == "另一位同事写的通知"
         assert point_row(engine, mine["id"])["notice"] == "另一位同事写的通知"
 
-        # Outside the squad: no edit button, a note instead.
-        city.locator("#edit-panel .edit-close").click()
+        assert [e for e in city.console_errors if "400" not in e and "412" not in e] == []
+    finally:
+        context.close()
+
+
+def test_officer_gets_no_edit_button_outside_the_squad(browser, served, engine, squad_point):
+    mine, other = squad_point
+    officer, _ = add_user(engine, "officer", squad=mine["squad"])
+    context, city = desktop(browser)
+    try:
+        login(city, served, officer.username, next_path="/")
         open_city_at(city, served, other["lon"], other["lat"])
         popup = open_point_popup(city, other["id"])
         assert popup.get_by_role("button", name=CITY["edit"], exact=True).count() == 0
         assert popup.locator(".edit-note").inner_text() == CITY["not_in_squad"]
-        assert [e for e in city.console_errors if "400" not in e and "412" not in e] == []
+        assert popup.get_by_role("button", name=CITY["move_point"]).count() == 0  # moving is a planner's
+        assert city.console_errors == []
     finally:
         context.close()
 

@@ -1,8 +1,8 @@
 /* geoservice city map editing (/ for an officer or a planner; loaded after citymap.js, with Leaflet-Geoman).
  *
  * A point's popup gets "编辑" (a form with the fields the user's role may change: config.editor.point_fields), its
- * history, and for a planner "拖动到新位置" (drag the marker; PATCH of the geometry when let go). A planner also adds
- * points and draws grids with Geoman's toolbar, and edits or reshapes a grid from its popup. Every write is read
+ * history, and for a planner "拖动到新位置" (drag the marker; PATCH of the geometry when let go). A planner also
+ * adds points and draws grids with Geoman's toolbar, and edits or reshapes a grid from its popup. Every write is read
  * first (GET with its ETag) and sent with If-Match and the page's CSRF token (common.js send); a 412 says that
  * someone else changed the feature, and the form is filled again with what is there now. The API's errors name
  * their fields ({field, reason}) and are shown next to them. The server checks every write whatever this page
@@ -31,7 +31,8 @@
     panel = el("aside", { id: "edit-panel", "class": "edit-panel", "aria-labelledby": "edit-heading", hidden: "" });
     var head = panel.appendChild(el("div", { "class": "edit-head" }));
     head.appendChild(el("h2", { id: "edit-heading" }));
-    var close = head.appendChild(el("button", { type: "button", "class": "edit-close" }, "×"));
+    var close = head.appendChild(el("button", { type: "button", "class": "edit-close", "data-i18n-aria": "close" },
+                                    "×"));
     close.setAttribute("aria-label", t("close"));
     close.addEventListener("click", closePanel);
     panel.appendChild(el("p", { id: "edit-message", "class": "edit-message", role: "status", "aria-live": "polite" }));
@@ -42,7 +43,9 @@
     document.body.appendChild(panel);
   }
 
+  /* The panel's fixed labels carry data-i18n: the city map's language switch relabels them in place. */
   function openPanel(headingKey) {
+    panel.querySelector("#edit-heading").setAttribute("data-i18n", headingKey);
     panel.querySelector("#edit-heading").textContent = t(headingKey);
     message("");
     panel.querySelector("#edit-body").textContent = "";
@@ -79,7 +82,7 @@
     var control;
     if (field === "amenities") {
       control = el("fieldset", { id: id, "aria-describedby": errorId });
-      control.appendChild(el("legend", {}, t("field_amenities")));
+      control.appendChild(el("legend", { "data-i18n": "field_amenities" }, t("field_amenities")));
       editor.amenities.forEach(function (a) {
         var label = control.appendChild(el("label", { "class": "check" }));
         var box = label.appendChild(el("input", { type: "checkbox", name: "amenities", value: a.code }));
@@ -88,12 +91,13 @@
       });
       wrap.appendChild(control);
     } else {
-      wrap.appendChild(el("label", { "for": id }, t("field_" + field)));
+      wrap.appendChild(el("label", { "for": id, "data-i18n": "field_" + field }, t("field_" + field)));
       if (field === "kind" || field === "status") {
         control = el("select", { id: id, name: field });
         var codes = field === "kind" ? config.kinds.map(function (k) { return k.code; }) : editor.statuses;
         codes.forEach(function (code) {
-          var option = control.appendChild(el("option", { value: code }, optionLabel(field, code)));
+          var option = control.appendChild(el("option", field === "kind" ? { value: code, "data-kind-label": code }
+            : { value: code, "data-i18n": "status_" + code }, optionLabel(field, code)));
           option.selected = code === value;
         });
       } else if (TEXTAREA_FIELDS[field]) {
@@ -117,8 +121,8 @@
     fields.forEach(function (field) { form.appendChild(fieldControl(field, properties[field])); });
     form.appendChild(el("p", { "class": "field-error", "data-error-for": "geometry" }));
     var buttons = form.appendChild(el("div", { "class": "edit-buttons" }));
-    buttons.appendChild(el("button", { type: "submit", "class": "primary" }, t("save")));
-    var cancel = buttons.appendChild(el("button", { type: "button" }, t("cancel")));
+    buttons.appendChild(el("button", { type: "submit", "class": "primary", "data-i18n": "save" }, t("save")));
+    var cancel = buttons.appendChild(el("button", { type: "button", "data-i18n": "cancel" }, t("cancel")));
     cancel.addEventListener("click", closePanel);
     form.addEventListener("submit", function (event) { event.preventDefault(); onSubmit(form); });
     return form;
@@ -284,7 +288,7 @@
   function startMove(id) {
     map.closePopup();
     var body = openPanel("move_point");
-    body.appendChild(el("p", { "class": "edit-hint" }, t("move_hint")));
+    body.appendChild(el("p", { "class": "edit-hint", "data-i18n": "move_hint" }, t("move_hint")));
     G.getFeature(pointUrl(id)).then(function (answer) {
       var marker = city.marker(id);
       if (!marker) { throw new Error(t("zoom_in_for_data")); }
@@ -342,7 +346,8 @@
     }
     var form = buildForm(fields, state.feature.properties, function () { saveGrid(form, fields); });
     if (state.mode === "edit") {
-      var reshape = el("button", { type: "button", "class": "reshape" }, t("reshape_grid"));
+      var reshape = el("button", { type: "button", "class": "reshape", "data-i18n": "reshape_grid" },
+                       t("reshape_grid"));
       reshape.addEventListener("click", function () { startReshape(state); });
       form.insertBefore(reshape, form.querySelector(".edit-buttons"));
       form.appendChild(deleteButton());
@@ -534,6 +539,8 @@
 
   buildPanel();
   startDrawingTools();
-  G.editing = { editPoint: editPoint, editGrid: editGrid, startMove: startMove, state: function () { return current; } };
+  G.editing = {
+    editPoint: editPoint, editGrid: editGrid, startMove: startMove, state: function () { return current; }
+  };
   document.body.setAttribute("data-editor", editor.role);
 }());

@@ -247,7 +247,8 @@
     state.textContent = p.status && p.status !== "open" ? t("status_" + p.status) : t(open ? "open_now" : "closed_now");
     var free = card.querySelector(".free");
     free.hidden = p.capacity === null || p.capacity === undefined;
-    free.textContent = free.hidden ? "" : t("free_places", { free: p.capacity - (p.occupancy || 0), capacity: p.capacity });
+    free.textContent = free.hidden ? ""
+      : t("free_places", { free: p.capacity - (p.occupancy || 0), capacity: p.capacity });
     card.setAttribute("data-free", free.hidden ? "" : String(p.capacity - (p.occupancy || 0)));
     if (p.live_updated_at) { G.live.render(card.querySelector(".live"), p); }
   }

@@ -57,11 +57,13 @@
     parts.capacity = card.appendChild(el("p", { "class": "capacity" }));
     parts.message = card.appendChild(el("p", { "class": "message", role: "status", "aria-live": "polite" }));
     var taps = card.appendChild(el("div", { "class": "taps" }));
-    parts.plus = taps.appendChild(button("plus", "plus_one", "plus_one_aria", function () { tap(entry, "increment"); }));
+    parts.plus = taps.appendChild(button("plus", "plus_one", "plus_one_aria",
+                                         function () { tap(entry, "increment"); }));
     parts.minus = taps.appendChild(button("minus", "minus_one", "minus_one_aria",
                                           function () { tap(entry, "decrement"); }));
     parts.full = taps.appendChild(button("full", "full", "full_aria", function () { tap(entry, "full"); }));
-    parts.close = taps.appendChild(button("status close", "close", null, function () { setPointStatus(entry, "closed"); }));
+    parts.close = taps.appendChild(button("status close", "close", null,
+                                          function () { setPointStatus(entry, "closed"); }));
     parts.open = taps.appendChild(button("status open", "open", null, function () { setPointStatus(entry, "open"); }));
     var form = card.appendChild(el("form", { "class": "notice", novalidate: "" }));
     form.appendChild(el("label", { "for": "notice-" + id, "class": "notice-label" }, t("notice_label")));
