@@ -9,6 +9,8 @@ changed.
 
 from __future__ import annotations
 
+import json
+import re
 from urllib.parse import urlparse
 
 import numpy as np
@@ -423,3 +425,33 @@ def test_planner_draws_a_new_grid_with_geoman(browser, served, engine, grid):
         context.close()
         with engine.begin() as c:
             c.execute(sa.text("DELETE FROM grid WHERE code = :c"), {"c": code})
+
+
+@pytest.mark.parametrize(("role", "fields"), [
+    (None, None),
+    ("kiosk_staff", None),
+    ("admin", None),
+    ("officer", ["status", "opening_hours", "season", "amenities", "capacity", "occupancy", "notice"]),
+    ("planner", ["name", "kind", "amenities", "address", "phone", "opening_hours", "season", "capacity",
+                 "occupancy", "status", "notice"]),
+])
+def test_the_editing_tools_are_served_to_officers_and_planners_only(client, engine, role, fields):
+    headers = {}
+    if role:
+        _, token = add_user(engine, role)
+        headers["Authorization"] = f"Bearer {token}"
+    html = client.get("/", headers=headers).get_data(as_text=True)
+    config = json.loads(re.search(r'<script id="page-config" type="application/json">(.*?)</script>', html,
+                                  flags=re.S).group(1))
+    editor = config["editor"]
+    assert ("js/editing.js" in html) is (fields is not None)
+    assert ("vendor/geoman/leaflet-geoman.min.js" in html) is (fields is not None)
+    if fields is None:
+        assert editor is None
+        return
+    assert editor["point_fields"] == fields
+    assert editor["planner"] is (role == "planner")
+    assert editor["grid_fields"] == (["code", "name", "squad", "officer_name", "officer_phone"]
+                                     if role == "planner" else [])
+    # Geoman is loaded before citymap.js makes the map (it hooks into maps as they are made).
+    assert html.index("leaflet-geoman.min.js") < html.index("js/citymap.js") < html.index("js/editing.js")
