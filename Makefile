@@ -55,18 +55,20 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,notebooks]'
 	touch $@
 
-# Leaflet and its plugins (marker cluster, locate control, Leaflet-Geoman for editing on the city map) come from the npm
+# Leaflet and its plugins (marker cluster, locate control, Leaflet-Geoman for editing on the city map) and ECharts (the
+# planner's charts and the coverage report) come from the npm
 # registry (exact versions in package.json) and are served from /static/vendor.
 assets: static/vendor/.installed
 
 static/vendor/.installed: package.json
 	npm install --no-package-lock --no-audit --no-fund --silent
 	rm -rf static/vendor && mkdir -p static/vendor/leaflet static/vendor/markercluster static/vendor/locatecontrol \
-	  static/vendor/geoman
+	  static/vendor/geoman static/vendor/echarts
 	cp -r node_modules/leaflet/dist/. static/vendor/leaflet/
 	cp -r node_modules/leaflet.markercluster/dist/. static/vendor/markercluster/
 	cp -r node_modules/leaflet.locatecontrol/dist/. static/vendor/locatecontrol/
 	cp -r node_modules/@geoman-io/leaflet-geoman-free/dist/. static/vendor/geoman/
+	cp node_modules/echarts/dist/echarts.min.js static/vendor/echarts/
 	touch $@
 
 db: venv
