@@ -87,6 +87,13 @@ Settings (environment variable → meaning, default):
 ``GEOSERVICE_OCCUPANCY_STALE_MINUTES``
     A point whose occupancy was last updated longer ago than this is shown as possibly out of date on the farmer
     page and the city map. Default ``120``.
+``GEOSERVICE_SITING_TIME_LIMIT_S``
+    Wall time in seconds a siting question (where new points would cover the most, ``geoservice.siting``) may spend
+    solving; the exact MILP stops at it and the best answer so far (greedy's, or the MILP's when better) is given,
+    with its optimality gap. Default ``10``.
+``GEOSERVICE_SITING_MAX_CANDIDATES``
+    Largest siting instance, in useful candidate sites (after dropping those that would cover nothing new), that is
+    solved exactly with the MILP; larger ones are answered by greedy alone, with its bound. Default ``5000``.
 """
 
 from __future__ import annotations
@@ -140,6 +147,8 @@ class Settings:
     login_address_max_failures: int = 20
     login_window_minutes: int = 15
     occupancy_stale_minutes: int = 120
+    siting_time_limit_s: float = 10.0
+    siting_max_candidates: int = 5000
     metric_crs_chosen: bool = field(default=False, init=False, compare=False)
     """True when ``metric_crs`` was chosen from the city centre rather than configured."""
 
@@ -154,7 +163,7 @@ class Settings:
         if not 0 <= self.trusted_proxies <= 10:
             raise ConfigError(f"trusted_proxies must be between 0 and 10, got {self.trusted_proxies}")
         _check_host_names(self.trusted_hosts)
-        for name in ("timeout_lookup_s", "timeout_layer_s", "timeout_analysis_s"):
+        for name in ("timeout_lookup_s", "timeout_layer_s", "timeout_analysis_s", "siting_time_limit_s"):
             if not 0 < getattr(self, name) <= 3600:
                 raise ConfigError(f"{name} must be between 0 and 3600 seconds, got {getattr(self, name)}")
         if not 1 <= self.analysis_slots <= 64:
@@ -162,7 +171,7 @@ class Settings:
         if self.env not in ENVIRONMENTS:
             raise ConfigError(f"env must be one of {', '.join(ENVIRONMENTS)}, got {self.env!r}")
         for name in ("session_idle_minutes", "login_max_failures", "login_address_max_failures",
-                     "login_window_minutes", "occupancy_stale_minutes"):
+                     "login_window_minutes", "occupancy_stale_minutes", "siting_max_candidates"):
             if not 1 <= getattr(self, name) <= 100_000:
                 raise ConfigError(f"{name} must be between 1 and 100000, got {getattr(self, name)}")
         if not 0 < self.pg_port < 65536:
@@ -242,6 +251,8 @@ ENV_NAMES = {
     "login_address_max_failures": "GEOSERVICE_LOGIN_ADDRESS_MAX_FAILURES",
     "login_window_minutes": "GEOSERVICE_LOGIN_WINDOW_MINUTES",
     "occupancy_stale_minutes": "GEOSERVICE_OCCUPANCY_STALE_MINUTES",
+    "siting_time_limit_s": "GEOSERVICE_SITING_TIME_LIMIT_S",
+    "siting_max_candidates": "GEOSERVICE_SITING_MAX_CANDIDATES",
 }
 
 

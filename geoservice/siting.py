@@ -1,0 +1,642 @@
+"""Where the next points go: the new sites that cover the most street, or the fewest that reach a target.
+
+Two questions on the same instance, existing points kept where they are:
+
+- **maximal covering** (``count``): choose at most ``count`` new sites maximising the newly covered street length
+  (the maximal covering location problem, Church & ReVelle 1974);
+- **set covering** (``target_pct``): the fewest new sites after which the covered share of the street length reaches
+  the target (a partial set-covering problem).
+
+The instance is abstract — a weight per elementary street piece still uncovered (geodesic metres) and a boolean
+incidence matrix, candidate site × piece, "this site would cover this piece" — so the solver is tested on its own.
+The coverage engine (:mod:`geoservice.coverage_engine`) builds it from the streets and the points for a radius,
+kinds and mode; this module only chooses.
+
+Solving. Pieces no candidate reaches are dropped, and pieces covered by exactly the same candidates are merged (their
+weights summed) — on a street network that shrinks the matrix many times without changing any answer. Then:
+
+1. greedy with lazy evaluation (a site's gain only falls as others are chosen, so a stale gain is an upper bound and
+   most candidates are never re-evaluated): the answer when nothing better is found, within (1 − 1/e) of the optimum
+   for maximal covering;
+2. the exact MILP with :func:`scipy.optimize.milp` (HiGHS) under the time limit, when the reduced instance has at
+   most ``max_exact_candidates`` candidates: ``x_i`` binary (site i chosen), ``y_j`` in [0, 1] (piece j covered),
+   ``y_j ≤ Σ_i a_ij x_i``; maximise ``Σ w_j y_j`` with ``Σ x_i ≤ count``, or minimise ``Σ x_i`` with
+   ``Σ w_j y_j ≥ need``. ``y`` needs no integrality: for integer ``x`` the optimum sets it to 0 or 1 anyway.
+
+The answer says which method gave it and how far from the optimum it can be: the MILP's own gap (0 when it proved
+optimality), or for greedy a bound computed on the way — for maximal covering ``f(S_k) + the count largest marginal
+gains after S_k``, the least over the greedy prefixes S_k (coverage is submodular, so no set of ``count`` sites can
+do better); for set covering the fewest sites whose single gains add up to the need (coverage is subadditive). When
+the MILP stops at its time limit with a solution better than greedy's, that solution is given, as ``milp`` with
+``optimal`` false and HiGHS's gap.
+
+Chosen sites are listed in greedy order within the chosen set (each time the one adding the most), with the
+marginal gain of each, so that the first k of a list are a sensible smaller plan and the gains add up to the
+objective exactly.
+
+Candidates (:func:`default_candidates`): street intersections (routing nodes where three or more segments meet) and
+the midpoint of every street segment — minus the places a stall may not stand: an intersection touching an arterial
+road (``trunk``, ``primary``, ``secondary``: a junction of a main road is traffic, not pavement) and the midpoint of
+an arterial (whose kerbside is a motor lane); the seeds set the 疏导点 on side streets. Or a planner's own list
+(:func:`read_candidates`: CSV of ``lon,lat`` or GeoJSON points, at most :data:`MAX_UPLOADED_CANDIDATES`).
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import io
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import sqlalchemy as sa
+from scipy.optimize import Bounds, LinearConstraint, milp
+from sqlalchemy.engine import Connection
+
+from geoservice.errors import InvalidParameter, NotFound
+from geoservice.query import BBox, check_bbox, check_kinds, check_lonlat, check_mode, check_radius
+
+MAX_COUNT = 200
+"""Most new sites one maximal-covering question asks for."""
+MAX_UPLOADED_CANDIDATES = 10_000
+"""Most candidate sites an uploaded file may hold."""
+MAX_UPLOAD_BYTES = 1_000_000
+"""Largest uploaded candidate file (the app refuses larger bodies anyway)."""
+ARTERIAL_CLASSES: tuple[str, ...] = ("motorway", "trunk", "primary", "secondary")
+"""Street classes where no stall stands: their junctions and their midpoints are not candidates."""
+SOURCES = ("intersection", "midpoint", "uploaded")
+"""Where a candidate site comes from."""
+
+
+# -- the solver, on an abstract instance -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Solution:
+    """What the solver chose.
+
+    Attributes:
+        chosen: candidate indices (rows of the incidence) in greedy order within the chosen set.
+        gains: the marginal gain of each, in the weights' unit (they add up to ``objective``).
+        objective: the weight newly covered by the chosen set.
+        method: ``milp`` or ``greedy``.
+        optimal: proven optimal (the MILP finished).
+        gap: relative optimality gap of the problem's own objective (covered weight for maximal covering, number
+            of sites for set covering): 0 when optimal; from the MILP or the greedy bound otherwise; None unknown.
+        bound: the best bound on the problem's objective (an upper bound on the weight for maximal covering, a lower
+            bound on the number of sites for set covering).
+        seconds: wall time of the whole solve.
+        reduced_candidates, reduced_pieces: the size of the instance after dropping and merging.
+    """
+
+    chosen: tuple[int, ...]
+    gains: tuple[float, ...]
+    objective: float
+    method: str
+    optimal: bool
+    gap: float | None
+    bound: float | None
+    seconds: float
+    reduced_candidates: int
+    reduced_pieces: int
+
+
+@dataclass(frozen=True)
+class _Reduced:
+    """The instance without unreachable pieces, with identical pieces merged; ``rows`` maps back to candidates."""
+
+    weights: np.ndarray
+    incidence: sp.csr_matrix
+    rows: np.ndarray
+
+
+def _check_instance(weights: np.ndarray, incidence: sp.spmatrix) -> tuple[np.ndarray, sp.csr_matrix]:
+    weights = np.asarray(weights, dtype=float)
+    if weights.ndim != 1 or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError("weights must be a vector of finite numbers ≥ 0")
+    incidence = sp.csr_matrix(incidence, dtype=bool)
+    if incidence.shape[1] != weights.shape[0]:
+        raise ValueError(f"incidence has {incidence.shape[1]} columns for {weights.shape[0]} weights")
+    return weights, incidence
+
+
+def _reduce(weights: np.ndarray, incidence: sp.csr_matrix) -> _Reduced:
+    """The instance without what cannot matter; every answer is the same on it.
+
+    Pieces of no weight or that no candidate covers are dropped, pieces covered by the same candidates merged, and
+    candidates that cover nothing left dropped.
+    """
+    reach = np.asarray(incidence.sum(axis=0)).ravel()
+    keep = np.flatnonzero((reach > 0) & (weights > 0))
+    by_piece = incidence[:, keep].T.tocsr()
+    by_piece.sort_indices()
+    groups: dict[bytes, int] = {}
+    label = np.empty(keep.size, dtype=np.int64)
+    for j in range(keep.size):
+        key = by_piece.indices[by_piece.indptr[j]:by_piece.indptr[j + 1]].tobytes()
+        label[j] = groups.setdefault(key, len(groups))
+    merged_weights = np.bincount(label, weights=weights[keep], minlength=len(groups))
+    # candidate × merged piece: a candidate covers a merged piece when it covers any (hence every) piece of it.
+    merge = sp.csr_matrix((np.ones(keep.size, dtype=bool), (np.arange(keep.size), label)),
+                          shape=(keep.size, len(groups)))
+    merged = (incidence[:, keep].astype(np.int32) @ merge.astype(np.int32)).astype(bool).tocsr()
+    rows = np.flatnonzero(np.asarray(merged.sum(axis=1)).ravel() > 0)
+    return _Reduced(merged_weights, merged[rows].tocsr(), rows)
+
+
+def _gain(incidence: sp.csr_matrix, weights: np.ndarray, covered: np.ndarray, i: int) -> float:
+    cols = incidence.indices[incidence.indptr[i]:incidence.indptr[i + 1]]
+    return float(weights[cols[~covered[cols]]].sum())
+
+
+def _mark(incidence: sp.csr_matrix, covered: np.ndarray, i: int) -> None:
+    covered[incidence.indices[incidence.indptr[i]:incidence.indptr[i + 1]]] = True
+
+
+def _greedy(weights: np.ndarray, incidence: sp.csr_matrix, *, count: int | None = None,
+            need: float | None = None, among: Sequence[int] | None = None) -> tuple[list[int], list[float]]:
+    """Lazy greedy: the site adding the most, again and again, until ``count`` sites, the ``need`` or no gain.
+
+    ``among`` restricts the choice (ordering a given set); ties go to the lower index.
+    """
+    covered = np.zeros(weights.shape[0], dtype=bool)
+    pool = range(incidence.shape[0]) if among is None else among
+    heap = [(-_gain(incidence, weights, covered, i), i) for i in pool]
+    heapq.heapify(heap)
+    chosen, gains, total = [], [], 0.0
+    while heap and (count is None or len(chosen) < count) and (need is None or total < need - _slack(need)):
+        _, i = heapq.heappop(heap)
+        gain = _gain(incidence, weights, covered, i)
+        if heap and gain < -heap[0][0]:
+            heapq.heappush(heap, (-gain, i))  # its gain fell below another's bound: look again later
+            continue
+        if gain <= 0:
+            break
+        chosen.append(i)
+        gains.append(gain)
+        total += gain
+        _mark(incidence, covered, i)
+    return chosen, gains
+
+
+def _max_cover_bound(weights: np.ndarray, incidence: sp.csr_matrix, chosen: list[int], count: int) -> float:
+    """An upper bound on the best coverage by ``count`` sites.
+
+    The least, over the greedy prefixes S, of f(S) plus the ``count`` largest marginal gains after S: coverage is
+    submodular, so no ``count`` sites add more than that to S.
+    """
+    covered = np.zeros(weights.shape[0], dtype=bool)
+    best, value = math.inf, 0.0
+    for k in range(len(chosen) + 1):
+        gains = incidence @ np.where(covered, 0.0, weights)
+        top = np.sort(gains)[::-1][:count].sum() if gains.size else 0.0
+        best = min(best, value + top)
+        if k < len(chosen):
+            value += _gain(incidence, weights, covered, chosen[k])
+            _mark(incidence, covered, chosen[k])
+    return best
+
+
+def _set_cover_bound(weights: np.ndarray, incidence: sp.csr_matrix, need: float) -> int:
+    """A lower bound on the number of sites reaching ``need``: the fewest whose single gains add up to it."""
+    singles = np.sort(incidence @ weights)[::-1]
+    return int(np.searchsorted(np.cumsum(singles), need - _slack(need)) + 1)
+
+
+def _slack(need: float) -> float:
+    # Lengths are sums of floats: a target met to within a nanometre per kilometre is met.
+    return 1e-9 * max(1.0, abs(need))
+
+
+def _milp(weights: np.ndarray, incidence: sp.csr_matrix, *, count: int | None, need: float | None,
+          time_limit_s: float):
+    """The exact model (see the module docstring); the scipy result, or None when no time is left."""
+    n, m = incidence.shape
+    if time_limit_s <= 0:
+        return None
+    # y_j − Σ_i a_ij x_i ≤ 0 for every piece j.
+    link = sp.hstack([-incidence.T.astype(float), sp.identity(m, format="csr")], format="csr")
+    constraints = [LinearConstraint(link, -np.inf, 0.0)]
+    if count is not None:
+        c = np.concatenate([np.zeros(n), -weights])
+        constraints.append(LinearConstraint(sp.csr_matrix(np.concatenate([np.ones(n), np.zeros(m)])), 0, count))
+    else:
+        c = np.concatenate([np.ones(n), np.zeros(m)])
+        constraints.append(LinearConstraint(sp.csr_matrix(np.concatenate([np.zeros(n), weights])),
+                                            need - _slack(need), np.inf))
+    integrality = np.concatenate([np.ones(n), np.zeros(m)])
+    return milp(c, constraints=constraints, integrality=integrality, bounds=Bounds(0, 1),
+                options={"time_limit": time_limit_s, "disp": False})
+
+
+def _solve(weights, incidence, *, count: int | None, need: float | None, time_limit_s: float,
+           max_exact_candidates: int) -> Solution:
+    started = time.perf_counter()
+    weights, incidence = _check_instance(weights, incidence)
+    reduced = _reduce(weights, incidence)
+    w, a = reduced.weights, reduced.incidence
+    chosen, gains = _greedy(w, a, count=count, need=need)
+    if count is not None:
+        value = sum(gains)
+        bound = _max_cover_bound(w, a, chosen, count)
+        method, optimal = "greedy", bound - value <= _slack(bound)
+        gap = 0.0 if optimal else (bound - value) / bound
+    else:
+        if sum(gains) < need - _slack(need):
+            raise ValueError("the need cannot be met by all candidates together")
+        bound = _set_cover_bound(w, a, need)
+        method, optimal = "greedy", len(chosen) <= bound
+        gap = 0.0 if optimal else (len(chosen) - bound) / len(chosen)
+    if not optimal and a.shape[0] <= max_exact_candidates:
+        result = _milp(w, a, count=count, need=need, time_limit_s=time_limit_s - (time.perf_counter() - started))
+        if result is not None and result.x is not None:
+            picked = [int(i) for i in np.flatnonzero(result.x[:a.shape[0]] > 0.5)]
+            exact = result.status == 0
+            better = _coverage(w, a, picked) > sum(gains) + _slack(sum(gains)) if count is not None \
+                else len(picked) < len(chosen)
+            if exact or better:
+                chosen, gains = _greedy(w, a, among=picked)
+                method, optimal = "milp", exact
+                gap = 0.0 if exact else _milp_gap(result)
+                bound = _milp_bound(result, count=count, fallback=bound)
+    return Solution(chosen=tuple(int(reduced.rows[i]) for i in chosen), gains=tuple(gains), objective=sum(gains),
+                    method=method, optimal=optimal, gap=gap, bound=bound,
+                    seconds=time.perf_counter() - started, reduced_candidates=a.shape[0], reduced_pieces=w.shape[0])
+
+
+def _milp_gap(result) -> float | None:
+    gap = getattr(result, "mip_gap", None)
+    return None if gap is None or not math.isfinite(gap) else float(gap)
+
+
+def _milp_bound(result, *, count: int | None, fallback: float) -> float:
+    bound = getattr(result, "mip_dual_bound", None)
+    if bound is None or not math.isfinite(bound):
+        return fallback
+    # The model minimises −covered weight for maximal covering: its dual bound is the negated upper bound.
+    return min(fallback, -float(bound)) if count is not None else max(fallback, math.ceil(float(bound) - 1e-6))
+
+
+def _coverage(weights: np.ndarray, incidence: sp.csr_matrix, chosen: Sequence[int]) -> float:
+    covered = np.zeros(weights.shape[0], dtype=bool)
+    for i in chosen:
+        _mark(incidence, covered, i)
+    return float(weights[covered].sum())
+
+
+def max_cover(weights, incidence, *, count: int, time_limit_s: float, max_exact_candidates: int) -> Solution:
+    """At most ``count`` candidates covering the most weight (maximal covering).
+
+    Args:
+        weights: ``(m,)`` weight of each piece (≥ 0).
+        incidence: ``(n, m)`` sparse boolean, candidate i covers piece j.
+        count: how many sites at most (fewer when they already cover every reachable piece).
+        time_limit_s: wall time for the whole solve; the MILP gets what greedy leaves.
+        max_exact_candidates: the MILP is tried only when the reduced instance has at most this many candidates.
+
+    Returns:
+        The :class:`Solution`; ``chosen`` are row indices of ``incidence``.
+    """
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    return _solve(weights, incidence, count=count, need=None, time_limit_s=time_limit_s,
+                  max_exact_candidates=max_exact_candidates)
+
+
+def set_cover(weights, incidence, *, need: float, time_limit_s: float, max_exact_candidates: int) -> Solution:
+    """The fewest candidates covering at least ``need`` weight (partial set covering).
+
+    Args:
+        weights: as :func:`max_cover`.
+        incidence: as :func:`max_cover`.
+        need: the weight to cover (> 0); ``ValueError`` when all candidates together cover less.
+        time_limit_s: as :func:`max_cover`.
+        max_exact_candidates: as :func:`max_cover`.
+
+    Returns:
+        The :class:`Solution`; ``bound`` is a lower bound on the number of sites.
+    """
+    if need <= 0:
+        return Solution((), (), 0.0, "greedy", True, 0.0, 0, 0.0, 0, 0)
+    return _solve(weights, incidence, count=None, need=need, time_limit_s=time_limit_s,
+                  max_exact_candidates=max_exact_candidates)
+
+
+# -- candidate sites ---------------------------------------------------------------------------------------------
+
+def read_candidates(body: bytes | str, *, limit: int = MAX_UPLOADED_CANDIDATES) -> np.ndarray:
+    """Candidate sites from a planner's file: GeoJSON (Point or MultiPoint features) or CSV of ``lon,lat``.
+
+    A CSV may have a header row (any row whose first two cells are not numbers is skipped only when it is the first).
+
+    Args:
+        body: the file's bytes (UTF-8, a byte-order mark allowed) or text.
+        limit: most sites allowed.
+
+    Returns:
+        ``(n, 2)`` array of WGS 84 lon, lat.
+
+    Raises:
+        InvalidParameter: not GeoJSON nor CSV, a bad coordinate (with its row or feature), none or too many sites.
+    """
+    if isinstance(body, bytes):
+        if len(body) > MAX_UPLOAD_BYTES:
+            raise InvalidParameter(f"candidates: the file is larger than {MAX_UPLOAD_BYTES} bytes")
+        try:
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InvalidParameter("candidates must be UTF-8 text: CSV of lon,lat or GeoJSON points") from None
+    else:
+        text = body
+    stripped = text.lstrip()
+    sites = _geojson_sites(stripped) if stripped.startswith("{") else _csv_sites(stripped)
+    if not sites:
+        raise InvalidParameter("candidates holds no site: give CSV rows lon,lat or GeoJSON Point features")
+    if len(sites) > limit:
+        raise InvalidParameter(f"candidates holds {len(sites)} sites; at most {limit} are allowed")
+    return np.array(sites, dtype=float).reshape(-1, 2)
+
+
+def _site(lon, lat, where: str) -> tuple[float, float]:
+    try:
+        lon, lat = float(lon), float(lat)
+    except (TypeError, ValueError):
+        raise InvalidParameter(f"candidates {where}: lon and lat must be numbers, got {lon!r}, {lat!r}") from None
+    check_lonlat(lon, lat, what=f"candidates {where}")
+    return lon, lat
+
+
+def _geojson_sites(text: str) -> list[tuple[float, float]]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidParameter(f"candidates is not valid GeoJSON: {exc.msg} at line {exc.lineno}") from None
+    features = doc.get("features") if isinstance(doc, dict) and doc.get("type") == "FeatureCollection" else [doc]
+    if not isinstance(features, list):
+        raise InvalidParameter("candidates: a FeatureCollection's features must be a list")
+    sites = []
+    for n, feature in enumerate(features, 1):
+        geometry = feature.get("geometry") if isinstance(feature, dict) and feature.get("type") == "Feature" \
+            else feature
+        kind = geometry.get("type") if isinstance(geometry, dict) else None
+        coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
+        if kind == "Point" and isinstance(coords, list) and len(coords) >= 2:
+            sites.append(_site(coords[0], coords[1], f"feature {n}"))
+        elif kind == "MultiPoint" and isinstance(coords, list):
+            sites.extend(_site(*(list(c) + [None, None])[:2], f"feature {n}") for c in coords)
+        else:
+            raise InvalidParameter(f"candidates feature {n}: only Point and MultiPoint geometries are sites, "
+                                   f"got {kind!r}")
+    return sites
+
+
+def _csv_sites(text: str) -> list[tuple[float, float]]:
+    sites = []
+    for n, row in enumerate(csv.reader(io.StringIO(text)), 1):
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        if len(row) < 2:
+            raise InvalidParameter(f"candidates row {n}: expected lon,lat, got {','.join(row)!r}")
+        if n == 1 and not _is_number(row[0]):
+            continue  # a header
+        sites.append(_site(row[0].strip(), row[1].strip(), f"row {n}"))
+    return sites
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Candidate sites: WGS 84 positions, where each comes from, and the street segment of a midpoint."""
+
+    lonlat: np.ndarray
+    source: np.ndarray
+    street_id: np.ndarray
+
+    def __len__(self) -> int:
+        return self.lonlat.shape[0]
+
+    def subset(self, keep: np.ndarray) -> Candidates:
+        """The candidates at ``keep`` (a mask or indices)."""
+        return Candidates(self.lonlat[keep], self.source[keep], self.street_id[keep])
+
+
+def candidate_sites(nodes: dict, midpoints: dict) -> Candidates:
+    """Intersections and segment midpoints where a stall may stand (see the module docstring).
+
+    Args:
+        nodes: ``lon``, ``lat``, ``degree`` and ``arterial`` (touches an arterial street) of every street end.
+        midpoints: ``lon``, ``lat``, ``street_id`` and ``class`` of every street segment's midpoint.
+
+    Returns:
+        Intersections of degree ≥ 3 touching no arterial, then midpoints of non-arterial segments.
+    """
+    junction = (np.asarray(nodes["degree"]) >= 3) & ~np.asarray(nodes["arterial"], dtype=bool)
+    side = ~np.isin(np.asarray(midpoints["class"], dtype=object), ARTERIAL_CLASSES)
+    lonlat = np.vstack([np.column_stack([nodes["lon"], nodes["lat"]])[junction],
+                        np.column_stack([midpoints["lon"], midpoints["lat"]])[side]]).astype(float)
+    n_nodes, n_mid = int(junction.sum()), int(side.sum())
+    source = np.array(["intersection"] * n_nodes + ["midpoint"] * n_mid, dtype=object)
+    street = np.concatenate([np.full(n_nodes, -1, dtype=np.int64),
+                             np.asarray(midpoints["street_id"], dtype=np.int64)[side]])
+    return Candidates(lonlat.reshape(-1, 2), source, street)
+
+
+def uploaded_sites(lonlat: np.ndarray) -> Candidates:
+    """A planner's own candidate sites (from :func:`read_candidates`)."""
+    lonlat = np.asarray(lonlat, dtype=float).reshape(-1, 2)
+    return Candidates(lonlat, np.array(["uploaded"] * len(lonlat), dtype=object), np.full(len(lonlat), -1))
+
+
+# Until the coverage engine offers street_nodes() / street_midpoints(), the same facts are read from the street table.
+_NODES = sa.text("""
+    SELECT e.node, ST_X(min(e.g)) AS lon, ST_Y(min(e.g)) AS lat, count(*) AS degree,
+           bool_or(e.class = ANY(CAST(:arterial AS text[]))) AS arterial
+    FROM (SELECT source AS node, ST_StartPoint(geom) AS g, class FROM street WHERE source IS NOT NULL
+          UNION ALL SELECT target, ST_EndPoint(geom), class FROM street WHERE target IS NOT NULL) AS e
+    GROUP BY e.node ORDER BY e.node
+""")
+_MIDPOINTS = sa.text("""
+    SELECT id AS street_id, class, ST_X(m) AS lon, ST_Y(m) AS lat
+    FROM street CROSS JOIN LATERAL ST_LineInterpolatePoint(geom, 0.5) AS m ORDER BY id
+""")
+
+
+def default_candidates(conn: Connection) -> Candidates:
+    """:func:`candidate_sites` of the city's streets."""
+    nodes = conn.execute(_NODES, {"arterial": list(ARTERIAL_CLASSES)}).mappings().all()
+    mids = conn.execute(_MIDPOINTS).mappings().all()
+    return candidate_sites({k: [r[k] for r in nodes] for k in ("lon", "lat", "degree", "arterial")},
+                           {k: [r[k] for r in mids] for k in ("lon", "lat", "street_id", "class")})
+
+
+_IN_DISTRICT = sa.text("""
+    SELECT coalesce(array_agg(t.n ORDER BY t.n), '{}')
+    FROM unnest(CAST(:lon AS float8[]), CAST(:lat AS float8[])) WITH ORDINALITY AS t(lon, lat, n)
+    JOIN district d ON d.code = :district AND ST_Covers(d.geom, ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326))
+""")
+
+
+def _in_area(conn: Connection, sites: Candidates, *, district: str | None, bbox: BBox | None) -> Candidates:
+    """The default candidates inside the area asked about (a planner places new points there)."""
+    keep = np.ones(len(sites), dtype=bool)
+    if bbox is not None:
+        lon, lat = sites.lonlat[:, 0], sites.lonlat[:, 1]
+        keep &= (lon >= bbox[0]) & (lon <= bbox[2]) & (lat >= bbox[1]) & (lat <= bbox[3])
+    if district is not None:
+        inside = conn.execute(_IN_DISTRICT, {"lon": sites.lonlat[:, 0].tolist(), "lat": sites.lonlat[:, 1].tolist(),
+                                             "district": district}).scalar_one()
+        mask = np.zeros(len(sites), dtype=bool)
+        mask[np.asarray(inside, dtype=np.int64) - 1] = True
+        keep &= mask
+    return sites.subset(keep)
+
+
+# -- the question --------------------------------------------------------------------------------------------------
+
+def check_count_or_target(count: int | None, target_pct: float | None) -> None:
+    """Exactly one of ``count`` (1 … :data:`MAX_COUNT`) and ``target_pct`` (0 < t ≤ 100)."""
+    if (count is None) == (target_pct is None):
+        raise InvalidParameter("give exactly one of count (how many new sites, 1 to "
+                               f"{MAX_COUNT}) and target (the covered % to reach, above 0 and at most 100)")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT):
+        raise InvalidParameter(f"count must be a whole number from 1 to {MAX_COUNT}, got {count!r}")
+    if target_pct is not None and (isinstance(target_pct, bool) or not isinstance(target_pct, int | float)
+                                   or not math.isfinite(target_pct) or not 0 < target_pct <= 100):
+        raise InvalidParameter(f"target must be a covered % above 0 and at most 100, got {target_pct!r}")
+
+
+def _check_district(conn: Connection, district: str | None) -> str | None:
+    if district is None:
+        return None
+    if not (isinstance(district, str) and len(district) == 6 and district.isdigit()):
+        raise InvalidParameter(f"district must be a 6-digit district code, e.g. 411002; got {district!r}")
+    if conn.execute(sa.text("SELECT 1 FROM district WHERE code = :code"), {"code": district}).first() is None:
+        raise NotFound(f"there is no district with code {district}")
+    return district
+
+
+# The keyword signature is the one the report, the notebook and the API share (issue 11's contract).
+def suggest_sites(conn: Connection, *, kinds: Sequence[str] | None = None, radius_m: float | None = None,  # noqa: PLR0913
+                  mode: str = "straight", count: int | None = None, target_pct: float | None = None,
+                  district: str | None = None, bbox: Sequence[float] | None = None,
+                  candidates: np.ndarray | None = None, metric_crs: str, time_limit_s: float,
+                  max_candidates: int | None = None, include_planned: bool = False) -> dict:
+    """Where new points of ``kinds`` would cover the most street: ``count`` sites, or the fewest reaching a target.
+
+    Args:
+        conn: database connection.
+        kinds: kinds of the existing points that count (None or empty: all); their ``open`` points stay where they
+            are (and ``planned`` ones too with ``include_planned``).
+        radius_m: coverage radius in metres (0 < r ≤ 10 000); None: 300 for toilets only, else 500.
+        mode: ``straight`` or ``walk`` (as :func:`geoservice.coverage.uncovered_streets`).
+        count: maximal covering: at most this many new sites (1 … :data:`MAX_COUNT`).
+        target_pct: set covering: the fewest new sites after which this % of the street length is covered.
+        district: 6-digit code: the streets to cover and the default candidates inside this district.
+        bbox: ``(minlon, minlat, maxlon, maxlat)``: likewise inside this box.
+        candidates: ``(n, 2)`` lon/lat of the planner's own candidate sites (:func:`read_candidates`); None: the
+            default candidates (module docstring) inside the area.
+        metric_crs: the city's metric CRS (from the settings).
+        time_limit_s: wall time for the solver (the setting ``siting_time_limit_s``).
+        max_candidates: the exact MILP is tried only up to this many useful candidates (the setting
+            ``siting_max_candidates``); None: always tried.
+        include_planned: count planned points as existing ("what if").
+
+    Returns:
+        A GeoJSON FeatureCollection of the chosen sites in order — properties ``rank``, ``lon``, ``lat``,
+        ``gain_km`` (marginal newly covered km), ``covered_pct`` (cumulative, after this site), ``source``
+        (intersection, midpoint, uploaded) and ``street_id`` (a midpoint's segment) — and a ``summary``: the
+        question, ``problem`` (max_cover or set_cover), ``method`` (milp or greedy), ``optimal``, ``gap`` (relative
+        optimality gap; 0 when proven optimal), ``bound`` (km for max_cover, sites for set_cover), ``objective_km``,
+        ``seconds``, ``candidates`` (how many were considered), ``total_km``, ``covered_km`` and ``covered_pct``
+        before and ``covered_pct_after``.
+
+    Raises:
+        InvalidParameter: a bad kind, radius, mode, count, target, bbox, district code or candidate, or a target
+            no candidate set reaches (the message says the most that can be reached).
+        NotFound: no district with that code.
+    """
+    from geoservice.coverage_engine import engine_for
+
+    kinds_ok = check_kinds(kinds)
+    radius = check_radius(radius_m, kinds)
+    check_mode(mode)
+    check_count_or_target(count, target_pct)
+    box = check_bbox(bbox)
+    district = _check_district(conn, district)
+    if not 0 < time_limit_s <= 3600:
+        raise InvalidParameter(f"time_limit_s must be between 0 and 3600 seconds, got {time_limit_s!r}")
+    if candidates is None:
+        sites = _in_area(conn, default_candidates(conn), district=district, bbox=box)
+    else:
+        sites = uploaded_sites(candidates)
+        for n, (lon, lat) in enumerate(sites.lonlat, 1):
+            check_lonlat(float(lon), float(lat), what=f"candidate {n}")
+    engine = engine_for(conn, metric_crs=metric_crs)
+    instance = engine.siting_instance(radius_m=radius, kinds=kinds_ok, mode=mode, sites_lonlat=sites.lonlat,
+                                      include_planned=include_planned, district=district, bbox=box)
+    limit = math.inf if max_candidates is None else max_candidates
+    if count is not None:
+        solution = max_cover(instance.weights, instance.incidence, count=count, time_limit_s=time_limit_s,
+                             max_exact_candidates=limit)
+    else:
+        solution = _set_cover_to(instance, target_pct, time_limit_s=time_limit_s, max_exact_candidates=limit,
+                                 radius=radius, n_sites=len(sites))
+    return _answer(solution, sites, instance, question={
+        "problem": "max_cover" if count is not None else "set_cover", "count": count, "target_pct": target_pct,
+        "radius_m": radius, "mode": mode, "kinds": list(kinds_ok), "district": district,
+        "bbox": list(box) if box else None, "include_planned": include_planned,
+        "candidates_from": "default" if candidates is None else "uploaded", "candidates": len(sites),
+        "time_limit_s": time_limit_s})
+
+
+def _set_cover_to(instance, target_pct: float, *, time_limit_s: float, max_exact_candidates: float, radius: float,
+                  n_sites: int) -> Solution:
+    need = target_pct / 100 * instance.total_m - instance.covered_m
+    reachable = instance.covered_m + float(instance.weights[np.asarray(instance.incidence.sum(axis=0)).ravel() > 0]
+                                            .sum())
+    if instance.total_m <= 0 or need > reachable - instance.covered_m + _slack(need):
+        most = _pct(reachable, instance.total_m)
+        raise InvalidParameter(f"target must be at most {most} %: that is what all {n_sites} candidate sites together "
+                               f"cover at radius {radius:g} m, got {target_pct:g}")
+    return set_cover(instance.weights, instance.incidence, need=need, time_limit_s=time_limit_s,
+                     max_exact_candidates=max_exact_candidates)
+
+
+def _pct(part: float, whole: float) -> float | None:
+    return round(100.0 * part / whole, 2) if whole > 0 else None
+
+
+def _answer(solution: Solution, sites: Candidates, instance, *, question: dict) -> dict:
+    features, covered = [], instance.covered_m
+    for rank, (i, gain) in enumerate(zip(solution.chosen, solution.gains, strict=True), 1):
+        covered += gain
+        lon, lat = (round(float(v), 7) for v in sites.lonlat[i])
+        street = int(sites.street_id[i])
+        features.append({"type": "Feature", "id": rank, "geometry": {"type": "Point", "coordinates": [lon, lat]},
+                         "properties": {"rank": rank, "lon": lon, "lat": lat, "gain_km": round(gain / 1000, 4),
+                                        "covered_pct": _pct(covered, instance.total_m),
+                                        "source": str(sites.source[i]), "street_id": street if street >= 0 else None}})
+    max_cover_problem = question["problem"] == "max_cover"
+    bound = solution.bound
+    summary = {**question, "method": solution.method, "optimal": solution.optimal,
+               "gap": None if solution.gap is None else round(solution.gap, 6),
+               "bound": (round(bound / 1000, 4) if max_cover_problem else int(bound)) if bound is not None else None,
+               "bound_unit": "km" if max_cover_problem else "sites",
+               "sites": len(solution.chosen), "objective_km": round(solution.objective / 1000, 4),
+               "seconds": round(solution.seconds, 3), "total_km": round(instance.total_m / 1000, 3),
+               "covered_km": round(instance.covered_m / 1000, 3),
+               "covered_pct": _pct(instance.covered_m, instance.total_m),
+               "covered_pct_after": _pct(instance.covered_m + solution.objective, instance.total_m),
+               "reduced_candidates": solution.reduced_candidates, "reduced_pieces": solution.reduced_pieces}
+    return {"type": "FeatureCollection", "features": features, "summary": summary}
