@@ -1,41 +1,50 @@
-"""Where coverage is missing: street portions with no convenience point near enough, and coverage per unit grid.
+"""Where coverage is missing: uncovered street portions, coverage per grid and per area, coverage against radius.
 
-A street portion is covered when a qualifying point — ``open``, of one of the requested kinds — is within the radius
-of it (DESIGN.md, "Semantics of the queries"):
+A street portion is covered when a qualifying point — ``open`` (or ``planned`` too, for "what if"), of one of the
+requested kinds — is within the radius of it (DESIGN.md, "Semantics of the queries"):
 
-- ``straight``: the part of the street inside the union of the points' radius circles, in the metric CRS. It is
-  computed exactly, segment by segment, as the stretch of each straight segment within the radius of each point
-  (a quadratic in the position along the segment), not with polygonised buffers — exact, and cheap at any radius;
+- ``straight``: the part of the street inside the union of the points' radius circles, in the metric CRS, exactly
+  (segment–circle intersections, not polygonised buffers);
 - ``walk``: the part of the street reachable within the radius along the network from any point, from either end
-  of each edge (``geoservice.routing.reachable_street_portions``), access legs included.
+  of each edge, access legs included.
 
-Both modes produce covered stretches as fractions along each street; one SQL part merges them, takes the gaps as
-the uncovered stretches, and cuts both out of the street (and to the bbox or district). Uncovered streets are the
-uncovered portions, aggregated per street name. The default radius is 500 m (GB 50180-2018: a 10-minute living
-circle is about a 500 m walk), 300 m when the only kind asked for is ``toilet``; every radius is a parameter. All
-streets are cut in the city's metric CRS, which the caller passes from the settings (a zone chosen for the city, see
-``geoservice.crs.metric_crs_for``: a cut moves by the zone's scale error, under 0.1 % of the radius), and every
-length is then measured on the spheroid.
+Every answer here is computed by the in-memory engine (``geoservice.coverage_engine``), loaded once per data version
+and shared by all radii and kind sets, so a planner's slider gets an answer per step instead of a query over the
+whole city. The default radius is 500 m (GB 50180-2018: a 10-minute living circle is about a 500 m walk), 300 m
+when the only kind asked for is ``toilet``; every radius is a parameter. Streets are cut in the city's metric CRS,
+which the caller passes from the settings, and every length is measured on the spheroid.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from geoservice.coverage_engine import CoverageEngine, complement, engine_for, intersect
 from geoservice.errors import InvalidParameter, NotFound
-from geoservice.query import BBox, check_bbox, check_kinds, check_mode, check_radius, clip_bbox, open_point_sql
-from geoservice.routing import reachable_street_portions
-from geoservice.spatial import box_params, metric_srid, without_jit
-
-_OPEN_POINT = open_point_sql("p")
+from geoservice.query import (
+    MAX_RADIUS_M,
+    BBox,
+    check_bbox,
+    check_kinds,
+    check_metres,
+    check_mode,
+    check_radius,
+    clip_bbox,
+)
 
 MIN_PORTION_M = 0.01
 """Uncovered pieces of a street shorter than this (floating-point crumbs) are not listed as features; they still
 count in the summary's lengths."""
+CURVE_RADII = tuple(float(r) for r in range(50, 1001, 50))
+"""The radii of the coverage curve when none are given: 50 m to 1 km, every 50 m."""
+MAX_CURVE_RADII = 40
+DISTANCE_EDGES = tuple(float(r) for r in range(0, 1001, 50))
+"""Bin edges of the distance distribution when none are given: 0 to 1 km, every 50 m."""
+AREA_LEVELS = ("subdistrict", "community")
 
 # -- validation --------------------------------------------------------------------------------------------
 
@@ -49,240 +58,63 @@ def _check_district(conn: Connection, district: str | None) -> str | None:
     return district
 
 
-# -- SQL, composed from fixed parts (the mode decides where the covered spans come from) -----------------------
-#
-# Both modes describe coverage the same way: ``spans`` (edge_id, a, b) are stretches of a street, as fractions of
-# its length in the metric CRS, that some point covers; they may overlap. The shared part merges them, takes the
-# gaps between them as the uncovered stretches, cuts both out of the street and clips them to the area.
+# -- areas the streets are cut to ------------------------------------------------------------------------------
 
-# The area the streets are cut to: the bbox, the district, both, or none (NULL).
-_CLIP = """
-    clip AS (
-        SELECT g, ST_Transform(g, :srid) AS gm FROM (
-            SELECT CASE WHEN CAST(:district AS text) IS NULL AND CAST(:x0 AS float8) IS NULL THEN NULL
-                        WHEN CAST(:district AS text) IS NULL THEN b.g
-                        WHEN CAST(:x0 AS float8) IS NULL THEN d.geom
-                        ELSE ST_Intersection(d.geom, b.g) END AS g
-            FROM (SELECT ST_Segmentize(ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326), 0.001) AS g) AS b
-            LEFT JOIN district d ON d.code = CAST(:district AS text)
-        ) AS c
-    )
-"""
+def _street_rows(engine: CoverageEngine, *, mode: str, kinds: tuple[str, ...], radius: float, bbox: BBox | None,
+                 district: str | None, include_planned: bool) -> list[dict]:
+    """Per street touching the area (by id): its length there, covered and uncovered metres, and the uncovered portions.
 
-# full_m: the whole street in the metric CRS (fractions refer to it); gm: the part inside the area. A street wholly
-# inside the area (most of them, for a large one) is not intersected with it: that is the costly part.
-_AREA_STREETS = """
-    area_streets AS MATERIALIZED (
-        SELECT s.id, s.name, s.class, s.geom, m.full_m, w.inside,
-               CASE WHEN w.inside THEN m.full_m
-                    ELSE ST_CollectionExtract(ST_Intersection(m.full_m, clip.gm), 2) END AS gm
-        FROM street s
-        CROSS JOIN clip
-        CROSS JOIN LATERAL (SELECT ST_Transform(s.geom, :srid) AS full_m) AS m
-        CROSS JOIN LATERAL (SELECT clip.g IS NULL OR ST_CoveredBy(s.geom, clip.g) AS inside) AS w
-        WHERE clip.g IS NULL OR ST_Intersects(s.geom, clip.g)
-    )
-"""
-
-# Straight: on each straight segment p0→p1 of a street, the points within the radius of a centre c are those with
-# |p0 + t·(p1 - p0) - c| ≤ r, an interval of t found exactly from the quadratic (no polygonised circles). Candidate
-# centres come from the GiST index on point.geom (a lon/lat box a little wider than the radius), then ST_DWithin in
-# the metric CRS keeps those that reach each segment. A street wholly inside the circle of the point nearest to it
-# (the common case at large radii) is covered end to end without looking at any other point; that point is
-# projected on the spot, because joining it to ``centres`` would scan the whole CTE once per street.
-_STRAIGHT_SPANS = f"""
-    centres AS MATERIALIZED (
-        SELECT p.id, ST_X(m.pm) AS cx, ST_Y(m.pm) AS cy, m.pm
-        FROM point p CROSS JOIN LATERAL (SELECT ST_Transform(p.geom, :srid) AS pm) AS m
-        WHERE {_OPEN_POINT}
-    ),
-    wholly_covered AS MATERIALIZED (
-        SELECT a.id FROM area_streets a
-        CROSS JOIN LATERAL (
-            SELECT ST_Transform(p.geom, :srid) AS pm FROM point p
-            WHERE {_OPEN_POINT}
-            ORDER BY p.geom <-> ST_Centroid(a.geom) LIMIT 1
-        ) AS nearest
-        WHERE NOT ST_IsEmpty(a.gm) AND ST_DFullyWithin(a.full_m, nearest.pm, :radius)
-    ),
-    near AS MATERIALIZED (
-        SELECT a.id AS edge_id, p.id AS point_id
-        FROM area_streets a
-        CROSS JOIN LATERAL (
-            SELECT CAST(:radius AS float8) / 110500.0 AS dlat,
-                   1.01 * CAST(:radius AS float8) / (111320.0 * greatest(0.01, cos(radians(least(89.0,
-                       greatest(abs(ST_YMin(a.geom)), abs(ST_YMax(a.geom))) + CAST(:radius AS float8) / 110500.0)))))
-                       AS dlon
-        ) AS margin
-        JOIN point p ON p.geom && ST_Expand(a.geom, margin.dlon, margin.dlat)
-        WHERE {_OPEN_POINT} AND NOT ST_IsEmpty(a.gm)
-          AND a.id NOT IN (SELECT id FROM wholly_covered)
-    ),
-    segments AS MATERIALIZED (
-        SELECT a.id, d.geom AS seg, ST_X(ST_StartPoint(d.geom)) AS x0, ST_Y(ST_StartPoint(d.geom)) AS y0,
-               ST_X(ST_EndPoint(d.geom)) AS x1, ST_Y(ST_EndPoint(d.geom)) AS y1,
-               sum(ST_Length(d.geom)) OVER w - ST_Length(d.geom) AS before_m, ST_Length(d.geom) AS seg_m,
-               ST_Length(a.full_m) AS line_m
-        FROM area_streets a CROSS JOIN LATERAL ST_DumpSegments(a.full_m) AS d
-        WHERE a.id IN (SELECT edge_id FROM near)
-        WINDOW w AS (PARTITION BY a.id ORDER BY d.path[1])
-    ),
-    spans AS (
-        SELECT s.id AS edge_id,
-               (s.before_m + s.seg_m * greatest(0.0, (-q.b - sqrt(q.disc)) / (2 * q.a))) / s.line_m AS a,
-               (s.before_m + s.seg_m * least(1.0, (-q.b + sqrt(q.disc)) / (2 * q.a))) / s.line_m AS b
-        FROM segments s
-        JOIN near n ON n.edge_id = s.id
-        JOIN centres c ON c.id = n.point_id
-        CROSS JOIN LATERAL (
-            SELECT (s.x1 - s.x0) ^ 2 + (s.y1 - s.y0) ^ 2 AS a,
-                   2 * ((s.x0 - c.cx) * (s.x1 - s.x0) + (s.y0 - c.cy) * (s.y1 - s.y0)) AS b,
-                   greatest(0.0, (2 * ((s.x0 - c.cx) * (s.x1 - s.x0) + (s.y0 - c.cy) * (s.y1 - s.y0))) ^ 2
-                            - 4 * ((s.x1 - s.x0) ^ 2 + (s.y1 - s.y0) ^ 2)
-                                * ((s.x0 - c.cx) ^ 2 + (s.y0 - c.cy) ^ 2 - CAST(:radius AS float8) ^ 2)) AS disc
-        ) AS q
-        WHERE s.seg_m > 0 AND ST_DWithin(s.seg, c.pm, :radius)
-        UNION ALL
-        SELECT id, 0.0, 1.0 FROM wholly_covered
-    )
-"""
-
-# Walk: the reachable stretches of each edge, computed by geoservice.routing and handed in as arrays.
-_WALK_SPANS = """
-    spans AS (
-        SELECT * FROM unnest(CAST(:edge_ids AS bigint[]), CAST(:starts AS float8[]), CAST(:ends AS float8[]))
-                 AS t(edge_id, a, b)
-    )
-"""
-
-# Merge overlapping spans (gaps and islands), take the gaps between them, cut both out of the streets.
-_COVER = """
-    ordered AS (
-        SELECT edge_id, a, b,
-               max(b) OVER (PARTITION BY edge_id ORDER BY a, b ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-                   AS reach
-        FROM spans WHERE b > a
-    ),
-    islands AS (
-        SELECT edge_id, a, b,
-               count(*) FILTER (WHERE reach IS NULL OR reach < a - 1e-12)
-                   OVER (PARTITION BY edge_id ORDER BY a, b) AS island
-        FROM ordered
-    ),
-    covered_spans AS (SELECT edge_id, min(a) AS a, max(b) AS b FROM islands GROUP BY edge_id, island),
-    bounds AS (
-        SELECT edge_id, a, b, lag(b) OVER w AS prev_b, lead(a) OVER w AS next_a
-        FROM covered_spans WINDOW w AS (PARTITION BY edge_id ORDER BY a)
-    ),
-    all_spans AS (
-        SELECT edge_id, a, b, true AS covered FROM covered_spans
-        UNION ALL SELECT edge_id, coalesce(prev_b, 0.0), a, false FROM bounds
-        UNION ALL SELECT edge_id, b, 1.0, false FROM bounds WHERE next_a IS NULL
-        UNION ALL SELECT id, 0.0, 1.0, false FROM area_streets
-                  WHERE NOT EXISTS (SELECT 1 FROM covered_spans c WHERE c.edge_id = area_streets.id)
-    ),
-    per_edge AS (
-        SELECT t.edge_id,
-               ST_Collect(ST_LineSubstring(a.full_m, t.a, t.b)) FILTER (WHERE t.covered) AS covered,
-               ST_Collect(ST_LineSubstring(a.full_m, t.a, t.b)) FILTER (WHERE NOT t.covered) AS uncovered
-        FROM all_spans t JOIN area_streets a ON a.id = t.edge_id
-        WHERE t.b > t.a
-        GROUP BY t.edge_id
-    ),
-    cover AS (
-        SELECT a.id, a.name, a.class, a.gm,
-               CASE WHEN a.inside THEN e.covered ELSE ST_Intersection(e.covered, clip.gm) END AS covered,
-               CASE WHEN a.inside THEN e.uncovered ELSE ST_Intersection(e.uncovered, clip.gm) END AS uncovered
-        FROM area_streets a CROSS JOIN clip LEFT JOIN per_edge e ON e.edge_id = a.id
-        WHERE NOT ST_IsEmpty(a.gm)
-    )
-"""
-
-# Lengths are measured on the spheroid: the pieces are cut in the metric CRS (where a position moves by the zone's
-# scale error times the radius, centimetres), but their lengths carry no scale error at all, wherever the city lies
-# in its zone.
-def _geodesic_m(metric_geometry: str) -> str:
-    return f"ST_Length(ST_Transform({metric_geometry}, 4326)::geography)"
+    The portions are a GeoJSON MultiLineString (None when shorter than :data:`MIN_PORTION_M` in all).
+    """
+    covered = _covered(engine, mode=mode, kinds=kinds, radius=radius, include_planned=include_planned)
+    area = engine.area_pieces(bbox=bbox, district=district)
+    pieces = engine.whole_streets() if area is None else area
+    piece_street = np.floor(pieces[0] / 2).astype(np.int64)
+    n = engine.n_streets
+    total = np.bincount(piece_street, weights=engine.lengths(*pieces), minlength=n)
+    covered_m = np.bincount(piece_street, weights=engine.covered_within(covered, *pieces), minlength=n)
+    gaps = complement(covered, n) if area is None else intersect(complement(covered, n), area)[1:]
+    gap_street = np.floor(gaps[0] / 2).astype(np.int64)
+    gap_m = engine.lengths(*gaps)
+    uncovered = np.bincount(gap_street, weights=gap_m, minlength=n)
+    drawn = gap_m >= MIN_PORTION_M / 10  # a crumb of a millimetre makes no line
+    lines = engine.interval_lines(gaps[0][drawn], gaps[1][drawn])
+    by_street: dict[int, list] = {}
+    for street, line in zip(gap_street[drawn].tolist(), lines, strict=True):
+        by_street.setdefault(street, []).append(line)
+    in_area = np.flatnonzero(np.bincount(piece_street, minlength=n) > 0)
+    return [{"id": int(engine.street_ids[i]), "name": engine.street_names[i], "class": engine.street_classes[i],
+             "total_m": float(total[i]), "covered_m": float(min(covered_m[i], total[i])),
+             "uncovered_m": float(uncovered[i]),
+             "geometry": {"type": "MultiLineString", "coordinates": by_street[i]}
+             if uncovered[i] >= MIN_PORTION_M and i in by_street else None}
+            for i in in_area.tolist()]
 
 
-_STREETS_TAIL = f"""
-    SELECT id, name, class, {_geodesic_m("gm")} AS total_m, coalesce({_geodesic_m("covered")}, 0) AS covered_m,
-           coalesce({_geodesic_m("uncovered")}, 0) AS uncovered_m,
-           CASE WHEN ST_Length(uncovered) >= :min_portion
-                THEN ST_AsGeoJSON(ST_Transform(ST_CollectionExtract(uncovered, 2), 4326), 7) END AS geometry
-    FROM cover
-    ORDER BY id
-"""
-
-_GRIDS_TAIL = f"""
-    , covered_streets AS MATERIALIZED (SELECT id, gm, covered FROM cover),
-    grid_m AS MATERIALIZED (SELECT code, name, geom, ST_Transform(geom, :srid) AS gm FROM grid),
-    per_grid AS (
-        SELECT g.code, sum({_geodesic_m("ST_Intersection(c.gm, g.gm)")}) AS street_m,
-               sum(coalesce({_geodesic_m("ST_Intersection(c.covered, g.gm)")}, 0)) AS covered_m
-        FROM grid_m g
-        JOIN street s ON ST_Intersects(s.geom, g.geom)
-        JOIN covered_streets c ON c.id = s.id
-        GROUP BY g.code
-    )
-    SELECT g.code, g.name, coalesce(p.street_m, 0) AS street_m, coalesce(p.covered_m, 0) AS covered_m
-    FROM grid_m g LEFT JOIN per_grid p ON p.code = g.code
-"""
-
-_POINTS_IN_GRIDS = sa.text(f"""
-    SELECT g.code, p.kind, count(*) AS n
-    FROM grid g JOIN point p ON ST_Covers(g.geom, p.geom)
-    WHERE {_OPEN_POINT}
-    GROUP BY g.code, p.kind
-""")
-
-_SOURCES = sa.text(f"""
-    SELECT ST_X(geom), ST_Y(geom) FROM point
-    WHERE {open_point_sql('point')}
-    ORDER BY id
-""")
-
-_AREA_BOX = sa.text(f"""
-    WITH {_CLIP}
-    SELECT ST_XMin(g), ST_YMin(g), ST_XMax(g), ST_YMax(g), ST_IsEmpty(g) FROM clip
-""")
+def _points_by_kind(engine: CoverageEngine, layer: str, codes: list[str], kinds: tuple[str, ...],
+                    include_planned: bool) -> dict[str, dict[str, int]]:
+    """Qualifying points inside each polygon of a layer, counted by kind."""
+    poly, point = engine.points_in_layer(layer)
+    counts: dict[str, dict[str, int]] = {}
+    qualifying = np.zeros(len(engine.point_ids), dtype=bool)
+    qualifying[engine.qualifying(kinds, include_planned)] = True
+    keep = qualifying[point]
+    for p, kind in zip(poly[keep].tolist(), engine.point_kind[point[keep]].tolist(), strict=True):
+        by_kind = counts.setdefault(codes[p], {})
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+    return counts
 
 
-def _walk_params(conn: Connection, *, kinds: tuple[str, ...], radius: float, area: dict, srid: int,
-                 metric_crs: str) -> dict:
-    """The reachable stretches of the edges in the area, as arrays for ``_WALK_SPANS``."""
-    box = None
-    if area["district"] is not None or area["x0"] is not None:
-        minx, miny, maxx, maxy, empty = conn.execute(_AREA_BOX, {**area, "srid": srid}).one()
-        if empty or minx is None:
-            return {"edge_ids": [], "starts": [], "ends": []}
-        box = (minx, miny, maxx, maxy)
-    sources = [tuple(row) for row in conn.execute(_SOURCES, {"kinds": list(kinds)})]
-    reachable = reachable_street_portions(conn, sources=sources, radius_m=radius, bbox=box,
-                                                  metric_crs=metric_crs)
-    spans = [(edge_id, a, b) for edge_id, intervals in reachable.items() for a, b in intervals]
-    return {"edge_ids": [s[0] for s in spans], "starts": [s[1] for s in spans], "ends": [s[2] for s in spans]}
-
-
-def _cover_query(conn: Connection, *, tail: str, mode: str, kinds: tuple[str, ...], radius: float, area: dict,
-                 metric_crs: str, extra: dict) -> list[sa.RowMapping]:
-    srid = metric_srid(conn, metric_crs)
-    params = {**area, **extra, "srid": srid, "radius": radius, "kinds": list(kinds)}
-    if mode == "walk":
-        params.update(_walk_params(conn, kinds=kinds, radius=radius, area=area, srid=srid, metric_crs=metric_crs))
-        spans = _WALK_SPANS
-    else:
-        spans = _STRAIGHT_SPANS
-    with without_jit(conn):
-        return conn.execute(sa.text(f"WITH {_CLIP}, {_AREA_STREETS}, {spans}, {_COVER} {tail}"),
-                            params).mappings().all()
+def _covered(engine: CoverageEngine, *, mode: str, kinds: tuple[str, ...], radius: float, include_planned: bool):
+    return engine.covered(mode=mode, kinds=kinds, radius=radius, include_planned=include_planned)
 
 
 # -- the queries -------------------------------------------------------------------------------------------
 
-def uncovered_streets(conn: Connection, *, radius_m: float | None = None, kinds: Sequence[str] | None = None,
+def uncovered_streets(conn: Connection, *, radius_m: float | None = None,  # noqa: PLR0913 (bbox, district, extent)
+                      kinds: Sequence[str] | None = None,
                       mode: str = "straight", bbox: Sequence[float] | None = None, district: str | None = None,
-                      metric_crs: str, extent: BBox | None = None) -> dict:
+                      metric_crs: str, extent: BBox | None = None, include_planned: bool = False) -> dict:
     """The street portions no qualifying point covers, with a summary.
 
     Args:
@@ -295,6 +127,7 @@ def uncovered_streets(conn: Connection, *, radius_m: float | None = None, kinds:
         metric_crs: projected CRS for lengths and distances ("EPSG:<code>").
         extent: the city's extent (lon/lat): ``bbox`` is cut to it first, so a box far larger than the city is the
             whole city, and a box outside it covers no street (answered without a query).
+        include_planned: count ``planned`` points as if open ("what if": coverage after the plan is built).
 
     Returns:
         A GeoJSON FeatureCollection of the uncovered portion of each street segment (id, name, class, length_m,
@@ -314,16 +147,16 @@ def uncovered_streets(conn: Connection, *, radius_m: float | None = None, kinds:
     outside = box is not None and clipped is None
     if clipped is not None and clipped == extent:
         clipped = None  # the box holds the whole city: the same answer as no box, without cutting anything
-    area = {**box_params(clipped), "district": _check_district(conn, district)}
-    rows = [] if outside else _cover_query(
-        conn, tail=_STREETS_TAIL, mode=mode, kinds=kinds_ok, radius=radius, area=area, metric_crs=metric_crs,
-        extra={"min_portion": MIN_PORTION_M})
+    district = _check_district(conn, district)
+    rows = [] if outside else _street_rows(
+        engine_for(conn, metric_crs=metric_crs), mode=mode, kinds=kinds_ok, radius=radius, bbox=clipped,
+        district=district, include_planned=include_planned)
     features, by_name = [], {}
     for row in rows:
         if row["uncovered_m"] > 0:
             by_name[row["name"]] = by_name.get(row["name"], 0.0) + row["uncovered_m"]
         if row["geometry"] is not None:
-            features.append({"type": "Feature", "id": row["id"], "geometry": json.loads(row["geometry"]),
+            features.append({"type": "Feature", "id": row["id"], "geometry": row["geometry"],
                              "properties": {"id": row["id"], "name": row["name"], "class": row["class"],
                                             "length_m": round(row["uncovered_m"], 1),
                                             "street_length_m": round(row["total_m"], 1)}})
@@ -332,14 +165,15 @@ def uncovered_streets(conn: Connection, *, radius_m: float | None = None, kinds:
     uncovered = sum(r["uncovered_m"] for r in rows)
     ranking = sorted(by_name.items(), key=lambda item: (-item[1], item[0] or ""))
     summary = {"radius_m": radius, "mode": mode, "kinds": list(kinds_ok), "bbox": list(bbox) if bbox else None,
-               "district": district, "total_km": round(total / 1000, 3), "covered_km": round(covered / 1000, 3),
+               "district": district, "include_planned": include_planned, "total_km": round(total / 1000, 3),
+               "covered_km": round(covered / 1000, 3),
                "uncovered_km": round(uncovered / 1000, 3), "covered_pct": _pct(covered, total),
                "uncovered_by_street": [{"name": name, "uncovered_km": round(m / 1000, 3)} for name, m in ranking]}
     return {"type": "FeatureCollection", "features": features, "summary": summary}
 
 
 def grid_coverage(conn: Connection, *, radius_m: float | None = None, kinds: Sequence[str] | None = None,
-                  mode: str = "straight", metric_crs: str) -> list[dict]:
+                  mode: str = "straight", metric_crs: str, include_planned: bool = False) -> list[dict]:
     """Street coverage per unit grid, weakest first.
 
     Args:
@@ -348,12 +182,13 @@ def grid_coverage(conn: Connection, *, radius_m: float | None = None, kinds: Seq
         kinds: point kinds that count (None or empty: all); only ``open`` points count.
         mode: ``straight`` or ``walk`` (as :func:`uncovered_streets`).
         metric_crs: projected CRS for lengths and distances.
+        include_planned: count ``planned`` points as if open ("what if").
 
     Returns:
         One dict per grid: code, name, street_km (street length inside the grid), covered_km, uncovered_km,
         covered_pct (None when the grid has no streets) and points_by_kind (open points of the requested kinds
-        inside the grid). Sorted by covered_pct ascending, grids without streets last, then by code. A street on
-        the boundary between two grids counts in both.
+        inside the grid; planned ones too with ``include_planned``). Sorted by covered_pct ascending, grids without
+        streets last, then by code. A street on the boundary between two grids counts in both.
 
     Raises:
         InvalidParameter: a bad radius, kind or mode.
@@ -361,12 +196,13 @@ def grid_coverage(conn: Connection, *, radius_m: float | None = None, kinds: Seq
     kinds_ok = check_kinds(kinds)
     radius = check_radius(radius_m, kinds)
     check_mode(mode)
-    area = {**box_params(None), "district": None}
-    rows = _cover_query(conn, tail=_GRIDS_TAIL, mode=mode, kinds=kinds_ok, radius=radius, area=area,
-                        metric_crs=metric_crs, extra={})
-    points: dict[str, dict[str, int]] = {}
-    for code, kind, n in conn.execute(_POINTS_IN_GRIDS, {"kinds": list(kinds_ok)}):
-        points.setdefault(code, {})[kind] = n
+    engine = engine_for(conn, metric_crs=metric_crs)
+    covered = _covered(engine, mode=mode, kinds=kinds_ok, radius=radius, include_planned=include_planned)
+    cover = engine.area_cover("grid", covered)
+    rows = [{"code": code, "name": name, "street_m": float(street_m), "covered_m": float(covered_m)}
+            for code, name, street_m, covered_m in zip(cover.codes, cover.names, cover.street_m, cover.covered_m,
+                                                       strict=True)]
+    points = _points_by_kind(engine, "grid", cover.codes, kinds_ok, include_planned)
     grids = [{"code": r["code"], "name": r["name"], "street_km": round(r["street_m"] / 1000, 3),
               "covered_km": round(r["covered_m"] / 1000, 3),
               "uncovered_km": round(max(0.0, r["street_m"] - r["covered_m"]) / 1000, 3),
@@ -378,3 +214,116 @@ def grid_coverage(conn: Connection, *, radius_m: float | None = None, kinds: Seq
 
 def _pct(part: float, whole: float) -> float | None:
     return round(100.0 * part / whole, 2) if whole > 0 else None
+
+
+def coverage_by_area(conn: Connection, *, level: str, radius_m: float | None = None,
+                     kinds: Sequence[str] | None = None, mode: str = "straight", metric_crs: str,
+                     include_planned: bool = False) -> list[dict]:
+    """Street coverage per subdistrict (街道) or community (社区), weakest first.
+
+    Args:
+        conn: database connection.
+        level: ``subdistrict`` or ``community``.
+        radius_m: coverage radius in metres; None: 300 for toilets only, else 500.
+        kinds: point kinds that count (None or empty: all).
+        mode: ``straight`` or ``walk``.
+        metric_crs: projected CRS for lengths and distances.
+        include_planned: count ``planned`` points as if open.
+
+    Returns:
+        One dict per area with an outline: code, name, street_km, covered_km, uncovered_km, covered_pct (None
+        without streets). A street on the boundary between two areas counts in both.
+
+    Raises:
+        InvalidParameter: a bad level, radius, kind or mode.
+    """
+    if level not in AREA_LEVELS:
+        raise InvalidParameter(f"level must be one of {', '.join(AREA_LEVELS)}; got {level!r}")
+    kinds_ok = check_kinds(kinds)
+    radius = check_radius(radius_m, kinds)
+    check_mode(mode)
+    engine = engine_for(conn, metric_crs=metric_crs)
+    covered = _covered(engine, mode=mode, kinds=kinds_ok, radius=radius, include_planned=include_planned)
+    cover = engine.area_cover(level, covered)
+    areas = [{"code": code, "name": name, "street_km": round(street_m / 1000, 3),
+              "covered_km": round(covered_m / 1000, 3), "uncovered_km": round(max(0.0, street_m - covered_m) / 1000, 3),
+              "covered_pct": _pct(covered_m, street_m)}
+             for code, name, street_m, covered_m in zip(cover.codes, cover.names, cover.street_m.tolist(),
+                                                        cover.covered_m.tolist(), strict=True)]
+    areas.sort(key=lambda a: (a["covered_pct"] is None, a["covered_pct"] or 0.0, a["code"]))
+    return areas
+
+
+def _check_radii(radii: Sequence[float] | None) -> tuple[float, ...]:
+    if radii is None or len(radii) == 0:
+        return CURVE_RADII
+    if len(radii) > MAX_CURVE_RADII:
+        raise InvalidParameter(f"radius may be given at most {MAX_CURVE_RADII} times; got {len(radii)}")
+    return tuple(sorted({check_metres("radius", r, MAX_RADIUS_M) for r in radii}))
+
+
+def coverage_curve(conn: Connection, *, kinds: Sequence[str] | None = None, mode: str = "straight",
+                   radii: Sequence[float] | None = None, metric_crs: str, include_planned: bool = False) -> dict:
+    """Covered share of the city's streets against the radius, for one kind set — the planner's curve, in one call.
+
+    Args:
+        conn: database connection.
+        kinds: point kinds that count (None or empty: all).
+        mode: ``straight`` or ``walk`` (walking: one network search serves every radius).
+        radii: the radii in metres (default :data:`CURVE_RADII`; at most :data:`MAX_CURVE_RADII`, each 0 < r ≤ 10 km).
+        metric_crs: projected CRS for lengths and distances.
+        include_planned: count ``planned`` points as if open.
+
+    Returns:
+        ``{"mode", "kinds", "include_planned", "total_km", "curve": [{"radius_m", "covered_km", "covered_pct"}]}``,
+        radii ascending.
+
+    Raises:
+        InvalidParameter: a bad radius, kind or mode, or too many radii.
+    """
+    kinds_ok = check_kinds(kinds)
+    check_mode(mode)
+    radii_ok = _check_radii(radii)
+    engine = engine_for(conn, metric_crs=metric_crs)
+    covered = engine.covered_curve(mode=mode, kinds=kinds_ok, radii=np.array(radii_ok), include_planned=include_planned)
+    total = float(engine.lengths(*engine.whole_streets()).sum())
+    return {"mode": mode, "kinds": list(kinds_ok), "include_planned": include_planned,
+            "total_km": round(total / 1000, 3),
+            "curve": [{"radius_m": r, "covered_km": round(c / 1000, 3), "covered_pct": _pct(c, total)}
+                      for r, c in zip(radii_ok, covered.tolist(), strict=True)]}
+
+
+def distance_distribution(conn: Connection, *, kinds: Sequence[str] | None = None, mode: str = "straight",
+                          edges: Sequence[float] | None = None, metric_crs: str, include_planned: bool = False) -> dict:
+    """Street length by its distance to the nearest qualifying point (straight or walking), in bins.
+
+    The street length within distance d of a point is the covered length at radius d, so the bins are differences
+    of the coverage curve at their edges: one computation, exact.
+
+    Args:
+        conn: database connection.
+        kinds: point kinds that count (None or empty: all).
+        mode: ``straight`` or ``walk``.
+        metric_crs: projected CRS for lengths and distances.
+        include_planned: count ``planned`` points as if open.
+        edges: ascending bin edges in metres starting at 0 (default :data:`DISTANCE_EDGES`; at most
+            :data:`MAX_CURVE_RADII` + 1).
+
+    Returns:
+        ``{"mode", "kinds", "include_planned", "total_km", "bins": [{"from_m", "to_m", "km"}], "beyond_km"}`` —
+        beyond_km: street farther than the last edge from every point (or unreachable).
+    """
+    kinds_ok = check_kinds(kinds)
+    check_mode(mode)
+    edges_ok = DISTANCE_EDGES if edges is None else (0.0, *_check_radii([e for e in edges if e != 0]))
+    engine = engine_for(conn, metric_crs=metric_crs)
+    within = engine.covered_curve(mode=mode, kinds=kinds_ok, radii=np.array(edges_ok[1:]),
+                                  include_planned=include_planned)
+    total = float(engine.lengths(*engine.whole_streets()).sum())
+    cumulative = np.r_[0.0, within]
+    bins = [{"from_m": a, "to_m": b, "km": round(max(0.0, hi - lo) / 1000, 3)}
+            for a, b, lo, hi in zip(edges_ok[:-1], edges_ok[1:], cumulative[:-1].tolist(), cumulative[1:].tolist(),
+                                    strict=True)]
+    return {"mode": mode, "kinds": list(kinds_ok), "include_planned": include_planned,
+            "total_km": round(total / 1000, 3), "bins": bins,
+            "beyond_km": round(max(0.0, total - within[-1]) / 1000, 3)}
