@@ -15,7 +15,8 @@ position is a point ``(pid, edge_id, fraction)`` and is referred to by the negat
 Reachable portions. A street edge (u, v) of length L, reached at u at network distance du and at v at dv, is
 reachable within r on [0, r - du] from u and on [L - (r - dv), L] from v, plus the stretch within r of any source
 lying on the edge itself. All sources are searched together by one ``pgr_drivingDistance`` from a virtual
-super-source joined to both ends of each source's edge.
+super-source joined to both ends of each source's edge (a point's service area; whole-city coverage searches the
+same way in memory, ``geoservice.coverage_engine``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from geoservice.errors import InvalidParameter
-from geoservice.query import MAX_DISTANCE_M, MAX_RADIUS_M, BBox, check_lonlat, check_metres
-from geoservice.spatial import BOX_MARGIN_M, box_around, box_params, expand_box, metric_srid
+from geoservice.query import MAX_DISTANCE_M, BBox, check_lonlat, check_metres
+from geoservice.spatial import BOX_MARGIN_M, box_around, box_params, metric_srid
 
 WALK_SPEED_M_PER_MIN = 75.0
 """Walking speed: 4.5 km/h, an unhurried adult pace."""
@@ -433,44 +434,6 @@ _MULTI_SOURCE_DISTANCE = sa.text("""
         super.id, :radius, directed := true) AS dd
     WHERE dd.node <> super.id
 """)
-
-
-def reachable_street_portions(conn: Connection, *, sources: Sequence[tuple[float, float]], radius_m: float,
-                              metric_crs: str, bbox: BBox | None = None) -> dict[int, Intervals]:
-    """The portion of every street edge within ``radius_m`` along the network from any of ``sources``.
-
-    Sources are snapped onto their nearest edges at their fractions; one multi-source driving-distance search
-    gives each routing node its distance to the nearest source, and each edge is reachable from either end as
-    far as the remaining radius allows, and around any source lying on it (see the module docstring).
-
-    Args:
-        conn: database connection.
-        sources: ``(lon, lat)`` of each source, e.g. every qualifying convenience point.
-        radius_m: walking radius in metres (0 < r ≤ 10 km).
-        bbox: optional ``(minlon, minlat, maxlon, maxlat)``: only edges touching it are returned, and only the
-            network within ``radius_m`` of it is searched. The parts inside the box are exact (a walk of length
-            r to a place never leaves the disc of radius r around it); parts of those edges outside it may be
-            under-reported.
-        metric_crs: projected CRS in which positions are snapped.
-
-    Returns:
-        Edge id → the reachable intervals of the edge, as sorted, disjoint ``(from, to)`` fractions of its length
-        from its first vertex. Edges with nothing reachable are absent.
-    """
-    radius = check_metres("radius_m", radius_m, MAX_RADIUS_M)
-    for lon, lat in sources:
-        check_lonlat(lon, lat, what="source")
-    srid = metric_srid(conn, metric_crs)
-    if not sources:
-        return {}
-    search = expand_box(bbox, radius + BOX_MARGIN_M) if bbox is not None else None
-    snaps = snap_points(conn, [(n, lon, lat) for n, (lon, lat) in enumerate(sources, start=1)], srid=srid,
-                        bbox=search)
-    portions = reachable_from_snaps(conn, [s for s in snaps.values() if s.inside], radius_m=radius, box=search)
-    if bbox is None:
-        return portions
-    touching = conn.execute(_EDGES_IN_BOX, box_params(bbox)).scalars().all()
-    return {edge_id: portions[edge_id] for edge_id in touching if edge_id in portions}
 
 
 def reachable_from_snaps(conn: Connection, snaps: Sequence[Snap], *, radius_m: float,

@@ -26,16 +26,17 @@ from shapely.geometry import LineString, Point, shape
 
 from geoservice import routing, service_area
 from geoservice.citygen import demo_spec
+from geoservice.coverage_engine import engine_for
 from geoservice.crs import metric_crs_for
 from geoservice.errors import InvalidParameter, NotFound
 from geoservice.ingest import topology
+from geoservice.vocab import KIND_CODES
 
 GEOD = Geod(ellps="WGS84")
 # The demo city's metric CRS as the settings choose it (EPSG:4547); only the snapping of the reference uses it.
 METRIC_CRS = metric_crs_for(*demo_spec().center)
 TO_METRIC = Transformer.from_crs("EPSG:4326", METRIC_CRS, always_xy=True)
 walk_routes = partial(routing.walk_routes, metric_crs=METRIC_CRS)
-reachable_street_portions = partial(routing.reachable_street_portions, metric_crs=METRIC_CRS)
 service_area_of = partial(service_area.service_area, metric_crs=METRIC_CRS)
 rebuild_topology = partial(topology.rebuild_topology, metric_crs=METRIC_CRS)
 TO_WGS84 = Transformer.from_crs(METRIC_CRS, "EPSG:4326", always_xy=True)
@@ -294,25 +295,6 @@ def test_targets_beyond_the_limit_are_left_out(conn, streets):
 
 # -- reachable street portions -----------------------------------------------------------------------------
 
-def test_reachable_portions_match_networkx_multi_source_on_a_bbox(conn, streets):
-    sources = [(lon, lat) for _, lon, lat, _ in open_points(conn)]
-    bbox = (113.805, 34.005, 113.835, 34.035)
-    radius = 400.0
-    got = reachable_street_portions(conn, sources=sources, radius_m=radius, bbox=bbox)
-    expected = streets.reach(sources, radius)
-    inside = [e for e in streets.edges.values() if shapely.box(*bbox).contains(e.line)]
-    assert len(inside) > 200
-    assert sum(1 for e in inside if e.id in expected) > 50
-    for e in inside:
-        mine, ref = got.get(e.id, []), expected.get(e.id, [])
-        # Same set of places: equal measure, and all of it shared.
-        assert measure(mine) * e.length == pytest.approx(measure(ref) * e.length, abs=TOLERANCE_M), e.id
-        assert overlap(mine, ref) * e.length == pytest.approx(measure(ref) * e.length, abs=TOLERANCE_M), e.id
-    # Only edges whose bounds touch the box (give or take the float4 rounding of index boxes) are returned.
-    assert set(got) <= {e.id for e in streets.edges.values()
-                        if shapely.box(*bbox).distance(shapely.box(*e.line.bounds)) < 1e-5}
-
-
 @pytest.mark.parametrize(("kinds", "radius"), [
     (None, 500.0),  # many sources with overlapping reach: pgr_withPointsDD's equicost got some nodes wrong here
     (("kiosk", "toilet"), 650.0),
@@ -320,8 +302,14 @@ def test_reachable_portions_match_networkx_multi_source_on_a_bbox(conn, streets)
     (("rest_station",), 2500.0),
 ])
 def test_reachable_portions_of_the_whole_city_match_networkx(conn, streets, kinds, radius):
+    """The coverage engine's walking reach, edge by edge (``geoservice.coverage_engine``)."""
     sources = [(lon, lat) for _, lon, lat, _ in open_points(conn, kinds)]
-    got = reachable_street_portions(conn, sources=sources, radius_m=radius)
+    engine = engine_for(conn, metric_crs=METRIC_CRS)
+    starts, ends = engine.walk_covered(kinds or KIND_CODES, radius)
+    got: dict[int, list[tuple[float, float]]] = {}
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        street = int(a // 2)
+        got.setdefault(int(engine.street_ids[street]), []).append((a - 2 * street, b - 2 * street))
     expected = streets.reach(sources, radius)
     assert set(got) == set(expected)
     total_got = sum(measure(v) * streets.edges[k].length for k, v in got.items())
@@ -331,10 +319,6 @@ def test_reachable_portions_of_the_whole_city_match_networkx(conn, streets, kind
         length = streets.edges[edge_id].length
         assert measure(got[edge_id]) * length == pytest.approx(measure(ref) * length, abs=TOLERANCE_M), edge_id
         assert overlap(got[edge_id], ref) * length == pytest.approx(measure(ref) * length, abs=TOLERANCE_M), edge_id
-
-
-def test_no_sources_reach_nothing(conn):
-    assert reachable_street_portions(conn, sources=[], radius_m=500) == {}
 
 
 # -- service areas -----------------------------------------------------------------------------------------
@@ -484,9 +468,6 @@ def test_split_at_intersections_nodes_crossing_and_touching_lines(conn):
     (lambda c: service_area_of(c, point_id=1, radius_m=0, mode="walk"),
      "radius must be a number of metres > 0 and at most 10000"),
     (lambda c: service_area_of(c, point_id=1, radius_m=20000, mode="walk"), "at most 10000"),
-    (lambda c: reachable_street_portions(c, sources=[(113.8, 34.0)], radius_m=-5),
-     "radius_m must be a number of metres > 0"),
-    (lambda c: reachable_street_portions(c, sources=[(300, 34.0)], radius_m=5), "source: lon"),
     (lambda c: rebuild_topology(c, tolerance_m=-1), "tolerance_m must be a number of metres between 0"),
     (lambda c: topology.split_at_intersections(c, tolerance_m=1000), "between 0 and 100"),
 ])
