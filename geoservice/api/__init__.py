@@ -108,7 +108,7 @@ def grid_gaps():
 def _coverage_args(args: dict) -> dict:
     kinds = args["kind"]
     radius = query.default_radius_m(kinds) if args["radius"] is None else args["radius"]
-    return {"radius_m": radius, "kinds": kinds or None, "mode": args["mode"]}
+    return {"radius_m": radius, "kinds": kinds or None, "mode": args["mode"], "include_planned": args["planned"]}
 
 
 @bp.get("/api/v1/coverage/streets")
@@ -131,7 +131,34 @@ def grid_coverage():
     result = _cached("grid_coverage", coverage.grid_coverage, **question, metric_crs=_settings().metric_crs)
     if args["f"] == downloads.INLINE:
         return jsonify({"grids": result})
-    return _attachment(downloads.grid_coverage_file(budget.connection("analysis"), result, **question, fmt=args["f"]))
+    return _attachment(downloads.grid_coverage_file(budget.connection("analysis"), result, kinds=question["kinds"],
+                                                    radius_m=question["radius_m"], mode=question["mode"],
+                                                    fmt=args["f"]))
+
+
+@bp.get("/api/v1/coverage/curve")
+def coverage_curve():
+    """Covered % against the radius (50 … 1000 m by default) for the kinds and mode, in one computation."""
+    args = openapi.read_query("/api/v1/coverage/curve")
+    return jsonify(_cached("coverage_curve", coverage.coverage_curve, kinds=args["kind"] or None, mode=args["mode"],
+                           radii=args["radius"], include_planned=args["planned"], metric_crs=_settings().metric_crs))
+
+
+@bp.get("/api/v1/coverage/areas")
+def coverage_by_area():
+    """Coverage per subdistrict or per community, weakest first."""
+    args = openapi.read_query("/api/v1/coverage/areas")
+    return jsonify({"level": args["level"], "areas": _cached(
+        "coverage_by_area", coverage.coverage_by_area, level=args["level"], **_coverage_args(args),
+        metric_crs=_settings().metric_crs)})
+
+
+@bp.get("/api/v1/coverage/distances")
+def distance_distribution():
+    """Street km by distance to the nearest qualifying point (50 m bins to 1000 m, and beyond)."""
+    args = openapi.read_query("/api/v1/coverage/distances")
+    return jsonify(_cached("distance_distribution", coverage.distance_distribution, kinds=args["kind"] or None,
+                           mode=args["mode"], include_planned=args["planned"], metric_crs=_settings().metric_crs))
 
 
 @bp.get("/api/v1/points/<int:point_id>/service-area")

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import request
 
-from geoservice import __version__, editing, query
+from geoservice import __version__, coverage, editing, query
 from geoservice.catalogue import FEATURE_TABLES, Table
 from geoservice.downloads import FORMATS
 from geoservice.errors import InvalidParameter
@@ -121,6 +121,7 @@ _NUMBER_RE = r"\s*[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?\s*"
 BBOX = Param("bbox", "minlon,minlat,maxlon,maxlat (WGS 84 degrees; min must not exceed max)",
              {"type": "string", "pattern": f"^{_NUMBER_RE}(,{_NUMBER_RE}){{3}}$"}, parse_bbox)
 DISTRICT = text("district", "6-digit district code", {"type": "string", "pattern": "^[0-9]{6}$"})
+PLANNED = boolean("planned", "what if: count planned points as if they were open (default false: open points only)")
 FORMAT = choice("f", "json = the answer inline (default); csv (UTF-8, geometry as WKT), geojson or gpkg "
                 "(GeoPackage) = the same result as a file download (Content-Disposition: attachment)",
                 FORMATS, default="json")
@@ -233,7 +234,7 @@ PATHS: dict[str, dict] = {
         "summary": "Street portions with no qualifying point within the radius",
         "description": "Uncovered portions as GeoJSON, with a summary: total, covered and uncovered km, covered %, "
                        "and uncovered km per street name.",
-        "parameters": [RADIUS, KIND, MODE, BBOX, DISTRICT, FORMAT],
+        "parameters": [RADIUS, KIND, MODE, BBOX, DISTRICT, PLANNED, FORMAT],
         "responses": {"200": {**FEATURES, "content": {**FEATURES["content"], **DOWNLOADS}}},
     },
     "/api/v1/coverage/grid-gaps": {
@@ -252,7 +253,7 @@ PATHS: dict[str, dict] = {
     "/api/v1/coverage/grids": {
         "summary": "Coverage per unit grid",
         "description": "Per grid: street km, covered km and %, points by kind; weakest first.",
-        "parameters": [RADIUS, KIND, MODE, FORMAT],
+        "parameters": [RADIUS, KIND, MODE, PLANNED, FORMAT],
         "responses": {"200": {"description": "JSON (f=geojson: grid outlines with the same numbers as properties)",
                               "content": {"application/json": {"schema": {"type": "object"}},
                                           "application/geo+json": {"schema": {"type": "object"}}, **DOWNLOADS}}},
@@ -321,6 +322,53 @@ PATHS: dict[str, dict] = {
         "responses": {"200": {"description": "JSON", "content": {"application/json": {"schema": {"type": "object"}}}}},
     },
 }
+
+# -- coverage analytics: the planner page's charts (issue 11) ----------------------------------------------------------
+
+
+def _radii(raws: list[str]) -> tuple[float, ...] | None:
+    """Radii for the coverage curve: repeated or comma-separated metres; None (the core's default radii) when absent.
+
+    How many may be given is the core's rule (``coverage.MAX_CURVE_RADII``), checked there.
+    """
+    values = [v for raw in raws for v in raw.split(",")]
+    return tuple(RADIUS.read(v) for v in values) or None
+
+
+_ANALYTICS_JSON = {"200": {"description": "JSON", "content": {"application/json": {"schema": {"type": "object"}}}}}
+PATHS.update({
+    "/api/v1/coverage/curve": {
+        "summary": "Covered % of the street length against the radius, in one call",
+        "description": "For the kinds and mode: total_km, and per radius covered_km and covered_pct (default radii "
+                       "50, 100 … 1000 m). At 500 m it equals the summary of /api/v1/coverage/streets at 500 m.",
+        "parameters": [
+            Param("radius", f"radii in metres (repeat or comma-separate; at most {coverage.MAX_CURVE_RADII}; each "
+                  f"above 0 and at most {query.MAX_RADIUS_M:g}; default 50, 100 … 1000)",
+                  {"type": "number", "minimum": 0, "maximum": query.MAX_RADIUS_M, "exclusiveMinimum": True},
+                  _radii, repeated=True),
+            KIND, MODE, PLANNED,
+        ],
+        "responses": _ANALYTICS_JSON,
+    },
+    "/api/v1/coverage/areas": {
+        "summary": "Coverage per subdistrict or per community",
+        "description": "Per area: code, name, street_km, covered_km, uncovered_km, covered_pct (null without "
+                       "streets); weakest first.",
+        "parameters": [
+            choice("level", "subdistrict (街道) or community (社区)", coverage.AREA_LEVELS, default="subdistrict"),
+            RADIUS, KIND, MODE, PLANNED,
+        ],
+        "responses": _ANALYTICS_JSON,
+    },
+    "/api/v1/coverage/distances": {
+        "summary": "Street length by distance to the nearest qualifying point",
+        "description": "bins of 50 m from 0 to 1000 m (from_m, to_m, km) and beyond_km: the street km farther "
+                       "than the last bin (or with no qualifying point at all); bins and beyond_km add up to "
+                       "total_km.",
+        "parameters": [KIND, MODE, PLANNED],
+        "responses": _ANALYTICS_JSON,
+    },
+})
 
 
 def feature_body(table: Table, *, partial: bool) -> dict:
