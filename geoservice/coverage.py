@@ -61,18 +61,20 @@ def _check_district(conn: Connection, district: str | None) -> str | None:
 # -- areas the streets are cut to ------------------------------------------------------------------------------
 
 def _street_rows(engine: CoverageEngine, *, mode: str, kinds: tuple[str, ...], radius: float, bbox: BBox | None,
-                 district: str | None, include_planned: bool) -> list[dict]:
-    """Per street touching the area (by id): its length there, covered and uncovered metres, and the uncovered portions.
+                 district: str | None, include_planned: bool) -> dict:
+    """Street and covered metres in the area, and each street with an uncovered part.
 
-    The portions are a GeoJSON MultiLineString (None when shorter than :data:`MIN_PORTION_M` in all).
+    Per such street: its uncovered metres, its length in the area and the uncovered portions (a GeoJSON
+    MultiLineString, None when shorter than :data:`MIN_PORTION_M`). Only the streets with something uncovered are
+    visited one by one: at a useful radius they are few.
     """
     covered = _covered(engine, mode=mode, kinds=kinds, radius=radius, include_planned=include_planned)
     area = engine.area_pieces(bbox=bbox, district=district)
     pieces = engine.whole_streets() if area is None else area
-    piece_street = np.floor(pieces[0] / 2).astype(np.int64)
     n = engine.n_streets
+    piece_street = np.floor(pieces[0] / 2).astype(np.int64)
     total = np.bincount(piece_street, weights=engine.lengths(*pieces), minlength=n)
-    covered_m = np.bincount(piece_street, weights=engine.covered_within(covered, *pieces), minlength=n)
+    covered_m = float(np.minimum(engine.covered_within(covered, *pieces), engine.lengths(*pieces)).sum())
     gaps = complement(covered, n) if area is None else intersect(complement(covered, n), area)[1:]
     gap_street = np.floor(gaps[0] / 2).astype(np.int64)
     gap_m = engine.lengths(*gaps)
@@ -82,27 +84,36 @@ def _street_rows(engine: CoverageEngine, *, mode: str, kinds: tuple[str, ...], r
     by_street: dict[int, list] = {}
     for street, line in zip(gap_street[drawn].tolist(), lines, strict=True):
         by_street.setdefault(street, []).append(line)
-    in_area = np.flatnonzero(np.bincount(piece_street, minlength=n) > 0)
-    return [{"id": int(engine.street_ids[i]), "name": engine.street_names[i], "class": engine.street_classes[i],
-             "total_m": float(total[i]), "covered_m": float(min(covered_m[i], total[i])),
-             "uncovered_m": float(uncovered[i]),
-             "geometry": {"type": "MultiLineString", "coordinates": by_street[i]}
-             if uncovered[i] >= MIN_PORTION_M and i in by_street else None}
-            for i in in_area.tolist()]
+    which = np.flatnonzero(uncovered > 0)
+    names, classes = engine.street_names, engine.street_classes
+    streets = [{"id": street_id, "name": names[i], "class": classes[i], "total_m": total_m, "uncovered_m": gap,
+                "geometry": {"type": "MultiLineString", "coordinates": by_street[i]}
+                if gap >= MIN_PORTION_M and i in by_street else None}
+               for i, street_id, total_m, gap in zip(which.tolist(), engine.street_ids[which].tolist(),
+                                                    total[which].tolist(), uncovered[which].tolist(), strict=True)]
+    return {"total_m": float(total.sum()), "covered_m": covered_m, "streets": streets}
 
 
 def _points_by_kind(engine: CoverageEngine, layer: str, codes: list[str], kinds: tuple[str, ...],
                     include_planned: bool) -> dict[str, dict[str, int]]:
-    """Qualifying points inside each polygon of a layer, counted by kind."""
-    poly, point = engine.points_in_layer(layer)
-    counts: dict[str, dict[str, int]] = {}
-    qualifying = np.zeros(len(engine.point_ids), dtype=bool)
-    qualifying[engine.qualifying(kinds, include_planned)] = True
-    keep = qualifying[point]
-    for p, kind in zip(poly[keep].tolist(), engine.point_kind[point[keep]].tolist(), strict=True):
-        by_kind = counts.setdefault(codes[p], {})
-        by_kind[kind] = by_kind.get(kind, 0) + 1
-    return counts
+    """Qualifying points inside each polygon of a layer, counted by kind (kept by the engine: no radius changes it)."""
+    def count() -> dict[str, dict[str, int]]:
+        poly, point = engine.points_in_layer(layer)
+        qualifying = np.zeros(len(engine.point_ids), dtype=bool)
+        qualifying[engine.qualifying(kinds, include_planned)] = True
+        keep = qualifying[point]
+        n_kinds = len(engine.kind_names)
+        kind_names = engine.kind_names.tolist()
+        counts = np.bincount(poly[keep] * n_kinds + engine.point_kind_code[point[keep]],
+                             minlength=len(codes) * n_kinds)
+        answer: dict[str, dict[str, int]] = {}
+        cells = np.flatnonzero(counts)
+        for p, k, n in zip((cells // n_kinds).tolist(), (cells % n_kinds).tolist(), counts[cells].tolist(),
+                           strict=True):
+            answer.setdefault(codes[p], {})[kind_names[k]] = n
+        return answer
+
+    return engine.kept(("points_by_kind", layer, tuple(sorted(kinds)), include_planned), count)
 
 
 def _covered(engine: CoverageEngine, *, mode: str, kinds: tuple[str, ...], radius: float, include_planned: bool):
@@ -148,21 +159,19 @@ def uncovered_streets(conn: Connection, *, radius_m: float | None = None,  # noq
     if clipped is not None and clipped == extent:
         clipped = None  # the box holds the whole city: the same answer as no box, without cutting anything
     district = _check_district(conn, district)
-    rows = [] if outside else _street_rows(
+    answer = {"total_m": 0.0, "covered_m": 0.0, "streets": []} if outside else _street_rows(
         engine_for(conn, metric_crs=metric_crs), mode=mode, kinds=kinds_ok, radius=radius, bbox=clipped,
         district=district, include_planned=include_planned)
     features, by_name = [], {}
-    for row in rows:
-        if row["uncovered_m"] > 0:
-            by_name[row["name"]] = by_name.get(row["name"], 0.0) + row["uncovered_m"]
+    for row in answer["streets"]:
+        by_name[row["name"]] = by_name.get(row["name"], 0.0) + row["uncovered_m"]
         if row["geometry"] is not None:
             features.append({"type": "Feature", "id": row["id"], "geometry": row["geometry"],
                              "properties": {"id": row["id"], "name": row["name"], "class": row["class"],
                                             "length_m": round(row["uncovered_m"], 1),
                                             "street_length_m": round(row["total_m"], 1)}})
-    total = sum(r["total_m"] for r in rows)
-    covered = sum(r["covered_m"] for r in rows)
-    uncovered = sum(r["uncovered_m"] for r in rows)
+    total, covered = answer["total_m"], answer["covered_m"]
+    uncovered = sum(r["uncovered_m"] for r in answer["streets"])
     ranking = sorted(by_name.items(), key=lambda item: (-item[1], item[0] or ""))
     summary = {"radius_m": radius, "mode": mode, "kinds": list(kinds_ok), "bbox": list(bbox) if bbox else None,
                "district": district, "include_planned": include_planned, "total_km": round(total / 1000, 3),
