@@ -86,6 +86,7 @@ _LAYERS = {
 
 _engines: OrderedDict[tuple, CoverageEngine] = OrderedDict()
 _engines_lock = threading.Lock()
+_loading: dict[tuple, threading.Lock] = {}
 
 
 def engine_for(conn: Connection, *, metric_crs: str) -> CoverageEngine:
@@ -103,11 +104,18 @@ def engine_for(conn: Connection, *, metric_crs: str) -> CoverageEngine:
         if key in _engines:
             _engines.move_to_end(key)
             return _engines[key]
-    engine = CoverageEngine.load(conn, metric_crs=metric_crs)
-    with _engines_lock:
-        _engines[key] = engine
-        while len(_engines) > _ENGINES_KEPT:
-            _engines.popitem(last=False)
+        loading = _loading.setdefault(key, threading.Lock())
+    # One load per key: requests arriving while the city loads wait for it instead of loading it again.
+    with loading:
+        with _engines_lock:
+            if key in _engines:
+                return _engines[key]
+        engine = CoverageEngine.load(conn, metric_crs=metric_crs)
+        with _engines_lock:
+            _engines[key] = engine
+            _loading.pop(key, None)
+            while len(_engines) > _ENGINES_KEPT:
+                _engines.popitem(last=False)
     return engine
 
 
