@@ -43,12 +43,16 @@ def create_app(settings: Settings | None = None, *, engine_options: dict[str, An
 
     from geoservice.api import bp as api_bp
     from geoservice.api.editing import bp as editing_bp
+    from geoservice.api.siting import bp as siting_bp
     from geoservice.ogc.views import bp as ogc_bp
     from geoservice.web import bp as web_bp
+    from geoservice.web.report import bp as report_bp
 
     app.register_blueprint(api_bp)
     app.register_blueprint(editing_bp)
+    app.register_blueprint(siting_bp)
     app.register_blueprint(web_bp)
+    app.register_blueprint(report_bp)
     app.register_blueprint(ogc_bp)
     _register_error_handlers(app)
     compression.init_app(app)

@@ -328,6 +328,51 @@ def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
     run_server(_settings(ctx), host=host, port=port, workers=workers)
 
 
+# -- reports ---------------------------------------------------------------------------------------------------------
+
+@main.group("report")
+def report_group() -> None:
+    """Reports for the bureau's meetings, as one self-contained HTML file or a PDF."""
+
+
+@report_group.command("coverage")
+@click.option("--radius", type=float, help="Coverage radius in metres (default 500; 300 when the only kind is toilet).")
+@click.option("--kind", "kinds", multiple=True, help="A point kind that counts; repeatable (default: every kind).")
+@click.option("--mode", default="straight", show_default=True, help="straight (metres) or walk (along the streets).")
+@click.option("--district", help="6-digit district code (default: the whole city).")
+@click.option("--lang", default="zh", show_default=True, help="zh (Chinese) or en (English).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The file to write: report.html (self-contained) or report.pdf (printed by headless Chromium).")
+@click.pass_context
+@_one_line_errors
+def report_coverage(ctx: click.Context, radius: float | None, kinds: tuple[str, ...], mode: str,
+                    district: str | None, lang: str, out: Path) -> None:
+    """Write the coverage report: headline figures, areas, charts, maps, grid gaps, row counts."""
+    import time
+
+    from geoservice import report
+    from geoservice.hours import local_now
+
+    settings = _settings(ctx)
+    fmt = report.check_output(out)
+    started = time.monotonic()
+    options = report.check_options(report.ReportOptions(lang=lang, sliver_m2=settings.sliver_area_m2,
+                                                        generated_at=local_now(settings.timezone)))
+    progress = _TerminalProgress()
+    engine = db.make_engine(db.database_url(settings))
+    try:
+        with engine.connect() as conn:
+            html = report.coverage_report(conn, radius_m=radius, kinds=kinds or None, mode=mode, district=district,
+                                          metric_crs=settings.metric_crs, options=options, progress=progress)
+    finally:
+        progress.close()
+        engine.dispose()
+    body = report.print_pdf(html) if fmt == "pdf" else html.encode("utf-8")
+    report.write_output(out, body)
+    click.echo(f"coverage report written to {out} ({len(body) / 1024:,.0f} KB, {fmt}) in "
+               f"{time.monotonic() - started:.1f} s")
+
+
 # -- users and tokens ------------------------------------------------------------------------------------------------
 
 @main.group("user")
