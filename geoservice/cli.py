@@ -313,6 +313,54 @@ def export_command(ctx: click.Context, kind: str, path: Path) -> None:
                f"({result.rows_per_s:,.0f} rows/s)")
 
 
+# -- siting ----------------------------------------------------------------------------------------------------------
+
+@main.command("siting")
+@click.option("--count", type=int, help="How many new sites at most (maximal covering); instead of --target.")
+@click.option("--target", type=float, help="The covered % to reach with the fewest new sites; instead of --count.")
+@click.option("--radius", type=float, help="Coverage radius in metres (default 500; 300 when the only kind is toilet).")
+@click.option("--kind", "kinds", multiple=True, help="A point kind that counts; repeatable (default: every kind).")
+@click.option("--mode", default="straight", show_default=True, help="straight (metres) or walk (along the streets).")
+@click.option("--district", help="6-digit district code: streets and candidate sites inside it.")
+@click.option("--bbox", help="minlon,minlat,maxlon,maxlat: streets and candidate sites inside the box.")
+@click.option("--candidates", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Your own candidate sites: a CSV of lon,lat or a GeoJSON file of points (default: street "
+                   "intersections and midpoints off the arterials).")
+@click.option("--planned", is_flag=True, help="Count planned points as existing (what if).")
+@click.option("--time-limit", type=click.FloatRange(0, 3600, min_open=True),
+              help="Seconds the solver may take (default: GEOSERVICE_SITING_TIME_LIMIT_S).")
+@click.option("--format", "fmt", type=click.Choice(["text", "csv", "geojson"]), default="text", show_default=True,
+              help="text: a table and a summary; csv or geojson: the sites as a file.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file (default: stdout).")
+@click.pass_context
+@_one_line_errors
+def siting_command(ctx: click.Context, fmt: str, out: Path | None, candidates: Path | None, bbox: str | None,
+                   time_limit: float | None, **question: Any) -> None:
+    """Where new points would cover the most street: --count N sites, or the fewest reaching --target %."""
+    from geoservice import downloads, siting
+    from geoservice.params import parse_bbox
+
+    settings = _settings(ctx)
+    sites = None if candidates is None else siting.read_candidates(candidates.read_bytes())
+    engine = db.make_engine(db.database_url(settings))
+    try:
+        with engine.connect() as conn:
+            result = siting.suggest_sites(
+                conn, kinds=question["kinds"] or None, radius_m=question["radius"], mode=question["mode"],
+                count=question["count"], target_pct=question["target"], district=question["district"],
+                bbox=parse_bbox(bbox), candidates=sites, include_planned=question["planned"],
+                metric_crs=settings.metric_crs, time_limit_s=time_limit or settings.siting_time_limit_s,
+                max_candidates=settings.siting_max_candidates)
+    finally:
+        engine.dispose()
+    body = siting.sites_table(result) if fmt == "text" else downloads.sites_file(result, fmt=fmt).body
+    if out is None:
+        click.echo(body if isinstance(body, str) else body.decode("utf-8-sig"), nl=fmt == "text")
+    else:
+        out.write_bytes(body.encode("utf-8") if isinstance(body, str) else body)
+        click.echo(f"{result['summary']['sites']} sites written to {out}", err=True)
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")

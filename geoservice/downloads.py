@@ -125,6 +125,29 @@ def grid_coverage_collection(conn: Connection, grids: list[dict], *, kinds: tupl
     return {"type": "FeatureCollection", "features": out}
 
 
+SITE_COLUMNS = ("rank", "lon", "lat", "gain_km", "covered_pct", "source", "street_id")
+
+
+def sites_file(result: dict, *, fmt: str) -> Download:
+    """The answer of ``siting.suggest_sites`` as a file: the chosen sites in order.
+
+    Args:
+        result: the FeatureCollection with ``summary`` that ``siting.suggest_sites`` returned.
+        fmt: ``csv`` (one row per site, lon and lat as columns besides the WKT) or ``geojson`` (the answer itself,
+            summary included).
+
+    Returns:
+        The file, named after the question (``sites-straight-500m-5.csv``, ``sites-walk-500m-90pct.geojson``).
+    """
+    summary = result["summary"]
+    size = f"{summary['count']}" if summary["count"] is not None else f"{summary['target_pct']:g}pct"
+    name = f"sites-{summary['mode']}-{summary['radius_m']:g}m-{size}"
+    if fmt == "geojson":
+        return _geojson_file(result, name)
+    frame = _frame(result["features"], SITE_COLUMNS, multi_lines=False)
+    return Download(_csv_bytes(frame), MEDIA_TYPES["csv"], f"{name}.csv")
+
+
 def _geojson_file(collection: dict, name: str) -> Download:
     body = json.dumps(collection, ensure_ascii=False).encode("utf-8")
     return Download(body, MEDIA_TYPES["geojson"], f"{name}.geojson")

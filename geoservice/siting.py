@@ -36,8 +36,9 @@ objective exactly.
 
 Candidates (:func:`default_candidates`): street intersections (routing nodes where three or more segments meet) and
 the midpoint of every street segment — minus the places a stall may not stand: an intersection touching an arterial
-road (``trunk``, ``primary``, ``secondary``: a junction of a main road is traffic, not pavement) and the midpoint of
-an arterial (whose kerbside is a motor lane); the seeds set the 疏导点 on side streets. Or a planner's own list
+road (``geoservice.coverage_engine.ARTERIAL_CLASSES``: motorway, trunk, primary, secondary and their links — a
+junction of a main road is traffic, not pavement) and the midpoint of an arterial (whose kerbside is a motor lane);
+the seeds set the 疏导点 on side streets. Or a planner's own list
 (:func:`read_candidates`: CSV of ``lon,lat`` or GeoJSON points, at most :data:`MAX_UPLOADED_CANDIDATES`).
 """
 
@@ -48,6 +49,7 @@ import heapq
 import io
 import json
 import math
+import multiprocessing
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,17 +60,16 @@ import sqlalchemy as sa
 from scipy.optimize import Bounds, LinearConstraint, milp
 from sqlalchemy.engine import Connection
 
+from geoservice.coverage_engine import CoverageEngine, engine_for
 from geoservice.errors import InvalidParameter, NotFound
 from geoservice.query import BBox, check_bbox, check_kinds, check_lonlat, check_mode, check_radius
 
-MAX_COUNT = 200
+MAX_COUNT = 50
 """Most new sites one maximal-covering question asks for."""
 MAX_UPLOADED_CANDIDATES = 10_000
 """Most candidate sites an uploaded file may hold."""
 MAX_UPLOAD_BYTES = 1_000_000
 """Largest uploaded candidate file (the app refuses larger bodies anyway)."""
-ARTERIAL_CLASSES: tuple[str, ...] = ("motorway", "trunk", "primary", "secondary")
-"""Street classes where no stall stands: their junctions and their midpoints are not candidates."""
 SOURCES = ("intersection", "midpoint", "uploaded")
 """Where a candidate site comes from."""
 
@@ -212,12 +213,19 @@ def _slack(need: float) -> float:
     return 1e-9 * max(1.0, abs(need))
 
 
+@dataclass(frozen=True)
+class _MilpResult:
+    """What the parent needs of scipy's answer: the variables, whether HiGHS proved optimality, its dual bound."""
+
+    x: np.ndarray | None
+    proven: bool
+    dual_bound: float | None
+
+
 def _milp(weights: np.ndarray, incidence: sp.csr_matrix, *, count: int | None, need: float | None,
-          time_limit_s: float):
-    """The exact model (see the module docstring); the scipy result, or None when no time is left."""
+          time_limit_s: float) -> _MilpResult:
+    """The exact model (see the module docstring), solved by HiGHS under ``time_limit_s``."""
     n, m = incidence.shape
-    if time_limit_s <= 0:
-        return None
     # y_j − Σ_i a_ij x_i ≤ 0 for every piece j.
     link = sp.hstack([-incidence.T.astype(float), sp.identity(m, format="csr")], format="csr")
     constraints = [LinearConstraint(link, -np.inf, 0.0)]
@@ -229,56 +237,126 @@ def _milp(weights: np.ndarray, incidence: sp.csr_matrix, *, count: int | None, n
         constraints.append(LinearConstraint(sp.csr_matrix(np.concatenate([np.zeros(n), weights])),
                                             need - _slack(need), np.inf))
     integrality = np.concatenate([np.ones(n), np.zeros(m)])
-    return milp(c, constraints=constraints, integrality=integrality, bounds=Bounds(0, 1),
-                options={"time_limit": time_limit_s, "disp": False})
+    result = milp(c, constraints=constraints, integrality=integrality, bounds=Bounds(0, 1),
+                  options={"time_limit": time_limit_s, "disp": False})
+    bound = getattr(result, "mip_dual_bound", None)
+    return _MilpResult(result.x, result.status == 0, None if bound is None or not math.isfinite(bound) else bound)
+
+
+_KILL_GRACE_S = 0.2
+
+
+def _milp_by_deadline(weights: np.ndarray, incidence: sp.csr_matrix, *, count: int | None, need: float | None,
+                      time_limit_s: float) -> _MilpResult | None:
+    """:func:`_milp` in a child process stopped at the time limit; None when it gave no answer in time.
+
+    HiGHS checks its time limit only between phases: on a whole city it overran a 10 s limit by up to 15 s (the root
+    LP, presolve). A planner was promised an answer within the limit, so the solve runs in a forked child that is
+    killed when the time is up (greedy's answer then stands).
+    """
+    if time_limit_s <= 0:
+        return None
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_milp_child, args=(send, weights, incidence, count, need, time_limit_s),
+                            daemon=True)
+    child.start()
+    send.close()
+    try:
+        if receive.poll(time_limit_s + _KILL_GRACE_S):
+            return receive.recv()
+        return None
+    except EOFError:  # the child died (out of memory): no exact answer
+        return None
+    finally:
+        receive.close()
+        child.kill()
+        child.join()
+
+
+def _milp_child(send, weights, incidence, count, need, time_limit_s) -> None:
+    try:
+        send.send(_milp(weights, incidence, count=count, need=need, time_limit_s=time_limit_s))
+    finally:
+        send.close()
+
+
+def _undominated(incidence: sp.csr_matrix) -> np.ndarray:
+    """The candidates no other candidate dominates (covers a superset of; of equal sets the first is kept).
+
+    A dominated candidate can be swapped for its dominator in any answer without covering less, so both questions
+    keep their optimum without it; on streets most candidates are dominated by a neighbour.
+    """
+    counts = incidence.astype(np.int32)
+    shared = (counts @ counts.T).tocoo()
+    size = np.asarray(counts.sum(axis=1)).ravel()
+    i, k, v = shared.row, shared.col, shared.data
+    dominated = (i != k) & (v == size[i]) & ((size[k] > size[i]) | ((size[k] == size[i]) & (k < i)))
+    return np.setdiff1d(np.arange(incidence.shape[0]), i[dominated])
+
+
+def _greedy_answer(w: np.ndarray, a: sp.csr_matrix, *, count: int | None, need: float | None):
+    """Greedy's choice, its gains, and the bound on the optimum that comes with it."""
+    chosen, gains = _greedy(w, a, count=count, need=need)
+    if count is not None:
+        return chosen, gains, _max_cover_bound(w, a, chosen, count)
+    if sum(gains) < need - _slack(need):
+        raise ValueError("the need cannot be met by all candidates together")
+    return chosen, gains, _set_cover_bound(w, a, need)
+
+
+def _gap(value: float, bound: float, *, count: int | None) -> float:
+    """Relative gap of the problem's own objective: covered weight (maximal covering) or sites (set covering)."""
+    if count is not None:
+        return max(0.0, (bound - value) / bound) if bound - value > _slack(bound) else 0.0
+    return max(0.0, (value - bound) / value) if value > bound else 0.0
+
+
+def _exact(w: np.ndarray, a: sp.csr_matrix, *, count: int | None, need: float | None, time_limit_s: float):
+    """The MILP on the undominated candidates: (chosen, proven optimal, bound) in ``a``'s rows, or None."""
+    keep = _undominated(a)
+    smaller = _reduce(w, a[keep].tocsr())
+    result = _milp_by_deadline(smaller.weights, smaller.incidence, count=count, need=need, time_limit_s=time_limit_s)
+    if result is None or result.x is None:
+        return None
+    picked = keep[smaller.rows[np.flatnonzero(result.x[:smaller.incidence.shape[0]] > 0.5)]]
+    return [int(i) for i in picked], result.proven, _milp_bound(result, count=count)
 
 
 def _solve(weights, incidence, *, count: int | None, need: float | None, time_limit_s: float,
-           max_exact_candidates: int) -> Solution:
+           max_exact_candidates: float) -> Solution:
     started = time.perf_counter()
     weights, incidence = _check_instance(weights, incidence)
     reduced = _reduce(weights, incidence)
     w, a = reduced.weights, reduced.incidence
-    chosen, gains = _greedy(w, a, count=count, need=need)
-    if count is not None:
-        value = sum(gains)
-        bound = _max_cover_bound(w, a, chosen, count)
-        method, optimal = "greedy", bound - value <= _slack(bound)
-        gap = 0.0 if optimal else (bound - value) / bound
-    else:
-        if sum(gains) < need - _slack(need):
-            raise ValueError("the need cannot be met by all candidates together")
-        bound = _set_cover_bound(w, a, need)
-        method, optimal = "greedy", len(chosen) <= bound
-        gap = 0.0 if optimal else (len(chosen) - bound) / len(chosen)
+    chosen, gains, bound = _greedy_answer(w, a, count=count, need=need)
+    method, value = "greedy", sum(gains) if count is not None else len(chosen)
+    optimal = _gap(value, bound, count=count) == 0
     if not optimal and a.shape[0] <= max_exact_candidates:
-        result = _milp(w, a, count=count, need=need, time_limit_s=time_limit_s - (time.perf_counter() - started))
-        if result is not None and result.x is not None:
-            picked = [int(i) for i in np.flatnonzero(result.x[:a.shape[0]] > 0.5)]
-            exact = result.status == 0
-            better = _coverage(w, a, picked) > sum(gains) + _slack(sum(gains)) if count is not None \
-                else len(picked) < len(chosen)
-            if exact or better:
+        exact = _exact(w, a, count=count, need=need, time_limit_s=time_limit_s - (time.perf_counter() - started))
+        if exact is not None:
+            picked, proven, milp_bound = exact
+            better = _coverage(w, a, picked) > value + _slack(value) if count is not None else len(picked) < value
+            if proven or better:
                 chosen, gains = _greedy(w, a, among=picked)
-                method, optimal = "milp", exact
-                gap = 0.0 if exact else _milp_gap(result)
-                bound = _milp_bound(result, count=count, fallback=bound)
+                method, optimal = "milp", proven
+                value = sum(gains) if count is not None else len(chosen)
+            if milp_bound is not None:
+                bound = min(bound, milp_bound) if count is not None else max(bound, milp_bound)
+            if proven:
+                bound = value
     return Solution(chosen=tuple(int(reduced.rows[i]) for i in chosen), gains=tuple(gains), objective=sum(gains),
-                    method=method, optimal=optimal, gap=gap, bound=bound,
-                    seconds=time.perf_counter() - started, reduced_candidates=a.shape[0], reduced_pieces=w.shape[0])
+                    method=method, optimal=optimal, gap=0.0 if optimal else _gap(value, bound, count=count),
+                    bound=bound, seconds=time.perf_counter() - started, reduced_candidates=a.shape[0],
+                    reduced_pieces=w.shape[0])
 
 
-def _milp_gap(result) -> float | None:
-    gap = getattr(result, "mip_gap", None)
-    return None if gap is None or not math.isfinite(gap) else float(gap)
-
-
-def _milp_bound(result, *, count: int | None, fallback: float) -> float:
-    bound = getattr(result, "mip_dual_bound", None)
-    if bound is None or not math.isfinite(bound):
-        return fallback
+def _milp_bound(result: _MilpResult, *, count: int | None) -> float | None:
+    """HiGHS's bound on the optimum in the problem's terms (covered weight, or whole sites), None when it has none."""
+    if result.dual_bound is None:
+        return None
     # The model minimises −covered weight for maximal covering: its dual bound is the negated upper bound.
-    return min(fallback, -float(bound)) if count is not None else max(fallback, math.ceil(float(bound) - 1e-6))
+    return -result.dual_bound if count is not None else math.ceil(result.dual_bound - 1e-6)
 
 
 def _coverage(weights: np.ndarray, incidence: sp.csr_matrix, chosen: Sequence[int]) -> float:
@@ -288,7 +366,7 @@ def _coverage(weights: np.ndarray, incidence: sp.csr_matrix, chosen: Sequence[in
     return float(weights[covered].sum())
 
 
-def max_cover(weights, incidence, *, count: int, time_limit_s: float, max_exact_candidates: int) -> Solution:
+def max_cover(weights, incidence, *, count: int, time_limit_s: float, max_exact_candidates: float) -> Solution:
     """At most ``count`` candidates covering the most weight (maximal covering).
 
     Args:
@@ -307,7 +385,7 @@ def max_cover(weights, incidence, *, count: int, time_limit_s: float, max_exact_
                   max_exact_candidates=max_exact_candidates)
 
 
-def set_cover(weights, incidence, *, need: float, time_limit_s: float, max_exact_candidates: int) -> Solution:
+def set_cover(weights, incidence, *, need: float, time_limit_s: float, max_exact_candidates: float) -> Solution:
     """The fewest candidates covering at least ``need`` weight (partial set covering).
 
     Args:
@@ -436,13 +514,13 @@ def candidate_sites(nodes: dict, midpoints: dict) -> Candidates:
 
     Args:
         nodes: ``lon``, ``lat``, ``degree`` and ``arterial`` (touches an arterial street) of every street end.
-        midpoints: ``lon``, ``lat``, ``street_id`` and ``class`` of every street segment's midpoint.
+        midpoints: ``lon``, ``lat``, ``street_id`` and ``arterial`` of every street segment's midpoint.
 
     Returns:
         Intersections of degree ≥ 3 touching no arterial, then midpoints of non-arterial segments.
     """
     junction = (np.asarray(nodes["degree"]) >= 3) & ~np.asarray(nodes["arterial"], dtype=bool)
-    side = ~np.isin(np.asarray(midpoints["class"], dtype=object), ARTERIAL_CLASSES)
+    side = ~np.asarray(midpoints["arterial"], dtype=bool)
     lonlat = np.vstack([np.column_stack([nodes["lon"], nodes["lat"]])[junction],
                         np.column_stack([midpoints["lon"], midpoints["lat"]])[side]]).astype(float)
     n_nodes, n_mid = int(junction.sum()), int(side.sum())
@@ -458,26 +536,9 @@ def uploaded_sites(lonlat: np.ndarray) -> Candidates:
     return Candidates(lonlat, np.array(["uploaded"] * len(lonlat), dtype=object), np.full(len(lonlat), -1))
 
 
-# Until the coverage engine offers street_nodes() / street_midpoints(), the same facts are read from the street table.
-_NODES = sa.text("""
-    SELECT e.node, ST_X(min(e.g)) AS lon, ST_Y(min(e.g)) AS lat, count(*) AS degree,
-           bool_or(e.class = ANY(CAST(:arterial AS text[]))) AS arterial
-    FROM (SELECT source AS node, ST_StartPoint(geom) AS g, class FROM street WHERE source IS NOT NULL
-          UNION ALL SELECT target, ST_EndPoint(geom), class FROM street WHERE target IS NOT NULL) AS e
-    GROUP BY e.node ORDER BY e.node
-""")
-_MIDPOINTS = sa.text("""
-    SELECT id AS street_id, class, ST_X(m) AS lon, ST_Y(m) AS lat
-    FROM street CROSS JOIN LATERAL ST_LineInterpolatePoint(geom, 0.5) AS m ORDER BY id
-""")
-
-
-def default_candidates(conn: Connection) -> Candidates:
-    """:func:`candidate_sites` of the city's streets."""
-    nodes = conn.execute(_NODES, {"arterial": list(ARTERIAL_CLASSES)}).mappings().all()
-    mids = conn.execute(_MIDPOINTS).mappings().all()
-    return candidate_sites({k: [r[k] for r in nodes] for k in ("lon", "lat", "degree", "arterial")},
-                           {k: [r[k] for r in mids] for k in ("lon", "lat", "street_id", "class")})
+def default_candidates(engine: CoverageEngine) -> Candidates:
+    """:func:`candidate_sites` of the city's streets, as the coverage engine holds them."""
+    return candidate_sites(engine.street_nodes(), engine.street_midpoints())
 
 
 _IN_DISTRICT = sa.text("""
@@ -566,8 +627,6 @@ def suggest_sites(conn: Connection, *, kinds: Sequence[str] | None = None, radiu
             no candidate set reaches (the message says the most that can be reached).
         NotFound: no district with that code.
     """
-    from geoservice.coverage_engine import engine_for
-
     kinds_ok = check_kinds(kinds)
     radius = check_radius(radius_m, kinds)
     check_mode(mode)
@@ -576,13 +635,13 @@ def suggest_sites(conn: Connection, *, kinds: Sequence[str] | None = None, radiu
     district = _check_district(conn, district)
     if not 0 < time_limit_s <= 3600:
         raise InvalidParameter(f"time_limit_s must be between 0 and 3600 seconds, got {time_limit_s!r}")
+    engine = engine_for(conn, metric_crs=metric_crs)
     if candidates is None:
-        sites = _in_area(conn, default_candidates(conn), district=district, bbox=box)
+        sites = _in_area(conn, default_candidates(engine), district=district, bbox=box)
     else:
         sites = uploaded_sites(candidates)
         for n, (lon, lat) in enumerate(sites.lonlat, 1):
             check_lonlat(float(lon), float(lat), what=f"candidate {n}")
-    engine = engine_for(conn, metric_crs=metric_crs)
     instance = engine.siting_instance(radius_m=radius, kinds=kinds_ok, mode=mode, sites_lonlat=sites.lonlat,
                                       include_planned=include_planned, district=district, bbox=box)
     limit = math.inf if max_candidates is None else max_candidates
@@ -640,3 +699,18 @@ def _answer(solution: Solution, sites: Candidates, instance, *, question: dict) 
                "covered_pct_after": _pct(instance.covered_m + solution.objective, instance.total_m),
                "reduced_candidates": solution.reduced_candidates, "reduced_pieces": solution.reduced_pieces}
     return {"type": "FeatureCollection", "features": features, "summary": summary}
+
+
+def sites_table(result: dict) -> str:
+    """The answer of :func:`suggest_sites` as text for a terminal: one line per site, then the summary."""
+    s = result["summary"]
+    lines = [f"{'#':>3}  {'lon':>12}  {'lat':>11}  {'gain km':>8}  {'covered %':>9}  source"]
+    for f in result["features"]:
+        p = f["properties"]
+        lines.append(f"{p['rank']:>3}  {p['lon']:>12.7f}  {p['lat']:>11.7f}  {p['gain_km']:>8.3f}  "
+                     f"{p['covered_pct'] if p['covered_pct'] is not None else '-':>9}  {p['source']}")
+    quality = "optimal" if s["optimal"] else f"gap {100 * s['gap']:.2f} %" if s["gap"] is not None else "gap unknown"
+    lines.append(f"{s['sites']} sites by {s['method']} ({quality}) in {s['seconds']:.2f} s among {s['candidates']} "
+                 f"candidates: +{s['objective_km']:.3f} km covered, {s['covered_pct']} % → {s['covered_pct_after']} % "
+                 f"of {s['total_km']:.3f} km at {s['radius_m']:g} m ({s['mode']})")
+    return "\n".join(lines)

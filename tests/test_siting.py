@@ -13,9 +13,12 @@ import math
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import sqlalchemy as sa
 
-from geoservice import siting
+from geoservice import coverage, siting
+from geoservice.coverage_engine import engine_for
 from geoservice.errors import InvalidParameter
+from tests.conftest import DEMO_METRIC_CRS
 
 # -- brute force ---------------------------------------------------------------------------------------------------
 
@@ -190,7 +193,7 @@ def test_default_candidates_leave_out_arterial_junctions_and_arterial_midpoints(
     nodes = {"lon": [1.0, 2.0, 3.0, 4.0], "lat": [0.0, 0.0, 0.0, 0.0], "degree": [3, 4, 2, 3],
              "arterial": [False, True, False, False]}
     midpoints = {"lon": [5.0, 6.0, 7.0], "lat": [1.0, 1.0, 1.0], "street_id": [10, 11, 12],
-                 "class": ["residential", "primary", "living_street"]}
+                 "arterial": [False, True, False]}
     sites = siting.candidate_sites(nodes, midpoints)
     assert sites.lonlat[:, 0].tolist() == [1.0, 4.0, 5.0, 7.0]
     assert sites.source.tolist() == ["intersection", "intersection", "midpoint", "midpoint"]
@@ -210,3 +213,255 @@ def test_default_candidates_leave_out_arterial_junctions_and_arterial_midpoints(
 def test_count_and_target_are_checked(count, target, message):
     with pytest.raises(InvalidParameter, match=message):
         siting.check_count_or_target(count, target)
+
+
+# -- the demo city ---------------------------------------------------------------------------------------------------
+
+# A corner of the demo city with uncovered streets at 300 m: the industrial south-west kept free of points.
+SMALL_RADIUS_M = 300.0
+
+
+def _uncovered_box(conn) -> tuple[float, float, float, float]:
+    """A box of about 1.2 km around the middle of the longest uncovered street stretch at SMALL_RADIUS_M."""
+    result = coverage.uncovered_streets(conn, radius_m=SMALL_RADIUS_M, metric_crs=DEMO_METRIC_CRS)
+    longest = max(result["features"], key=lambda f: f["properties"]["length_m"])
+    coords = np.array([c for line in longest["geometry"]["coordinates"] for c in line] if
+                      longest["geometry"]["type"] == "MultiLineString" else longest["geometry"]["coordinates"])
+    lon, lat = coords.mean(axis=0)
+    return (lon - 0.0065, lat - 0.0055, lon + 0.0065, lat + 0.0055)
+
+
+def _real_instance(conn, *, size: int):
+    """The engine's instance for ``size`` default candidate sites inside the uncovered box."""
+    engine = engine_for(conn, metric_crs=DEMO_METRIC_CRS)
+    box = _uncovered_box(conn)
+    sites = siting._in_area(conn, siting.default_candidates(engine), district=None, bbox=box)
+    instance = engine.siting_instance(radius_m=SMALL_RADIUS_M, kinds=siting.check_kinds(None), mode="straight",
+                                      sites_lonlat=sites.lonlat, bbox=box)
+    useful = np.flatnonzero(np.asarray(instance.incidence.sum(axis=1)).ravel() > 0)
+    assert len(useful) >= size, "the box should hold enough useful candidate sites"
+    picked = useful[np.linspace(0, len(useful) - 1, size).round().astype(int)]
+    return instance.weights, instance.incidence[picked], box
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+def test_on_real_streets_the_milp_finds_the_brute_force_optimum(conn, count):
+    weights, incidence, _ = _real_instance(conn, size=12)
+    best = _best_of(weights, incidence, count)
+    exact = siting.max_cover(weights, incidence, count=count, time_limit_s=30, max_exact_candidates=10_000)
+    assert exact.optimal and exact.objective == pytest.approx(best, rel=1e-9)
+    greedy = siting.max_cover(weights, incidence, count=count, time_limit_s=30, max_exact_candidates=0)
+    assert (1 - 1 / math.e) * best - 1e-6 <= greedy.objective <= best + 1e-6 <= greedy.bound + 2e-6
+
+
+def test_on_real_streets_set_covering_is_minimal(conn):
+    weights, incidence, _ = _real_instance(conn, size=12)
+    reachable = float(weights[np.asarray(incidence.sum(axis=0)).ravel() > 0].sum())
+    for share in (0.5, 0.8, 1.0):
+        solution = siting.set_cover(weights, incidence, need=share * reachable, time_limit_s=30,
+                                    max_exact_candidates=10_000)
+        assert len(solution.chosen) == _fewest_for(weights, incidence, share * reachable)
+
+
+def _insert_planned(conn, features: list[dict]) -> None:
+    for f in features:
+        conn.execute(sa.text("INSERT INTO point (name, kind, status, geom) VALUES (:name, 'kiosk', 'planned', "
+                             "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"),
+                     {"name": f"规划岗亭 {f['properties']['rank']}", "lon": f["properties"]["lon"],
+                      "lat": f["properties"]["lat"]})
+
+
+@pytest.mark.parametrize("mode", ["straight", "walk"])
+def test_the_covered_share_after_accepting_the_sites_is_what_coverage_then_says(conn, mode):
+    box = _uncovered_box(conn)
+    result = siting.suggest_sites(conn, radius_m=SMALL_RADIUS_M, mode=mode, count=4, bbox=box,
+                                  metric_crs=DEMO_METRIC_CRS, time_limit_s=30)
+    summary = result["summary"]
+    assert 1 <= summary["sites"] <= 4 and summary["objective_km"] > 0
+    gains = [f["properties"]["gain_km"] for f in result["features"]]
+    assert sum(gains) == pytest.approx(summary["objective_km"], abs=1e-3)
+    assert gains == sorted(gains, reverse=True)
+    before = coverage.uncovered_streets(conn, radius_m=SMALL_RADIUS_M, mode=mode, bbox=box, metric_crs=DEMO_METRIC_CRS)
+    assert summary["covered_pct"] == before["summary"]["covered_pct"]
+    _insert_planned(conn, result["features"])
+    after = coverage.uncovered_streets(conn, radius_m=SMALL_RADIUS_M, mode=mode, bbox=box, metric_crs=DEMO_METRIC_CRS,
+                                       include_planned=True)
+    assert after["summary"]["covered_pct"] == pytest.approx(summary["covered_pct_after"], abs=0.011)
+    assert after["summary"]["covered_km"] - before["summary"]["covered_km"] == pytest.approx(
+        summary["objective_km"], abs=0.002)
+    # Open points only (the default), the plan changes nothing yet.
+    unchanged = coverage.uncovered_streets(conn, radius_m=SMALL_RADIUS_M, mode=mode, bbox=box,
+                                           metric_crs=DEMO_METRIC_CRS)
+    assert unchanged["summary"]["covered_km"] == before["summary"]["covered_km"]
+
+
+def test_a_target_is_reached_with_the_fewest_sites_and_an_impossible_one_is_refused(conn):
+    box = _uncovered_box(conn)
+    ask = {"radius_m": SMALL_RADIUS_M, "bbox": box, "metric_crs": DEMO_METRIC_CRS, "time_limit_s": 30}
+    now = siting.suggest_sites(conn, count=1, **ask)["summary"]["covered_pct"]
+    target = now + (100 - now) / 2
+    result = siting.suggest_sites(conn, target_pct=target, **ask)
+    summary = result["summary"]
+    assert summary["covered_pct_after"] >= target - 0.01
+    assert result["features"][-1]["properties"]["covered_pct"] == summary["covered_pct_after"]
+    if summary["optimal"]:  # one site fewer, chosen as well as possible, falls short
+        fewer = siting.suggest_sites(conn, count=summary["sites"] - 1, **ask)["summary"] if summary["sites"] > 1 \
+            else {"covered_pct_after": now}
+        assert fewer["covered_pct_after"] < target
+    with pytest.raises(InvalidParameter, match=r"target must be at most [0-9.]+ %"):
+        siting.suggest_sites(conn, target_pct=100.0, radius_m=50.0, metric_crs=DEMO_METRIC_CRS, time_limit_s=30)
+
+
+def test_default_candidates_stand_off_the_arterials_and_inside_the_district(conn):
+    engine = engine_for(conn, metric_crs=DEMO_METRIC_CRS)
+    sites = siting._in_area(conn, siting.default_candidates(engine), district="411002", bbox=None)
+    assert len(sites) > 100
+    mids = sites.street_id[sites.source == "midpoint"]
+    classes = dict(conn.execute(sa.text("SELECT id, class FROM street WHERE id = ANY(:ids)"),
+                                {"ids": mids.tolist()}).all())
+    assert not {classes[i] for i in mids.tolist()} & {"trunk", "primary", "secondary"}
+    # no intersection candidate is an end of an arterial street
+    arterial_ends = conn.execute(sa.text(
+        "SELECT ST_X(g), ST_Y(g) FROM street, LATERAL (VALUES (ST_StartPoint(geom)), (ST_EndPoint(geom))) AS e(g) "
+        "WHERE class IN ('trunk', 'primary', 'secondary')")).all()
+    ends = {(round(x, 6), round(y, 6)) for x, y in arterial_ends}
+    junctions = sites.lonlat[sites.source == "intersection"]
+    assert len(junctions) and not {(round(x, 6), round(y, 6)) for x, y in junctions} & ends
+    outside = conn.execute(sa.text(
+        "SELECT count(*) FROM unnest(CAST(:lon AS float8[]), CAST(:lat AS float8[])) AS t(lon, lat), district d "
+        "WHERE d.code = '411002' AND NOT ST_Covers(d.geom, ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326))"),
+        {"lon": sites.lonlat[:, 0].tolist(), "lat": sites.lonlat[:, 1].tolist()}).scalar_one()
+    assert outside == 0
+
+
+@pytest.mark.parametrize("ask,message", [
+    ({"count": 3, "kinds": ["kiosk", "spaceship"]}, "unknown kind 'spaceship'"),
+    ({"count": 3, "radius_m": -5}, "radius must be"),
+    ({"count": 3, "mode": "fly"}, "mode must be one of straight, walk"),
+    ({"count": 3, "district": "12"}, "district must be a 6-digit"),
+    ({"count": 3, "bbox": (114, 34, 113, 35)}, "bbox must be"),
+    ({"count": 3, "candidates": np.array([[113.8, 134.0]])}, "candidate 1: lat must be between"),
+    ({}, "exactly one of count"),
+])
+def test_bad_questions_name_the_parameter(conn, ask, message):
+    with pytest.raises(InvalidParameter, match=message):
+        siting.suggest_sites(conn, metric_crs=DEMO_METRIC_CRS, time_limit_s=30, **ask)
+
+
+def test_uploaded_candidates_are_the_only_sites_considered(conn):
+    box = _uncovered_box(conn)
+    lon, lat = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    mine = np.array([[lon, lat], [lon + 0.003, lat], [box[0] - 1.0, box[1] - 1.0]])
+    result = siting.suggest_sites(conn, radius_m=SMALL_RADIUS_M, count=3, bbox=box, candidates=mine,
+                                  metric_crs=DEMO_METRIC_CRS, time_limit_s=30)
+    chosen = {(f["properties"]["lon"], f["properties"]["lat"]) for f in result["features"]}
+    assert chosen <= {(round(x, 7), round(y, 7)) for x, y in mine[:2]}
+    assert {f["properties"]["source"] for f in result["features"]} == {"uploaded"}
+    assert result["summary"]["candidates"] == 3 and result["summary"]["candidates_from"] == "uploaded"
+
+
+# -- the API and the command -------------------------------------------------------------------------------------------
+
+def _box_param(box) -> str:
+    return ",".join(f"{v:.6f}" for v in box)
+
+
+def test_the_api_suggests_sites_and_gives_them_as_files(client, conn):
+    box = _box_param(_uncovered_box(conn))
+    response = client.get(f"/api/v1/siting?count=3&radius={SMALL_RADIUS_M:g}&bbox={box}")
+    assert response.status_code == 200, response.get_json()
+    assert response.mimetype == "application/geo+json"
+    body = response.get_json()
+    assert 1 <= len(body["features"]) <= 3
+    assert body["summary"]["method"] in ("milp", "greedy") and body["summary"]["problem"] == "max_cover"
+    assert [f["properties"]["rank"] for f in body["features"]] == list(range(1, len(body["features"]) + 1))
+    csv_file = client.get(f"/api/v1/siting?count=3&radius={SMALL_RADIUS_M:g}&bbox={box}&f=csv")
+    assert csv_file.status_code == 200 and "attachment" in csv_file.headers["Content-Disposition"]
+    rows = csv_file.get_data().decode("utf-8-sig").strip().splitlines()
+    assert rows[0].split(",")[:3] == ["rank", "lon", "lat"] and len(rows) == len(body["features"]) + 1
+    geojson_file = client.get(f"/api/v1/siting?count=3&radius={SMALL_RADIUS_M:g}&bbox={box}&f=geojson")
+    assert geojson_file.headers["Content-Disposition"].endswith('.geojson"')
+    assert [f["geometry"] for f in geojson_file.get_json()["features"]] == [f["geometry"] for f in body["features"]]
+
+
+def test_the_api_takes_a_candidate_file(client, conn):
+    box = _uncovered_box(conn)
+    lon, lat = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    body = f"lon,lat\n{lon},{lat}\n{lon + 0.003},{lat}\n"
+    response = client.post(f"/api/v1/siting?count=2&radius={SMALL_RADIUS_M:g}&bbox={_box_param(box)}", data=body,
+                           content_type="text/csv")
+    assert response.status_code == 200, response.get_json()
+    assert {f["properties"]["source"] for f in response.get_json()["features"]} == {"uploaded"}
+    geojson = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [lon, lat]}}]}
+    response = client.post(f"/api/v1/siting?count=1&radius={SMALL_RADIUS_M:g}&bbox={_box_param(box)}",
+                           json=geojson)
+    assert response.status_code == 200 and response.get_json()["summary"]["candidates"] == 1
+
+
+@pytest.mark.parametrize("query,body,needle", [
+    ("count=0", None, "count must be between 1 and"),
+    ("count=3&target=80", None, "exactly one of count"),
+    ("", None, "exactly one of count"),
+    ("target=0", None, "target must be greater than 0"),
+    ("target=101", None, "target must be between"),
+    ("count=2&kind=spaceship", None, "unknown kind 'spaceship'"),
+    ("count=2&mode=fly", None, "mode must be one of straight, walk"),
+    ("count=2&radius=0", None, "radius must be greater than 0"),
+    ("count=2&district=abc", None, "district must be a 6-digit"),
+    ("count=2&bbox=1,2,3", None, "bbox must be minlon,minlat,maxlon,maxlat"),
+    ("count=2&f=gpkg", None, "f must be one of json, csv, geojson"),
+    ("count=2&planned=maybe", None, "planned must be true or false"),
+    ("count=2&colour=red", None, "unknown parameter 'colour'"),
+    ("count=2", "113.8\n", "candidates row 1: expected lon,lat"),
+    ("count=2", "", "candidates holds no site"),
+])
+def test_bad_requests_are_400_naming_the_parameter(client, query, body, needle):
+    if body is None:
+        response = client.get(f"/api/v1/siting?{query}")
+    else:
+        response = client.post(f"/api/v1/siting?{query}", data=body, content_type="text/csv")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    error = response.get_json()
+    assert set(error) == {"code", "description"} and needle in error["description"]
+
+
+def test_an_unknown_district_is_404(client):
+    response = client.get("/api/v1/siting?count=2&district=999999")
+    assert response.status_code == 404 and "999999" in response.get_json()["description"]
+
+
+def test_the_command_prints_a_table_and_writes_files(test_database_url, engine, conn, tmp_path):
+    from tests.test_cli import run_cli
+
+    env = {"DATABASE_URL": test_database_url}
+    box = _box_param(_uncovered_box(conn))
+    result = run_cli("siting", "--count", "2", "--radius", f"{SMALL_RADIUS_M:g}", "--bbox", box, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split()[:3] == ["#", "lon", "lat"] and "candidates: +" in lines[-1]
+    out = tmp_path / "sites.csv"
+    result = run_cli("siting", "--count", "2", "--radius", f"{SMALL_RADIUS_M:g}", "--bbox", box, "--format", "csv",
+                     "--out", str(out), env=env)
+    assert result.returncode == 0 and out.read_bytes().startswith("\ufeffrank,lon,lat".encode())
+    candidates = tmp_path / "mine.csv"
+    lon, lat = (float(v) for v in box.split(",")[:2])
+    candidates.write_text(f"{lon + 0.006},{lat + 0.005}\n")
+    result = run_cli("siting", "--count", "1", "--radius", f"{SMALL_RADIUS_M:g}", "--bbox", box, "--candidates",
+                     str(candidates), "--format", "geojson", env=env)
+    assert result.returncode == 0, result.stderr
+    assert '"source": "uploaded"' in result.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("--count", "2", "--target", "50"), "exactly one of count"),
+    (("--count", "2", "--kind", "spaceship"), "unknown kind 'spaceship'"),
+    (("--count", "2", "--bbox", "1,2"), "bbox must be minlon,minlat,maxlon,maxlat"),
+])
+def test_the_command_refuses_bad_input_in_one_line(test_database_url, engine, args, needle):
+    from tests.test_cli import run_cli
+
+    result = run_cli("siting", *args, env={"DATABASE_URL": test_database_url})
+    assert result.returncode == 1
+    assert result.stderr.startswith("geoservice: ") and len(result.stderr.strip().splitlines()) == 1
+    assert needle in result.stderr
