@@ -388,14 +388,19 @@ def report_group() -> None:
 @click.option("--kind", "kinds", multiple=True, help="A point kind that counts; repeatable (default: every kind).")
 @click.option("--mode", default="straight", show_default=True, help="straight (metres) or walk (along the streets).")
 @click.option("--district", help="6-digit district code (default: the whole city).")
+@click.option("--sites", "site_count", type=int, default=5, show_default=True,
+              help="Suggest this many new sites (0: no siting section).")
+@click.option("--planned", is_flag=True, help="What if: count planned points as if they were open.")
 @click.option("--lang", default="zh", show_default=True, help="zh (Chinese) or en (English).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The file to write: report.html (self-contained) or report.pdf (printed by headless Chromium).")
 @click.pass_context
 @_one_line_errors
-def report_coverage(ctx: click.Context, radius: float | None, kinds: tuple[str, ...], mode: str,
-                    district: str | None, lang: str, out: Path) -> None:
-    """Write the coverage report: headline figures, areas, charts, maps, grid gaps, row counts."""
+def report_coverage(ctx: click.Context, out: Path, **question: Any) -> None:
+    """Write the coverage report: headline figures, areas, charts, maps, grid gaps, suggested sites, row counts.
+
+    A progress bar on stderr (at a terminal) follows the steps.
+    """
     import time
 
     from geoservice import report
@@ -404,13 +409,15 @@ def report_coverage(ctx: click.Context, radius: float | None, kinds: tuple[str, 
     settings = _settings(ctx)
     fmt = report.check_output(out)
     started = time.monotonic()
-    options = report.check_options(report.ReportOptions(lang=lang, sliver_m2=settings.sliver_area_m2,
-                                                        generated_at=local_now(settings.timezone)))
+    options = report.check_options(report.ReportOptions.from_settings(
+        settings, lang=question["lang"], site_count=question["site_count"], include_planned=question["planned"],
+        generated_at=local_now(settings.timezone)))
     progress = _TerminalProgress()
     engine = db.make_engine(db.database_url(settings))
     try:
         with engine.connect() as conn:
-            html = report.coverage_report(conn, radius_m=radius, kinds=kinds or None, mode=mode, district=district,
+            html = report.coverage_report(conn, radius_m=question["radius"], kinds=question["kinds"] or None,
+                                          mode=question["mode"], district=question["district"],
                                           metric_crs=settings.metric_crs, options=options, progress=progress)
     finally:
         progress.close()

@@ -36,7 +36,8 @@ import shapely
 from markupsafe import Markup
 from sqlalchemy.engine import Connection
 
-from geoservice import coverage, features, grids, health
+from geoservice import coverage, features, grids, health, siting
+from geoservice.config import Settings
 from geoservice.errors import GeoserviceError, InvalidParameter
 from geoservice.query import check_kinds, check_mode, check_radius
 from geoservice.vocab import KIND_CODES, label
@@ -58,6 +59,8 @@ WEAKEST_GRIDS = 15
 TOP_STREETS = 15
 MAP_WIDTH = 1000
 """SVG user units across a map; heights follow the area's shape."""
+DEFAULT_SITE_COUNT = 5
+"""Suggested new sites in a report unless asked otherwise: what a meeting can discuss one by one."""
 MARK_OFFSET = 28
 """SVG units between a gap or overlap and its number."""
 MAX_MAP_STREETS = 100_000
@@ -76,19 +79,55 @@ MESSAGES: dict[str, dict[str, str]] = {
     "area": {"zh": "范围", "en": "Area"},
     "whole_city": {"zh": "全市", "en": "Whole city"},
     "metres": {"zh": "米", "en": "m"},
-    "section_headline": {"zh": "一、总体情况", "en": "1. Headline figures"},
-    "section_uncovered": {"zh": "二、未覆盖街道", "en": "2. Uncovered streets"},
-    "section_grids": {"zh": "三、覆盖最弱的网格", "en": "3. Weakest grids"},
-    "section_gaps": {"zh": "四、网格空白与重叠", "en": "4. Grid gaps and overlaps"},
-    "section_data": {"zh": "五、数据说明", "en": "5. The data"},
+    "section_headline": {"zh": "总体情况", "en": "Headline figures"},
+    "section_uncovered": {"zh": "未覆盖街道", "en": "Uncovered streets"},
+    "section_grids": {"zh": "覆盖最弱的网格", "en": "Weakest grids"},
+    "section_gaps": {"zh": "网格空白与重叠", "en": "Grid gaps and overlaps"},
+    "section_subdistricts": {"zh": "各街道（乡镇）覆盖情况", "en": "Coverage per subdistrict"},
+    "section_communities": {"zh": "各社区（村）覆盖情况", "en": "Coverage per community"},
+    "section_sites": {"zh": "建议新增点位", "en": "Suggested new sites"},
+    "chart_curve": {"zh": "覆盖率随半径的变化", "en": "Covered % against the radius"},
+    "chart_distances": {"zh": "街道到最近便民点的距离分布", "en": "Street length by distance to the nearest point"},
+    "chart_subdistricts": {"zh": "各街道（乡镇）覆盖率", "en": "Covered % per subdistrict"},
+    "chart_communities": {"zh": "各社区（村）覆盖率", "en": "Covered % per community"},
+    "chart_sites": {"zh": "每个新增点位新增的覆盖长度及累计覆盖率",
+                    "en": "What each new site adds, and the covered % after it"},
+    "city_wide": {"zh": "（全市）", "en": " (whole city)"},
+    "distance_m": {"zh": "距离（米）", "en": "Distance (m)"},
+    "radius_m_axis": {"zh": "半径（米）", "en": "Radius (m)"},
+    "beyond": {"zh": "超过 {m} 米", "en": "over {m} m"},
+    "report_radius": {"zh": "本报告半径", "en": "this report"},
+    "col_rank": {"zh": "序号", "en": "No."},
+    "col_lonlat": {"zh": "经度, 纬度", "en": "Lon, lat"},
+    "col_gain_km": {"zh": "新增覆盖（公里）", "en": "Newly covered (km)"},
+    "col_after_pct": {"zh": "累计覆盖率 %", "en": "Covered % after"},
+    "col_source": {"zh": "候选位置", "en": "Candidate"},
+    "source_intersection": {"zh": "路口", "en": "Intersection"},
+    "source_midpoint": {"zh": "路段中点", "en": "Street midpoint"},
+    "source_uploaded": {"zh": "上传", "en": "Uploaded"},
+    "sites_summary": {"zh": "在 {candidates} 个候选位置中选出 {n} 个，新增覆盖 {km} 公里，"
+                             "覆盖率由 {before}% 提高到 {after}%。"
+                             "求解方法：{method}（{optimality}），用时 {seconds} 秒。",
+                      "en": "{n} of {candidates} candidate sites, newly covering {km} km: covered {before} % → "
+                            "{after} %. Method: {method} ({optimality}), {seconds} s."},
+    "optimal": {"zh": "已证明最优", "en": "proven optimal"},
+    "gap": {"zh": "最优性差距 {gap}%", "en": "optimality gap {gap} %"},
+    "no_sites": {"zh": "没有能新增覆盖的候选位置", "en": "No candidate site covers anything new"},
+    "sites_note": {"zh": "候选位置为路口和路段中点，不含主干道（疏导点设在支路）；地图上以绿色编号标出。",
+                   "en": "Candidates are street intersections and midpoints off the arterials (vendor points stand on "
+                         "side streets); green numbers on the map."},
+    "what_if": {"zh": "含规划点（假设规划点已开放）", "en": "Planned points counted as open (what if)"},
+    "section_data": {"zh": "数据说明", "en": "The data"},
     "points_counted": {"zh": "计入的便民点（开放）", "en": "Points that count (open)"},
     "grids_total": {"zh": "网格数", "en": "Grids"},
     "grids_uncovered": {"zh": "街道完全未覆盖的网格", "en": "Grids with no street covered"},
     "grids_weak": {"zh": "覆盖率低于 50% 的网格", "en": "Grids under 50 % covered"},
     "map_uncovered": {"zh": "未覆盖街段（红色）与计入的便民点（蓝色）", "en": "Uncovered street portions (red) and "
                       "the points that count (blue)"},
+    "map_sites": {"zh": "建议新增点位（绿色编号）", "en": "suggested new sites (green numbers)"},
     "map_gaps": {"zh": "网格空白（红色）与重叠（紫色），编号见下表", "en": "Grid gaps (red) and overlaps (purple), "
                  "numbered as in the table"},
+    "col_area_code": {"zh": "编码", "en": "Code"},
     "col_street": {"zh": "街道", "en": "Street"},
     "col_number": {"zh": "编号", "en": "No."},
     "col_type": {"zh": "类型", "en": "Type"},
@@ -117,15 +156,31 @@ MESSAGES: dict[str, dict[str, str]] = {
 class ReportOptions:
     """How the report is made, beyond the coverage question itself.
 
+    Build it with :meth:`from_settings`: the sliver area and the siting limits belong to the settings.
+
     Attributes:
-        lang: ``zh`` (the default, the bureau's language) or ``en``.
-        sliver_m2: grid gaps and overlaps smaller than this are counted, not listed (the settings' sliver area).
+        sliver_m2: grid gaps and overlaps smaller than this are counted, not listed (setting ``sliver_area_m2``).
+        siting_time_limit_s: wall time of the siting solver (setting ``siting_time_limit_s``).
+        siting_max_candidates: largest instance solved exactly (setting ``siting_max_candidates``).
+        lang: ``zh`` (the bureau's language) or ``en``.
+        site_count: how many new sites to suggest (0: no siting section).
+        include_planned: what if: count ``planned`` points as if open, in every figure.
         generated_at: the time printed on the report (the city's local time; now when None).
     """
 
+    sliver_m2: float
+    siting_time_limit_s: float
+    siting_max_candidates: int | None
     lang: str = "zh"
-    sliver_m2: float = 1.0
+    site_count: int = DEFAULT_SITE_COUNT
+    include_planned: bool = False
     generated_at: datetime | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> ReportOptions:
+        """The options with the settings' sliver area and siting limits, and ``options`` on top."""
+        return cls(sliver_m2=settings.sliver_area_m2, siting_time_limit_s=settings.siting_time_limit_s,
+                   siting_max_candidates=settings.siting_max_candidates, **options)
 
 
 Progress = Callable[[str, int, int], None]
@@ -150,7 +205,10 @@ class _Steps:
             self.progress(stage, self.total, self.total)
 
 
-_STEP_COUNT = 5
+AREA_LEVELS = {"subdistrict": "subdistricts", "community": "communities"}
+"""The area levels of the report's tables, and their keys in the report's data."""
+_STEP_COUNT = 9
+"""Steps of a report without siting (siting adds one)."""
 
 
 def check_output(path: Path) -> str:
@@ -188,17 +246,20 @@ def check_options(options: ReportOptions) -> ReportOptions:
     """The options if they are allowed.
 
     Raises:
-        InvalidParameter: an unknown language or a negative sliver area.
+        InvalidParameter: an unknown language, a negative sliver area or a site count out of range.
     """
     if options.lang not in LANGS:
         raise InvalidParameter(f"lang must be one of {', '.join(LANGS)}; got {options.lang!r}")
     if not options.sliver_m2 >= 0:
         raise InvalidParameter(f"sliver area must be 0 or more square metres, got {options.sliver_m2}")
+    if not (isinstance(options.site_count, int) and 0 <= options.site_count <= siting.MAX_COUNT):
+        raise InvalidParameter(f"sites must be a whole number from 0 (no siting) to {siting.MAX_COUNT}, "
+                               f"got {options.site_count!r}")
     return options
 
 
 def report_data(conn: Connection, *, radius_m: float | None, kinds: Sequence[str] | None, mode: str,
-                district: str | None, metric_crs: str, options: ReportOptions | None = None,
+                district: str | None, metric_crs: str, options: ReportOptions,
                 progress: Progress | None = None) -> dict[str, Any]:
     """Every number and map of the coverage report, from the core functions.
 
@@ -207,55 +268,76 @@ def report_data(conn: Connection, *, radius_m: float | None, kinds: Sequence[str
         radius_m: coverage radius in metres (None: the default for ``kinds``, as everywhere).
         kinds: point kinds that count (None or empty: all).
         mode: ``straight`` or ``walk``.
-        district: 6-digit district code: streets, gaps and grids of that district only (None: the whole city).
+        district: 6-digit district code: streets, areas, grids, gaps and sites of that district only (None: the
+            whole city). The curve and the distance distribution are the whole city's.
         metric_crs: the city's projected CRS, from the settings.
-        options: language, sliver area, date.
+        options: see :class:`ReportOptions`.
         progress: called before each step (see :data:`Progress`).
 
     Returns:
         A dict: ``question``, ``generated_at``, ``metric_crs``, ``row_counts``, ``summary`` (as
-        ``uncovered_streets``), ``points_counted``, ``grids`` (as ``grid_coverage``, of the district),
-        ``gaps`` (as ``grid_gaps``) and ``maps`` (SVG markup of the uncovered streets and of the gaps).
+        ``uncovered_streets``), ``points_counted``, ``grids`` (as ``grid_coverage``), ``subdistricts`` and
+        ``communities`` (as ``coverage_by_area``), ``curve`` (as ``coverage_curve``, at the usual radii and the
+        report's), ``distances`` (as ``distance_distribution``), ``gaps`` (as ``grid_gaps``), ``sites`` (as
+        ``siting.suggest_sites``, or None with no sites asked for), ``maps`` (SVG markup) and ``streets_truncated``.
 
     Raises:
         InvalidParameter: a bad radius, kind, mode, district code or option.
         NotFound: no district with that code.
     """
-    options = check_options(options or ReportOptions())
-    kinds_ok = check_kinds(kinds)
-    radius = check_radius(radius_m, kinds)
-    check_mode(mode)
-    steps = _Steps(progress, _STEP_COUNT)
+    options = check_options(options)
+    question = {"radius_m": check_radius(radius_m, kinds), "kinds": check_kinds(kinds), "mode": check_mode(mode),
+                "metric_crs": metric_crs, "include_planned": options.include_planned}
+    steps = _Steps(progress, _STEP_COUNT + (options.site_count > 0))
     steps.step("uncovered streets")
-    streets = coverage.uncovered_streets(conn, radius_m=radius, kinds=kinds_ok, mode=mode, district=district,
-                                         metric_crs=metric_crs)
+    streets = coverage.uncovered_streets(conn, **question, district=district)
+    in_district = (lambda code: True) if district is None else (lambda code: code.startswith(district))
+    numbers: dict[str, Any] = {"summary": streets["summary"]}
     steps.step("grid coverage")
-    grid_rows = [g for g in coverage.grid_coverage(conn, radius_m=radius, kinds=kinds_ok, mode=mode,
-                                                    metric_crs=metric_crs)
-                 if district is None or g["code"].startswith(district)]
+    numbers["grids"] = [g for g in coverage.grid_coverage(conn, **question) if in_district(g["code"])]
+    for level, key in AREA_LEVELS.items():
+        steps.step(f"{level} coverage")
+        numbers[key] = [a for a in coverage.coverage_by_area(conn, level=level, **question) if in_district(a["code"])]
+    radius, rest = question["radius_m"], {k: v for k, v in question.items() if k != "radius_m"}
+    steps.step("coverage curve")
+    numbers["curve"] = coverage.coverage_curve(conn, **rest, radii=_curve_radii(radius))
+    steps.step("distance distribution")
+    numbers["distances"] = coverage.distance_distribution(conn, **rest)
     steps.step("grid gaps")
-    gaps = grids.grid_gaps(conn, district=district, sliver_m2=options.sliver_m2)
+    numbers["gaps"] = grids.grid_gaps(conn, district=district, sliver_m2=options.sliver_m2)
+    numbers["sites"] = None
+    if options.site_count:
+        steps.step("siting")
+        numbers["sites"] = siting.suggest_sites(
+            conn, **question, count=options.site_count, district=district, time_limit_s=options.siting_time_limit_s,
+            max_candidates=options.siting_max_candidates)
     steps.step("maps")
     layers = _map_layers(conn, district)
-    points = [f for f in layers["points"]["features"]
-              if f["properties"]["status"] == "open" and f["properties"]["kind"] in kinds_ok]
-    maps = _draw_maps(layers, streets, gaps, points, metric_crs)
+    points = [f for f in layers["points"]["features"] if f["properties"]["kind"] in question["kinds"] and
+              f["properties"]["status"] in (("open", "planned") if options.include_planned else ("open",))]
+    maps = _draw_maps(layers, streets, numbers, points, metric_crs)
     steps.step("row counts")
     counts = health.row_counts(conn)
     steps.finish("done")
     generated_at = options.generated_at or datetime.now().astimezone()
     return {
-        "question": {"radius_m": radius, "kinds": list(kinds_ok), "mode": mode, "district": district,
-                     "district_name": _district_name(layers, district), "lang": options.lang},
-        "generated_at": generated_at.isoformat(timespec="seconds"),
-        "metric_crs": metric_crs, "row_counts": counts, "summary": streets["summary"],
-        "points_counted": len(points), "grids": grid_rows, "gaps": gaps, "maps": maps,
+        "question": {"radius_m": radius, "kinds": list(question["kinds"]), "mode": mode, "district": district,
+                     "district_name": _district_name(layers, district), "lang": options.lang,
+                     "include_planned": options.include_planned},
+        "generated_at": generated_at.isoformat(timespec="seconds"), "metric_crs": metric_crs, "row_counts": counts,
+        **numbers, "points_counted": len(points), "maps": maps,
         "streets_truncated": layers["streets"].get("truncated", False),
     }
 
 
+def _curve_radii(radius: float) -> list[float]:
+    """The curve's radii: the usual ones and the report's own, so the curve passes through the headline figure."""
+    radii = sorted({*coverage.CURVE_RADII, radius})
+    return radii if len(radii) <= coverage.MAX_CURVE_RADII else [*coverage.CURVE_RADII]
+
+
 def coverage_report(conn: Connection, *, radius_m: float | None, kinds: Sequence[str] | None, mode: str,
-                    district: str | None, metric_crs: str, options: ReportOptions | None = None,
+                    district: str | None, metric_crs: str, options: ReportOptions,
                     progress: Progress | None = None) -> str:
     """The coverage report as one self-contained HTML document (see the module docstring).
 
@@ -307,18 +389,45 @@ def render_report(data: dict[str, Any], *, echarts_js: str) -> str:
     separator = "、" if lang == "zh" else ", "
     return env.get_template(TEMPLATE).render(
         t=t, lang=lang, html_lang="zh-CN" if lang == "zh" else "en", data=data, question=question,
-        kind_labels=separator.join(label(k, lang) for k in question["kinds"]),
+        headings=_headings(data, t, lang), kind_labels=separator.join(label(k, lang) for k in question["kinds"]),
         all_kinds=tuple(question["kinds"]) == KIND_CODES, mode_label=t[f"mode_{question['mode']}"],
         weakest=data["grids"][:WEAKEST_GRIDS], top_streets=data["summary"]["uncovered_by_street"][:TOP_STREETS],
-        grid_stats=_grid_stats(data["grids"]), gap_rows=_gap_rows(data["gaps"]), area_sections=[],
+        grid_stats=_grid_stats(data["grids"]), gap_rows=_gap_rows(data["gaps"]),
+        area_sections=[{"id": key, "rows": data[key], "caption": t[f"table_{level}"]}
+                       for level, key in AREA_LEVELS.items()],
+        sites_line=_sites_line(data["sites"], t), separator=separator,
         row_counts=[(name, t.get(f"table_{name}", name), n) for name, n in data["row_counts"].items()],
         maps={name: Markup(svg) for name, svg in data["maps"].items()}, max_map_streets=MAX_MAP_STREETS,
         charts=_charts(data, t), echarts_js=Markup(echarts_js))
 
 
+ZH_NUMERALS = "一二三四五六七八九十"
+
+
+def _headings(data: dict[str, Any], t: dict[str, str], lang: str) -> dict[str, str]:
+    """The numbered section headings, by section id (the sites section only when sites were asked for)."""
+    ids = ["headline", *AREA_LEVELS.values(), "uncovered", "grids", "gaps", *(["sites"] if data["sites"] else []),
+           "data"]
+    return {sid: (f"{ZH_NUMERALS[n]}、" if lang == "zh" else f"{n + 1}. ") + t[f"section_{sid}"]
+            for n, sid in enumerate(ids)}
+
+
+def _sites_line(sites: dict | None, t: dict[str, str]) -> str | None:
+    """One sentence on the siting answer: how many, what they add, how it was solved."""
+    if not sites or not sites["features"]:
+        return None
+    summary = sites["summary"]
+    optimality = t["optimal"] if summary["optimal"] else t["gap"].replace("{gap}", _number(
+        None if summary["gap"] is None else 100 * summary["gap"], 2))
+    return t["sites_summary"].format(
+        n=len(sites["features"]), candidates=f"{summary['candidates']:,}", km=_number(summary["objective_km"], 2),
+        before=_number(summary["covered_pct"]), after=_number(summary["covered_pct_after"]),
+        method=summary["method"].upper(), optimality=optimality, seconds=_number(summary["seconds"], 1))
+
+
 # -- charts: specs the template's script draws with ECharts ------------------------------------------------------
 
-BLUE, RED, GREY = "#1f5fbf", "#d7301f", "#9aa3ad"
+BLUE, RED, GREEN = "#1f5fbf", "#d7301f", "#1a9850"
 COVERAGE_BANDS = ((0, 0), (0, 25), (25, 50), (50, 75), (75, 100), (100, 100))
 """Grid covered-% bands of the histogram: exactly 0, (0, 25), [25, 50), [50, 75), [75, 100), exactly 100."""
 
@@ -332,8 +441,56 @@ def _chart(chart_id: str, section: str, title: str, categories: list, series: li
 
 def _charts(data: dict[str, Any], t: dict[str, str]) -> dict[str, dict]:
     """Every chart of the report, by id."""
-    charts = [_top_streets_chart(data, t), _grid_band_chart(data, t)]
+    charts = [_curve_chart(data, t), _distance_chart(data, t),
+              *(_area_chart(data, t, key) for key in AREA_LEVELS.values()),
+              _top_streets_chart(data, t), _grid_band_chart(data, t), _sites_chart(data, t)]
     return {c["id"]: c for c in charts if c is not None}
+
+
+def _city_wide(data: dict[str, Any], t: dict[str, str]) -> str:
+    return t["city_wide"] if data["question"]["district"] else ""
+
+
+def _curve_chart(data: dict[str, Any], t: dict[str, str]) -> dict:
+    curve = data["curve"]["curve"]
+    return _chart("curve", "headline", t["chart_curve"] + _city_wide(data, t), [f"{c['radius_m']:g}" for c in curve],
+                  [{"type": "line", "name": t["covered_pct"], "values": [c["covered_pct"] for c in curve],
+                    "colour": BLUE, "mark": f"{data['question']['radius_m']:g}"}],
+                  [{"name": "%", "max": 100}], category_name=t["radius_m_axis"], mark_label=t["report_radius"])
+
+
+def _distance_chart(data: dict[str, Any], t: dict[str, str]) -> dict:
+    distances = data["distances"]
+    bins = distances["bins"]
+    categories = [f"{b['from_m']:g}–{b['to_m']:g}" for b in bins]
+    categories.append(t["beyond"].replace("{m}", f"{bins[-1]['to_m']:g}") if bins else "")
+    return _chart("distances", "headline", t["chart_distances"] + _city_wide(data, t), categories,
+                  [{"type": "bar", "name": t["km"], "values": [b["km"] for b in bins] + [distances["beyond_km"]],
+                    "colour": BLUE}],
+                  [{"name": t["km"]}], category_name=t["distance_m"])
+
+
+def _area_chart(data: dict[str, Any], t: dict[str, str], key: str) -> dict | None:
+    areas = [a for a in data[key] if a["covered_pct"] is not None]
+    if not areas:
+        return None
+    return _chart(key, key, t[f"chart_{key}"], [a["name"] for a in areas],
+                  [{"type": "bar", "name": t["covered_pct"], "values": [a["covered_pct"] for a in areas],
+                    "colour": BLUE, "labels": True}],
+                  [{"name": "%", "max": 100}], horizontal=True, height=50 + 22 * len(areas))
+
+
+def _sites_chart(data: dict[str, Any], t: dict[str, str]) -> dict | None:
+    sites = (data["sites"] or {"features": []})["features"]
+    if not sites:
+        return None
+    props = [f["properties"] for f in sites]
+    return _chart("sites", "sites", t["chart_sites"], [str(p["rank"]) for p in props],
+                  [{"type": "bar", "name": t["col_gain_km"], "values": [p["gain_km"] for p in props],
+                    "colour": GREEN, "labels": True},
+                   {"type": "line", "name": t["col_after_pct"], "values": [p["covered_pct"] for p in props],
+                    "colour": BLUE, "axis": 1}],
+                  [{"name": t["km"]}, {"name": "%", "max": 100}], category_name=t["col_rank"])
 
 
 def _top_streets_chart(data: dict[str, Any], t: dict[str, str]) -> dict | None:
@@ -471,28 +628,33 @@ def _escape(text: str) -> str:
     return str(Markup.escape(text))
 
 
-def _draw_maps(layers: dict, streets: dict, gaps: dict, points: list[dict], metric_crs: str) -> dict[str, str]:
-    """SVG of the uncovered streets and of the grid gaps and overlaps, over the district outlines."""
+def _draw_maps(layers: dict, streets: dict, numbers: dict, points: list[dict], metric_crs: str) -> dict[str, str]:
+    """SVG maps over the district outlines: uncovered streets, counted points and suggested sites; gaps and overlaps."""
     canvas = _Canvas(layers["districts"]["features"], layers["grids"]["features"], metric_crs)
     outline = f'<path class="map-district" d="{canvas.path(layers["districts"]["features"])}"/>'
     dots = "".join(f'<circle class="map-point" cx="{x}" cy="{y}" r="4"/>'
                    for x, y in (canvas.anchor(p["geometry"]) for p in points))
+    sites = (numbers["sites"] or {"features": []})["features"]
+    site_marks = "".join(_mark(canvas, site["geometry"], "site", site["properties"]["rank"], offset=0)
+                         for site in sites)
     uncovered = (f'<path class="map-streets" d="{canvas.path(layers["streets"]["features"])}"/>{outline}'
-                 f'<path class="map-uncovered" d="{canvas.path(streets["features"])}"/>{dots}')
-    marks = []
-    for number, feature in enumerate(gaps["features"], start=1):
-        x, y = canvas.anchor(feature["geometry"])
-        kind = feature["properties"]["type"]
-        # The number stands beside the piece, on a leader line: most pieces are a few map units across.
-        mx, my = x + MARK_OFFSET, y - MARK_OFFSET
-        marks.append(f'<g class="map-mark map-mark-{kind}"><line x1="{x}" y1="{y}" x2="{mx}" y2="{my}"/>'
-                     f'<circle cx="{mx}" cy="{my}" r="13"/><text x="{mx}" y="{my}" dy="0.35em">{number}</text></g>')
-    gap_paths = "".join(f'<path class="map-{f["properties"]["type"]}" d="{canvas.path([f])}"/>'
-                        for f in gaps["features"])
-    gap_map = (f'<path class="map-grids" d="{canvas.path(layers["grids"]["features"])}"/>{outline}{gap_paths}'
-               f'{"".join(marks)}')
+                 f'<path class="map-uncovered" d="{canvas.path(streets["features"])}"/>{dots}{site_marks}')
+    gaps = numbers["gaps"]["features"]
+    gap_paths = "".join(f'<path class="map-{f["properties"]["type"]}" d="{canvas.path([f])}"/>' for f in gaps)
+    marks = "".join(_mark(canvas, f["geometry"], f["properties"]["type"], n, offset=MARK_OFFSET)
+                    for n, f in enumerate(gaps, start=1))
+    gap_map = f'<path class="map-grids" d="{canvas.path(layers["grids"]["features"])}"/>{outline}{gap_paths}{marks}'
     return {"uncovered": canvas.svg(uncovered, title="uncovered streets"),
             "gaps": canvas.svg(gap_map, title="grid gaps and overlaps")}
+
+
+def _mark(canvas: _Canvas, geometry: dict, kind: str, number: int, *, offset: float) -> str:
+    """A numbered circle for a geometry; with an offset, beside it on a leader line (small pieces stay visible)."""
+    x, y = canvas.anchor(geometry)
+    mx, my = x + offset, y - offset
+    line = f'<line x1="{x}" y1="{y}" x2="{mx}" y2="{my}"/>' if offset else ""
+    return (f'<g class="map-mark map-mark-{kind}">{line}<circle cx="{mx}" cy="{my}" r="13"/>'
+            f'<text x="{mx}" y="{my}" dy="0.35em">{number}</text></g>')
 
 
 # -- PDF ------------------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ sections, and the command line and /planner/report answer bad input in one line 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -12,9 +13,10 @@ from html.parser import HTMLParser
 from io import BytesIO
 
 import pytest
+import sqlalchemy as sa
 from pypdf import PdfReader
 
-from geoservice import report
+from geoservice import coverage, report
 from tests.conftest import DEMO_METRIC_CRS, ROOT, SCREENSHOTS
 
 QUESTIONS = [
@@ -75,13 +77,20 @@ def number(value: str) -> float | None:
 
 
 @pytest.fixture(scope="module")
-def reports(engine):
+def reports(engine, settings):
     """The report's HTML for each question, made once (on the demo city, in the suite's database)."""
     made = {}
     with engine.connect() as conn:
         for i, q in enumerate(QUESTIONS):
-            made[i] = report.coverage_report(conn, **q, metric_crs=DEMO_METRIC_CRS)
+            made[i] = report.coverage_report(conn, **q, metric_crs=DEMO_METRIC_CRS,
+                                             options=report.ReportOptions.from_settings(settings))
     return made
+
+
+def chart_specs(html: str) -> dict:
+    """The charts' data the report's script draws."""
+    return json.loads(re.search(r'<script id="report-charts" type="application/json">(.*?)</script>', html,
+                                flags=re.S).group(1))
 
 
 def api_query(q: dict) -> str:
@@ -119,6 +128,52 @@ def test_the_figures_are_the_apis(reports, client, index):
     points = client.get("/api/v1/layers/points").get_json()["features"]
     assert int(seen.figures["points_counted"]) == sum(
         p["properties"]["status"] == "open" and p["properties"]["kind"] in kinds for p in points)
+
+
+@pytest.mark.parametrize("index", range(len(QUESTIONS)))
+def test_areas_curve_and_distances_are_the_apis(reports, client, index):
+    q = QUESTIONS[index]
+    html = reports[index]
+    seen, charts = read_report(html), chart_specs(html)
+    for level, key in report.AREA_LEVELS.items():
+        areas = [a for a in client.get(f"/api/v1/coverage/areas?level={level}&{api_query(q)}").get_json()["areas"]
+                 if q["district"] is None or a["code"].startswith(q["district"])]
+        assert len(areas) > 1
+        assert [{k: number(v) if k != "code" else v for k, v in row.items()} for row in seen.tables[key]] == \
+            [{k: a[k] for k in ("code", "street_km", "covered_km", "uncovered_km", "covered_pct")} for a in areas]
+        assert charts[key]["categories"] == [a["name"] for a in areas if a["covered_pct"] is not None]
+    kinds = "".join(f"&kind={k}" for k in q["kinds"] or [])
+    radii = ",".join(charts["curve"]["categories"])
+    curve = client.get(f"/api/v1/coverage/curve?mode={q['mode']}{kinds}&radius={radii}").get_json()["curve"]
+    assert charts["curve"]["series"][0]["values"] == [c["covered_pct"] for c in curve]
+    assert charts["curve"]["series"][0]["mark"] == f"{q['radius_m']:g}" in charts["curve"]["categories"]
+    if q["district"] is None:  # the curve is the city's: at the report's radius it is the headline figure
+        at_radius = charts["curve"]["categories"].index(f"{q['radius_m']:g}")
+        assert charts["curve"]["series"][0]["values"][at_radius] == number(seen.figures["covered_pct"])
+    distances = client.get(f"/api/v1/coverage/distances?mode={q['mode']}{kinds}").get_json()
+    assert charts["distances"]["series"][0]["values"] == [b["km"] for b in distances["bins"]] + \
+        [distances["beyond_km"]]
+
+
+@pytest.mark.parametrize("index", range(len(QUESTIONS)))
+def test_the_suggested_sites_cover_what_coverage_says_once_planned(reports, conn, index):
+    # Independent of the solver: each site, accepted as a planned point in turn, raises the covered share of the
+    # report's area to the cumulative % the report prints for it.
+    q = QUESTIONS[index]
+    seen = read_report(reports[index])
+    sites = seen.tables["sites"]
+    assert [int(s["code"]) for s in sites] == list(range(1, report.DEFAULT_SITE_COUNT + 1))
+    before = coverage.uncovered_streets(conn, **q, metric_crs=DEMO_METRIC_CRS)["summary"]
+    gains = 0.0
+    for site in sites:
+        lon, lat = (float(v) for v in site["lonlat"].split(","))
+        conn.execute(sa.text("INSERT INTO point (name, kind, status, geom) VALUES ('规划岗亭', 'kiosk', 'planned', "
+                             "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"), {"lon": lon, "lat": lat})
+        after = coverage.uncovered_streets(conn, **q, metric_crs=DEMO_METRIC_CRS, include_planned=True)
+        assert after["summary"]["covered_pct"] == pytest.approx(float(site["covered_pct"]), abs=0.011)
+        gains += float(site["gain_km"])
+        assert after["summary"]["covered_km"] - before["covered_km"] == pytest.approx(gains, abs=0.002 * len(sites))
+    assert float(seen.figures["sites_objective_km"]) == pytest.approx(gains, abs=1e-3)
 
 
 def test_gaps_and_row_counts_are_the_apis(reports, client):
@@ -184,7 +239,7 @@ def test_renders_in_chromium_with_every_chart_drawn(reports, browser):
 # character of the HTML is matched by itself or by one of those radicals.
 def pdf_pattern(text: str) -> str:
     return "".join(f"[{re.escape(c)}\u2e80-\u2fdf]" if "\u4e00" <= c <= "\u9fff" else re.escape(c)
-                   for c in re.sub(r"\s+", "", text))
+                   for c in re.sub(r"\s+", "", unicodedata.normalize("NFKC", text)))
 
 
 def test_the_pdf_has_the_same_sections_in_order(reports):
@@ -193,7 +248,7 @@ def test_the_pdf_has_the_same_sections_in_order(reports):
     reader = PdfReader(BytesIO(pdf))
     text = re.sub(r"\s+", "", unicodedata.normalize("NFKC", "".join(p.extract_text() for p in reader.pages)))
     seen = read_report(reports[0])
-    assert len(seen.headings) >= 5
+    assert len(seen.headings) == 8
     position = 0
     for heading in seen.headings:
         found = re.compile(pdf_pattern(heading)).search(text, position)
@@ -224,10 +279,12 @@ def test_cli_writes_the_report_with_the_apis_numbers(settings, client, tmp_path)
 
 def test_cli_prints_a_pdf(settings, engine, tmp_path):
     out = tmp_path / "report.pdf"
-    result = run_cli("report", "coverage", "--out", str(out), env={"DATABASE_URL": settings.database_url})
+    result = run_cli("report", "coverage", "--sites", "0", "--out", str(out),
+                     env={"DATABASE_URL": settings.database_url})
     assert result.returncode == 0, result.stderr
-    reader = PdfReader(out)
-    assert re.search(pdf_pattern("便民点覆盖情况报告"), reader.pages[0].extract_text())
+    text = "".join(page.extract_text() for page in PdfReader(out).pages)
+    assert re.search(pdf_pattern("便民点覆盖情况报告"), text)
+    assert re.search(pdf_pattern("七、数据说明"), text)  # no siting section: the data are the seventh
 
 
 @pytest.mark.parametrize(("args", "code", "says"), [
@@ -238,6 +295,7 @@ def test_cli_prints_a_pdf(settings, engine, tmp_path):
     (["--district", "41100"], 1, "district must be a 6-digit district code"),
     (["--district", "999999"], 1, "there is no district with code 999999"),
     (["--lang", "fr"], 1, "lang must be one of zh, en"),
+    (["--sites", "1000"], 1, "sites must be a whole number from 0"),
     (["--out", "{tmp}/report.docx"], 1, "--out must end in .html or .pdf"),
     (["--out", "{tmp}/no/such/folder/report.html"], 1, "does not exist"),
     (["--radius", "far"], 2, "--radius"),
@@ -272,7 +330,7 @@ def test_web_report_is_an_html_download_with_the_apis_numbers(client):
 
 
 def test_web_report_as_pdf_and_in_english(client):
-    response = client.get("/planner/report?f=pdf&lang=en")
+    response = client.get("/planner/report?f=pdf&lang=en&sites=0")
     assert response.status_code == 200 and response.mimetype == "application/pdf"
     assert response.headers["Content-Disposition"].endswith('.pdf"')
     first_page = PdfReader(BytesIO(response.get_data())).pages[0].extract_text()
@@ -283,7 +341,7 @@ def test_web_report_as_pdf_and_in_english(client):
 @pytest.mark.parametrize(("query", "says"), [
     ("radius=0", "radius"), ("radius=abc", "radius"), ("kind=bus_stop", "kind"), ("mode=fly", "mode"),
     ("district=4110", "district"), ("f=docx", "f"), ("lang=fr", "lang"), ("colour=red", "colour"),
-    ("radius=500&radius=300", "radius"),
+    ("radius=500&radius=300", "radius"), ("sites=-1", "sites"), ("sites=many", "sites"), ("planned=maybe", "planned"),
 ])
 def test_web_report_bad_input_is_a_400_naming_it(client, query, says):
     response = client.get(f"/planner/report?{query}")

@@ -1,7 +1,8 @@
 """The coverage report as a download from the planner page: ``GET /planner/report``.
 
 Parameters as on ``/api/v1/coverage/streets`` (``radius``, ``kind`` repeated or comma-separated, ``mode``,
-``district``, read by the same definitions in ``geoservice.api.openapi``), plus ``f=html|pdf`` and ``lang=zh|en``.
+``district``, ``planned``, read by the same definitions in ``geoservice.api.openapi``), plus ``sites`` (how many new
+sites to suggest, 0 for none), ``f=html|pdf`` and ``lang=zh|en``.
 The report is an analysis (it takes an analysis slot, like coverage) and is sent as an attachment named after the
 question and the day. Bad input is a 400 naming the parameter; the answer is never a half-made report.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from geoservice import budget, hours, report
+from geoservice import budget, hours, report, siting
 from geoservice.api import openapi
 from geoservice.errors import InvalidParameter
 from geoservice.query import default_radius_m
@@ -20,7 +21,9 @@ bp = Blueprint("report", __name__)
 FORMAT = openapi.choice("f", "html = the self-contained report; pdf = printed by headless Chromium", report.FORMATS,
                         default="html")
 LANG = openapi.choice("lang", "zh = Chinese (default), en = English", report.LANGS, default="zh")
-PARAMETERS = (openapi.RADIUS, openapi.KIND, openapi.MODE, openapi.DISTRICT, FORMAT, LANG)
+SITES = openapi.integer("sites", "how many new sites to suggest (0: no siting section)", minimum=0,
+                        maximum=siting.MAX_COUNT, default=report.DEFAULT_SITE_COUNT)
+PARAMETERS = (openapi.RADIUS, openapi.KIND, openapi.MODE, openapi.DISTRICT, openapi.PLANNED, SITES, FORMAT, LANG)
 MEDIA_TYPES = {"html": "text/html; charset=utf-8", "pdf": "application/pdf"}
 
 
@@ -47,7 +50,8 @@ def coverage_report():
     kinds = args["kind"] or None
     radius = default_radius_m(kinds) if args["radius"] is None else args["radius"]
     now = hours.local_now(settings.timezone)
-    options = report.ReportOptions(lang=args["lang"], sliver_m2=settings.sliver_area_m2, generated_at=now)
+    options = report.ReportOptions.from_settings(settings, lang=args["lang"], site_count=args["sites"],
+                                                 include_planned=args["planned"], generated_at=now)
     conn = budget.connection("analysis")
     budget.take_analysis_slot(conn, settings)
     html = report.coverage_report(conn, radius_m=radius, kinds=kinds, mode=args["mode"], district=args["district"],
