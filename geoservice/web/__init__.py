@@ -26,7 +26,7 @@ def farmer_finder():
 @bp.get("/planner")
 def planner_page():
     """The planner's coverage page: uncovered streets, grid coverage, gaps and overlaps, exports."""
-    return planner.planner_page(current_app.config["GEOSERVICE_SETTINGS"])
+    return planner.planner_page(current_app.config["GEOSERVICE_SETTINGS"], auth.current_user())
 
 
 @bp.get("/staff")

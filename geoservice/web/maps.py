@@ -31,6 +31,8 @@ API = {
     "nearest": "/api/v1/nearest", "grid_at": "/api/v1/grids/at",
     "coverage_streets": "/api/v1/coverage/streets", "coverage_grids": "/api/v1/coverage/grids",
     "grid_gaps": "/api/v1/coverage/grid-gaps",
+    "coverage_curve": "/api/v1/coverage/curve", "coverage_areas": "/api/v1/coverage/areas",
+    "coverage_distances": "/api/v1/coverage/distances", "siting": "/api/v1/siting",
     # Live state and writes: a point or grid is its collection's address + "/" + id (or code).
     "live": "/api/v1/points/live", "point": "/api/v1/points", "grid": "/api/v1/grids", "me": "/api/v1/me",
 }

@@ -1,9 +1,17 @@
 /* geoservice planner page: asks the coverage API and draws, sums up and lists the answer. No third-party code here.
  *
- * The page's state is what the form says (radius, kinds, mode). Every change asks
- * /api/v1/coverage/streets and /api/v1/coverage/grids for that state; an answer to an older state is dropped, so
- * what is shown always belongs to what the form says. <body data-planner-state> is "loading", "ready" or "error",
- * and data-planner-query is the query string the shown result was computed for (tests wait on both).
+ * The page's state is what the form says (radius, kinds, mode, what if). Every change asks
+ * /api/v1/coverage/streets and /api/v1/coverage/grids for that state; a request for an older state is aborted
+ * (AbortController) and its answer dropped, so what is shown always belongs to what the form says. The slider asks
+ * while it moves, once it has rested config.debounce_ms. <body data-planner-state> is "loading", "ready" or "error",
+ * data-planner-query is the query string the shown result was computed for, data-planner-drawn the query whose
+ * result the map has drawn (set in the frame after drawing) and data-planner-charts the query the charts show
+ * (tests and bench/bench_planner_slider.py wait on these).
+ *
+ * Charts (ECharts, drawn on canvas, text never parsed as HTML): covered % against the radius (one call for the whole
+ * curve; asked again only when kinds, mode or what-if change), covered % per subdistrict and per community, street
+ * length by distance to the nearest point, and the siting gains. The siting panel asks /api/v1/siting for the sites
+ * that add most, draws them as numbered markers, and lets a planner accept one as a planned point.
  */
 (function () {
   "use strict";
@@ -21,6 +29,8 @@
   var GAP = "#1b1b1b";
   var OVERLAP = "#7b3294";
   var SELECTED = "#2c7bb6";
+  var PLANNED = "#d35400";
+  var CHART_BLUE = "#2c7bb6", CHART_GREEN = "#31a354", CHART_GREY = "#95a5a6";
   var PANES = { districts: 405, grids: 410, gaps: 420, streets: 430, uncovered: 440, points: 620 };
   var NUMERIC = { street_km: true, covered_km: true, uncovered_km: true, covered_pct: true, points: true };
 
@@ -32,7 +42,12 @@
   // street and point layers would be megabytes the planner does not need to see at once.
   var view = { bounds: null, truncated: false, timer: null, controller: null };
   var sortKey = null, sortAscending = true, selectedCode = null;
-  var seq = 0, shownQuery = null, pendingQuery = null, debounce = null;
+  var seq = 0, shownQuery = null, pendingQuery = null, debounce = null, inflight = null;
+  P.aborted = 0;
+  // The charts: ECharts instances by name, the data they show (redrawn in place when the language changes), and
+  // the requests on their way (aborted when the form moves on).
+  var charts = {}, chartData = {}, chartRequests = {}, curveKey = null, curveAnswer = null;
+  var siting = { answer: null, query: null, accepted: {}, controller: null };
 
   // -- text ------------------------------------------------------------------------------------------------
 
@@ -45,12 +60,18 @@
     Array.prototype.forEach.call(document.querySelectorAll("button.sort"), function (button) {
       button.setAttribute("aria-label", t("sort_by", { column: t("col_" + button.getAttribute("data-key")) }));
     });
-    Array.prototype.forEach.call(document.querySelectorAll("a.export-link"), function (a) {
+    Array.prototype.forEach.call(document.querySelectorAll("a.export-link[data-what]"), function (a) {
       a.setAttribute("aria-label", t("export_aria", { what: t("export_" + a.getAttribute("data-what")),
                                                      fmt: a.textContent.trim() }));
     });
+    Array.prototype.forEach.call(document.querySelectorAll("a.siting-link"), function (a) {
+      a.setAttribute("aria-label", t("siting_download_aria", { fmt: a.textContent.trim() }));
+    });
+    setSitingButton();
     buildLayerControl();
     buildLegend();
+    drawCharts();
+    renderSiting();
     if (P.lastStreets) { renderSummary(P.lastStreets.summary); }
     if (P.lastGaps) { renderGapSummary(P.lastGaps.summary); bindGapPopups(); }
     renderTable();
@@ -76,6 +97,8 @@
 
   function mode() { return document.querySelector("input[name=mode]:checked").value; }
 
+  function whatIf() { return $("what-if").checked; }
+
   /** The query for what the form says, or null when the form says something the API would refuse. */
   function currentQuery() {
     var radius = radiusValue();
@@ -87,12 +110,20 @@
     q.append("radius", String(radius));
     kinds.forEach(function (k) { q.append("kind", k); });
     q.append("mode", mode());
+    // Only when asked, so that the addresses of ordinary views stay as they were.
+    if (whatIf()) { q.append("planned", "true"); }
     return q;
   }
 
   function bindForm() {
     var range = $("radius-range"), number = $("radius-number");
-    range.addEventListener("input", function () { number.value = range.value; radiusValue(); });
+    // While the slider moves: ask once it has rested debounce_ms (a request still on its way is aborted).
+    range.addEventListener("input", function () {
+      number.value = range.value;
+      radiusValue();
+      clearTimeout(debounce);
+      debounce = setTimeout(update, config.debounce_ms);
+    });
     range.addEventListener("change", function () { number.value = range.value; update(); });
     number.addEventListener("input", function () {
       var value = radiusValue();
@@ -101,12 +132,18 @@
       debounce = setTimeout(update, 400);
     });
     number.addEventListener("change", update);
-    Array.prototype.forEach.call(document.querySelectorAll("input[name=kind], input[name=mode]"), function (el) {
+    Array.prototype.forEach.call(document.querySelectorAll("input[name=kind], input[name=mode], #what-if"),
+                                 function (el) {
       el.addEventListener("change", update);
     });
     $("kinds-all").addEventListener("click", function () { setAllKinds(true); });
     $("kinds-none").addEventListener("click", function () { setAllKinds(false); });
     $("planner-form").addEventListener("submit", function (event) { event.preventDefault(); update(); });
+    $("siting-form").addEventListener("submit", function (event) { event.preventDefault(); runSiting(); });
+    $("siting-count").addEventListener("input", setSitingButton);
+    window.addEventListener("resize", function () {
+      Object.keys(charts).forEach(function (name) { charts[name].resize(); });
+    });
     $("lang-switch").addEventListener("click", function () {
       G.switchLanguage();
       applyLanguage();
@@ -140,31 +177,64 @@
     var q = currentQuery();
     if (q === null) { return; }
     var key = q.toString();
-    if (key === shownQuery || key === pendingQuery) { return; }
+    if (key === pendingQuery) { return; }
+    if (key === shownQuery) {
+      // Back to what is shown (the slider went there and back): what was on its way is no longer wanted.
+      if (inflight) {
+        inflight.abort();
+        P.aborted += 1;
+        inflight = null;
+        pendingQuery = null;
+        ++seq;
+        updateExportLinks(key);
+        setState("ready", t("status_ready"));
+      }
+      return;
+    }
+    // The answer to the state before is no longer wanted: stop its requests (the server's cache still keeps what
+    // it finishes).
+    if (inflight) { inflight.abort(); P.aborted += 1; }
+    var controller = new AbortController();
+    inflight = controller;
     pendingQuery = key;
     var mine = ++seq;
     setState("loading", t("status_updating"));
     updateExportLinks(key);
-    Promise.all([G.getJSON(config.api.coverage_streets + "?" + key),
-                 G.getJSON(config.api.coverage_grids + "?" + key)]).then(function (answers) {
-      if (mine !== seq) { return; }
-      pendingQuery = null;
-      shownQuery = key;
-      showStreets(answers[0]);
-      showGrids(answers[1].grids);
-      showPoints(q.getAll("kind"));
-      document.body.setAttribute("data-planner-query", key);
-      writeAddress(key);
-      setState("ready", t("status_ready"));
-    }).catch(function (error) {
-      if (mine !== seq) { return; }
-      pendingQuery = null;
-      setState("error", t("status_error", { description: error.message }));
+    Promise.all([G.getJSON(config.api.coverage_streets + "?" + key, { signal: controller.signal }),
+                 G.getJSON(config.api.coverage_grids + "?" + key, { signal: controller.signal })])
+      .then(function (answers) {
+        if (mine !== seq) { return; }
+        inflight = null;
+        pendingQuery = null;
+        shownQuery = key;
+        showStreets(answers[0]);
+        showGrids(answers[1].grids);
+        showPoints(q.getAll("kind"));
+        document.body.setAttribute("data-planner-query", key);
+        writeAddress(key);
+        setState("ready", t("status_ready"));
+        markDrawn(key);
+        updateCharts(q);
+      }).catch(function (error) {
+        if (mine !== seq || (error && error.name === "AbortError")) { return; }
+        inflight = null;
+        pendingQuery = null;
+        setState("error", t("status_error", { description: error.message }));
+      });
+  }
+
+  /** Leaflet's canvas draws in the next animation frame: mark the map drawn in the frame after that. */
+  function markDrawn(key) {
+    window.requestAnimationFrame(function () {
+      window.requestAnimationFrame(function () {
+        P.drawnAt = window.performance.now();
+        document.body.setAttribute("data-planner-drawn", key);
+      });
     });
   }
 
   function updateExportLinks(key) {
-    Array.prototype.forEach.call(document.querySelectorAll("a.export-link"), function (a) {
+    Array.prototype.forEach.call(document.querySelectorAll("a.export-link[data-what]"), function (a) {
       a.href = config.api["coverage_" + a.getAttribute("data-what")] + "?" + key + "&f=" +
         a.getAttribute("data-format");
     });
@@ -217,9 +287,10 @@
     if (!viewPoints) { return; }
     var wanted = {};
     kinds.forEach(function (k) { wanted[k] = true; });
+    var counted = { open: true, planned: whatIf() };
     layers.points.clearLayers();
     layers.points.addData({ type: "FeatureCollection", features: viewPoints.features.filter(function (f) {
-      return f.properties.status === "open" && wanted[f.properties.kind];
+      return counted[f.properties.status] === true && wanted[f.properties.kind];
     }) });
     P.counts.points = layers.points.getLayers().length;
   }
@@ -281,14 +352,18 @@
     layers.points = L.geoJSON(null, {
       pane: pane("points"),
       pointToLayer: function (f, latlng) {
-        return L.circleMarker(latlng, { pane: pane("points"), radius: 5, color: "#ffffff", weight: 1.5,
-                                        fillColor: "#154360", fillOpacity: 0.95 });
+        // A planned point (what if) is hollow: it counts, but it is not there yet.
+        var planned = f.properties.status === "planned";
+        return L.circleMarker(latlng, { pane: pane("points"), radius: 5, color: planned ? PLANNED : "#ffffff",
+                                        weight: planned ? 2.5 : 1.5, fillColor: planned ? "#ffffff" : "#154360",
+                                        fillOpacity: 0.95, dashArray: planned ? "2 2" : null });
       },
       onEachFeature: function (f, layer) {
         layer.bindPopup(escapeHtml(f.properties.name) + "<br>" + escapeHtml(G.kindLabel(f.properties.kind)));
       }
     });
-    ["districts", "streets", "grids", "gaps", "uncovered", "points"].forEach(function (name) {
+    layers.sites = L.layerGroup();
+    ["districts", "streets", "grids", "gaps", "uncovered", "points", "sites"].forEach(function (name) {
       layers[name].addTo(map);
     });
   }
@@ -296,7 +371,7 @@
   function buildLayerControl() {
     if (layerControl) { layerControl.remove(); }
     var overlays = {};
-    ["grids", "gaps", "uncovered", "points", "streets", "districts"].forEach(function (name) {
+    ["grids", "gaps", "uncovered", "points", "sites", "streets", "districts"].forEach(function (name) {
       overlays[escapeHtml(t("layer_" + name))] = layers[name];
     });
     layerControl = L.control.layers(null, overlays, { collapsed: false, position: "topright" }).addTo(map);
@@ -408,6 +483,277 @@
     if (window.matchMedia("(max-width: 60rem)").matches) { map.getContainer().scrollIntoView({ block: "nearest" }); }
   }
 
+  // -- charts ----------------------------------------------------------------------------------------------
+
+  function chart(name) {
+    if (!charts[name]) { charts[name] = window.echarts.init($("chart-" + name), null, { renderer: "canvas" }); }
+    return charts[name];
+  }
+
+  /** Ask for one chart's data (aborting the request before it for the same chart); resolves with the answer. */
+  function askChart(name, url) {
+    if (chartRequests[name]) { chartRequests[name].abort(); }
+    var controller = new AbortController();
+    chartRequests[name] = controller;
+    return G.getJSON(url, { signal: controller.signal }).then(function (answer) {
+      if (chartRequests[name] === controller) { chartRequests[name] = null; }
+      return answer;
+    });
+  }
+
+  /** The charts for the query the map shows. The curve and the distances do not depend on the radius: they are
+   *  asked again only when kinds, mode or what-if change. */
+  function updateCharts(q) {
+    var key = q.toString();
+    var withoutRadius = new URLSearchParams(key);
+    withoutRadius.delete("radius");
+    if (withoutRadius.toString() !== curveKey) {
+      var rest = withoutRadius.toString();
+      curveKey = rest;
+      curveAnswer = Promise.all([
+        askChart("curve", config.api.coverage_curve + "?" + rest).then(function (answer) { chartData.curve = answer; }),
+        askChart("distances", config.api.coverage_distances + "?" + rest).then(function (answer) {
+          chartData.distances = answer;
+        })
+      ]);
+    }
+    // Still on its way for an earlier radius, perhaps: every radius of the same kinds waits for the same answer.
+    var wanted = [curveAnswer];
+    ["subdistrict", "community"].forEach(function (level) {
+      wanted.push(askChart(level, config.api.coverage_areas + "?level=" + level + "&" + key).then(function (answer) {
+        chartData[level] = answer.areas;
+      }));
+    });
+    Promise.all(wanted).then(function () {
+      if (key !== shownQuery) { return; }
+      chartData.radius = Number(q.get("radius"));
+      $("charts-status").hidden = true;
+      drawCharts();
+      document.body.setAttribute("data-planner-charts", key);
+    }).catch(function (error) {
+      if (error && error.name === "AbortError") { return; }
+      curveKey = null;  // asked again with the next change
+      $("charts-status").textContent = t("charts_status_error", { description: error.message });
+      $("charts-status").hidden = false;
+    });
+  }
+
+  function axisName(key) { return { name: t(key), nameLocation: "middle", nameGap: 28 }; }
+
+  function baseOption() {
+    // Tooltips drawn as rich text on the canvas: names from the data are never parsed as HTML.
+    return { animation: false, grid: { left: 56, right: 20, top: 16, bottom: 44 },
+             tooltip: { trigger: "axis", renderMode: "richText" }, textStyle: { fontSize: 12 } };
+  }
+
+  function drawCurve() {
+    var answer = chartData.curve;
+    if (!answer) { return; }
+    var option = baseOption();
+    option.xAxis = Object.assign({ type: "value", min: 0, max: answer.curve[answer.curve.length - 1].radius_m },
+                                 axisName("axis_radius"));
+    option.yAxis = Object.assign({ type: "value", min: 0, max: 100 }, axisName("axis_covered_pct"), { nameGap: 36 });
+    option.series = [{
+      type: "line", name: t("series_covered_pct"), color: CHART_BLUE, symbolSize: 5,
+      data: answer.curve.map(function (c) { return [c.radius_m, c.covered_pct]; }),
+      markLine: { symbol: "none", silent: true, lineStyle: { color: PLANNED, type: "dashed" },
+                  label: { formatter: t("series_current_radius") + " " + chartData.radius + " m" },
+                  data: [{ xAxis: chartData.radius }] }
+    }];
+    chart("curve").setOption(option, true);
+  }
+
+  function drawAreas(name, areas) {
+    if (!areas) { return; }
+    // One bar per area, weakest on top; the community chart grows with the number of communities.
+    var box = $("chart-" + name);
+    var height = Math.max(180, areas.length * 18 + 60) + "px";
+    if (box.style.height !== height) {
+      box.style.height = height;
+      if (charts[name]) { charts[name].resize(); }
+    }
+    var option = baseOption();
+    option.grid = { left: 8, right: 20, top: 8, bottom: 40, containLabel: true };
+    option.xAxis = Object.assign({ type: "value", min: 0, max: 100 }, axisName("axis_covered_pct"));
+    option.yAxis = { type: "category", inverse: true, axisLabel: { fontSize: 11 },
+                     data: areas.map(function (a) { return a.name || a.code; }) };
+    option.series = [{ type: "bar", name: t("series_covered_pct"), color: CHART_GREEN,
+                       data: areas.map(function (a) { return a.covered_pct == null ? "-" : a.covered_pct; }) }];
+    chart(name).setOption(option, true);
+  }
+
+  function drawDistances() {
+    var answer = chartData.distances;
+    if (!answer) { return; }
+    var option = baseOption();
+    var labels = answer.bins.map(function (b) { return b.from_m + "–" + b.to_m; });
+    labels.push(t("beyond"));
+    var values = answer.bins.map(function (b) { return b.km; });
+    values.push({ value: answer.beyond_km, itemStyle: { color: CHART_GREY } });
+    option.xAxis = Object.assign({ type: "category", data: labels, axisLabel: { rotate: 60, fontSize: 10 } },
+                                 axisName("axis_distance"), { nameGap: 56 });
+    option.grid.bottom = 84;
+    option.yAxis = Object.assign({ type: "value" }, axisName("axis_km"), { nameGap: 40 });
+    option.series = [{ type: "bar", name: t("series_km"), color: CHART_BLUE, data: values }];
+    chart("distances").setOption(option, true);
+  }
+
+  function drawSitingChart() {
+    var answer = siting.answer;
+    if (!answer || !answer.features.length) { return; }
+    var option = baseOption();
+    option.grid.right = 56;
+    option.legend = { top: 0, data: [t("series_gain"), t("series_cumulative")] };
+    option.grid.top = 32;
+    option.xAxis = Object.assign({ type: "category", data: answer.features.map(function (f, i) {
+      return String(i + 1);
+    }) }, axisName("axis_site"));
+    option.yAxis = [Object.assign({ type: "value" }, axisName("axis_gain_km"), { nameGap: 40 }),
+                    { type: "value", min: 0, max: 100, name: "%", position: "right" }];
+    option.series = [
+      { type: "bar", name: t("series_gain"), color: CHART_GREEN,
+        data: answer.features.map(function (f) { return f.properties.gain_km; }) },
+      { type: "line", name: t("series_cumulative"), color: CHART_BLUE, yAxisIndex: 1,
+        data: answer.features.map(function (f) { return f.properties.covered_pct; }) }
+    ];
+    chart("siting").setOption(option, true);
+  }
+
+  function drawCharts() {
+    if (!map) { return; }
+    drawCurve();
+    drawAreas("subdistricts", chartData.subdistrict);
+    drawAreas("communities", chartData.community);
+    drawDistances();
+    drawSitingChart();
+  }
+
+  // -- siting ----------------------------------------------------------------------------------------------
+
+  function sitingCount() {
+    var value = Number($("siting-count").value);
+    return isFinite(value) && value >= 1 && value === Math.floor(value) ? value : null;
+  }
+
+  function setSitingButton() {
+    var n = sitingCount();
+    var button = $("siting-run");
+    button.setAttribute("data-i18n-vars", JSON.stringify({ n: n === null ? "N" : n }));
+    button.textContent = t("siting_run", { n: n === null ? "N" : n });
+    button.disabled = n === null;
+  }
+
+  function sitingStatus(text, state) {
+    var box = $("siting-status");
+    box.hidden = false;
+    box.textContent = text;
+    document.body.setAttribute("data-siting-state", state);
+  }
+
+  /** Ask for the sites that add most for what the form says now (radius, kinds, mode). */
+  function runSiting() {
+    var q = currentQuery();
+    var n = sitingCount();
+    if (q === null || n === null) { return; }
+    var sq = new URLSearchParams();
+    sq.append("radius", q.get("radius"));
+    q.getAll("kind").forEach(function (k) { sq.append("kind", k); });
+    sq.append("mode", q.get("mode"));
+    if (q.get("planned")) { sq.append("planned", q.get("planned")); }
+    sq.append("count", String(n));
+    var key = sq.toString();
+    if (config.can_accept && q.getAll("kind").indexOf($("siting-kind").value) === -1) {
+      $("siting-kind").value = q.getAll("kind")[0];  // a new point should be of a kind that counts
+    }
+    if (siting.controller) { siting.controller.abort(); }
+    siting.controller = new AbortController();
+    sitingStatus(t("siting_running"), "loading");
+    G.getJSON(config.api.siting + "?" + key, { signal: siting.controller.signal }).then(function (answer) {
+      siting.controller = null;
+      siting.answer = answer;
+      siting.query = key;
+      siting.accepted = {};
+      Array.prototype.forEach.call(document.querySelectorAll("a.siting-link"), function (a) {
+        a.href = config.api.siting + "?" + key + "&f=" + a.getAttribute("data-format");
+      });
+      $("siting-downloads").hidden = config.can_accept;
+      renderSiting();
+      document.body.setAttribute("data-siting-query", key);
+      document.body.setAttribute("data-siting-state", "ready");
+    }).catch(function (error) {
+      if (error && error.name === "AbortError") { return; }
+      siting.controller = null;
+      sitingStatus(t("status_error", { description: error.message }), "error");
+    });
+  }
+
+  function siteIcon(n, accepted) {
+    // The number is ours (1..N), not data: the marker's HTML is only that number.
+    return L.divIcon({ className: "siting-marker" + (accepted ? " accepted" : ""), html: String(n),
+                       iconSize: [26, 26], iconAnchor: [13, 13] });
+  }
+
+  /** The sites as numbered markers, the list (with accept buttons for a planner) and the gains chart. */
+  function renderSiting() {
+    var answer = siting.answer;
+    if (!answer || !map) { return; }
+    var s = answer.summary;
+    sitingStatus(answer.features.length ? t("siting_done", { method: s.method, km: fixed(s.objective_km, 3),
+                                                             seconds: fixed(s.seconds, 2) })
+                                        : t("siting_none"), "ready");
+    layers.sites.clearLayers();
+    var list = $("siting-list");
+    list.textContent = "";
+    answer.features.forEach(function (f, i) {
+      var n = i + 1, p = f.properties;
+      var coords = f.geometry.coordinates;
+      var accepted = siting.accepted[n];
+      var marker = L.marker([coords[1], coords[0]], { icon: siteIcon(n, accepted), keyboard: false,
+                                                      title: t("siting_marker", { n: n }), zIndexOffset: 1000 });
+      marker.bindTooltip(t("siting_site", { n: n, gain: fixed(p.gain_km, 3), pct: fixed(p.covered_pct, 2) }));
+      layers.sites.addLayer(marker);
+      var li = G.el("li", { "data-site": n },
+                    t("siting_site", { n: n, gain: fixed(p.gain_km, 3), pct: fixed(p.covered_pct, 2) }));
+      if (accepted) {
+        li.appendChild(G.el("span", { "class": "siting-accepted" }, " " + t("siting_accepted", { id: accepted })));
+      } else if (config.can_accept) {
+        var button = G.el("button", { type: "button", "class": "siting-accept",
+                                      "aria-label": t("siting_accept_aria", { n: n }) }, t("siting_accept"));
+        button.addEventListener("click", function () { acceptSite(n, f, button); });
+        li.appendChild(document.createTextNode(" "));
+        li.appendChild(button);
+      }
+      list.appendChild(li);
+    });
+    $("siting-chart-figure").hidden = answer.features.length === 0;
+    drawSitingChart();
+    if (charts.siting) { charts.siting.resize(); }
+  }
+
+  /** A planner accepts site n: a new point of the chosen kind with status planned (counted only in what if). */
+  function acceptSite(n, feature, button) {
+    var kind = $("siting-kind").value;
+    var coords = feature.geometry.coordinates;
+    button.disabled = true;
+    G.send("POST", config.api.point, {
+      type: "Feature", geometry: { type: "Point", coordinates: coords },
+      properties: { name: t("siting_new_name", { kind: G.kindLabel(kind), n: n, lon: coords[0].toFixed(5),
+                                                 lat: coords[1].toFixed(5) }),
+                    kind: kind, status: "planned" }
+    }).then(function (result) {
+      siting.accepted[n] = result.body.id;
+      renderSiting();
+      document.body.setAttribute("data-siting-accepted", String(result.body.id));
+      // The city changed: the what-if answers (and the planned points of the view) are asked again.
+      view.bounds = null;
+      loadView();
+      if (whatIf()) { shownQuery = null; curveKey = null; update(); }
+    }).catch(function (error) {
+      button.disabled = false;
+      sitingStatus(t("status_error", { description: error.message }), "error");
+    });
+  }
+
   // -- start -----------------------------------------------------------------------------------------------
 
   function loadStatic() {
@@ -483,6 +829,7 @@
     }
     var wantedMode = q.get("mode") === "walk" ? "walk" : "straight";
     document.querySelector("input[name=mode][value=" + wantedMode + "]").checked = true;
+    $("what-if").checked = q.get("planned") === "true";
   }
 
   function writeAddress(key) {
@@ -494,6 +841,7 @@
   function start() {
     map = G.createMap();
     P.map = map;
+    P.layers = layers;
     makeLayers();
     bindForm();
     readAddress();

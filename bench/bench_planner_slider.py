@@ -1,0 +1,137 @@
+"""Planner slider: from a move of the radius slider to the map redrawn, in headless Chromium, on a big city.
+
+The app is served as ``geoservice serve`` serves it (gunicorn, as the app role) on a generated city; the planner page
+is opened in Debian's headless Chromium (Playwright). Each move sets the slider to a radius not asked before (so no
+cached answer helps) and fires its ``input`` event, as a drag does; the page waits until the slider has rested
+(``SLIDER_DEBOUNCE_MS``, included in the time), asks /api/v1/coverage/streets and /api/v1/coverage/grids, draws, and
+marks the frame after drawing (``data-planner-drawn``). The time is taken in the page, from the event to that mark.
+The first view (the page opened, the coverage engine loaded for the city's data version) is reported apart.
+
+Run: ``.venv/bin/python -m bench.bench_planner_slider [--points 100000] [--blocks 120] [--repeat 12]``. Results go
+to docs/benchmarks.md. Measured, not asserted.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+from bench.common import ROOT, bench_engine, city_arguments, machine, write_section
+from geoservice.config import load_settings
+from geoservice.db.embedded import EmbeddedCluster
+from geoservice.web.planner import SLIDER_DEBOUNCE_MS
+
+DATABASE = "geoservice_bench_slider"
+LOG = ROOT / "bench" / "out" / "bench_planner_slider.log"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+TIMEOUT_MS = 300_000
+# Set the slider and fire its input event in one task; the page's own clock starts the measurement.
+MOVE = """(radius) => {
+    const range = document.getElementById("radius-range");
+    range.value = String(radius);
+    window.benchMovedAt = performance.now();
+    range.dispatchEvent(new Event("input", { bubbles: true }));
+}"""
+DRAWN = """(radius) => {
+    const q = new URLSearchParams(document.body.dataset.plannerDrawn || "");
+    return q.get("radius") === String(radius) && document.body.dataset.plannerState === "ready";
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _serve(engine, port: int) -> subprocess.Popen:
+    """``geoservice serve`` on the bench's database, connecting as the app role; waits for /healthz."""
+    settings = load_settings()
+    owner_url = engine.url.render_as_string(hide_password=False)
+    app_url = EmbeddedCluster(settings).app_url(DATABASE) if not settings.database_url else owner_url
+    LOG.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DATABASE_URL": owner_url, "GEOSERVICE_APP_DATABASE_URL": app_url,
+           "GEOSERVICE_BASEMAP": "none"}
+    proc = subprocess.Popen([sys.executable, "-m", "geoservice", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=LOG.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise RuntimeError(f"the app did not start; see {LOG}")
+
+
+def measure(base: str, radii: list[int]) -> tuple[float, list[tuple[int, float, int]]]:
+    """The first view's time (s) and, per move, (radius, ms from the move to the map drawn, uncovered features)."""
+    from playwright.sync_api import sync_playwright
+
+    moves = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        # bypass_csp: wait_for_function evaluates with eval, which the page's policy refuses.
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN", bypass_csp=True)
+        page = context.new_page()
+        started = time.perf_counter()
+        page.goto(base + "/planner")
+        page.wait_for_function(DRAWN, arg=500, timeout=TIMEOUT_MS)
+        first_s = time.perf_counter() - started
+        page.wait_for_selector("body[data-planner-charts]", state="attached", timeout=TIMEOUT_MS)
+        for radius in radii:
+            page.evaluate(MOVE, radius)
+            page.wait_for_function(DRAWN, arg=radius, timeout=TIMEOUT_MS)
+            ms = page.evaluate("geoservicePlanner.drawnAt - window.benchMovedAt")
+            moves.append((radius, ms, page.evaluate("geoservicePlanner.counts.uncovered")))
+            # Let the charts of this radius finish, as a planner reading them would, before the next move.
+            page.wait_for_selector("body[data-planner-charts]", state="attached", timeout=TIMEOUT_MS)
+        browser.close()
+    return first_s, moves
+
+
+def main() -> None:
+    parser = city_arguments(__doc__, points=100_000, blocks=120, repeat=12)
+    args = parser.parse_args()
+    engine, counts = bench_engine(blocks=args.blocks, points=args.points, name=DATABASE)
+    # New radii each time (none cached): up from 550 m in 50 m steps, as far as the slider goes (2 km).
+    radii = [550 + 50 * i for i in range(args.repeat)]
+    port = _free_port()
+    proc = _serve(engine, port)
+    try:
+        first_s, moves = measure(f"http://127.0.0.1:{port}", radii)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    times = [ms for _, ms, _ in moves]
+    rows = "\n".join(f"| {radius} m | {ms:.0f} ms | {features:,} |" for radius, ms, features in moves)
+    body = (
+        f"Machine: {machine()}. Run {datetime.now().date().isoformat()}.\n\n"
+        f"City: {counts['street']:,} street segments, {counts['point']:,} points (generated, "
+        f"`scaled_spec(blocks={args.blocks}, points={args.points})`), all kinds, straight. `geoservice serve` "
+        "(gunicorn, 2 workers, as the app role); the planner page in headless Chromium (Playwright), offline "
+        "basemap. A move sets the slider to a radius not asked before and fires its input event; the time runs in "
+        f"the page from the event to the frame after the map has drawn the new uncovered streets and grid colours, "
+        f"including the {SLIDER_DEBOUNCE_MS} ms the page waits for the slider to rest.\n\n"
+        f"First view (page opened, coverage engine loaded for this data version, map drawn): {first_s:.1f} s.\n\n"
+        f"Slider move → map redrawn: **median {statistics.median(times):.0f} ms** over {len(times)} moves "
+        f"(min {min(times):.0f}, max {max(times):.0f} ms).\n\n"
+        "| radius | move → map drawn | uncovered portions drawn |\n|---|---|---|\n" + rows + "\n\n"
+        f"Reproduce: `.venv/bin/python -m bench.bench_planner_slider --points {args.points} --blocks {args.blocks}`.\n"
+    )
+    write_section("Planner slider (move → map redrawn)", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
