@@ -351,3 +351,31 @@ def test_web_report_bad_input_is_a_400_naming_it(client, query, says):
 
 def test_web_report_unknown_district_is_a_404(client):
     assert client.get("/planner/report?district=999999").status_code == 404
+
+
+def test_cli_shows_a_progress_bar_at_a_terminal(settings, engine, tmp_path):
+    # stderr is a terminal (a pseudo-terminal here): click draws a bar per step, ending at 100 %.
+    import pty
+
+    leader, follower = pty.openpty()
+    out = tmp_path / "report.html"
+    proc = subprocess.Popen([sys.executable, "-m", "geoservice", "report", "coverage", "--sites", "0", "--out",
+                             str(out)], cwd=ROOT, env={**os.environ, "DATABASE_URL": settings.database_url},
+                            stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert proc.wait(timeout=600) == 0
+    os.close(leader)
+    text = shown.decode("utf-8", "replace")
+    for stage in ("uncovered streets", "coverage curve", "grid gaps", "maps", "done"):
+        assert stage in text, text
+    assert "100%" in text
+    assert out.exists() and proc.stdout.read().startswith("coverage report written to")
