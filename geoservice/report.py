@@ -673,6 +673,9 @@ def print_pdf(html: str) -> bytes:
 
 
 def _print_pdf(html: str) -> bytes:
+    if not Path(CHROMIUM).exists():
+        raise ReportUnavailable(f"a PDF needs Debian's chromium at {CHROMIUM} (apt-get install chromium "
+                                "fonts-noto-cjk); the HTML report needs no browser")
     try:
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
