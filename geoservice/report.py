@@ -665,6 +665,10 @@ def print_pdf(html: str) -> bytes:
     Printed on a thread of its own: Playwright's synchronous API refuses to run where an asyncio loop already runs
     (a notebook, or a caller that drives a browser itself).
 
+    The pages read right; the text layer (copy, search) carries a CJK radical for a few ideographs (⺠ for 民,
+    ⻓ for 长): Chromium writes each glyph as the lowest code point the font maps to it, and Noto CJK maps those
+    radicals to the ideographs' glyphs.
+
     Raises:
         ReportUnavailable: Playwright or the browser is missing, or printing failed.
     """
