@@ -316,8 +316,8 @@ def export_command(ctx: click.Context, kind: str, path: Path) -> None:
 # -- siting ----------------------------------------------------------------------------------------------------------
 
 @main.command("siting")
-@click.option("--count", type=int, help="How many new sites at most (maximal covering); instead of --target.")
-@click.option("--target", type=float, help="The covered % to reach with the fewest new sites; instead of --count.")
+@click.option("--count", type=int, help="How many new sites at most (maximal covering; 5 without --target).")
+@click.option("--target", type=float, help="The covered % to reach with the fewest new sites (at most --count).")
 @click.option("--radius", type=float, help="Coverage radius in metres (default 500; 300 when the only kind is toilet).")
 @click.option("--kind", "kinds", multiple=True, help="A point kind that counts; repeatable (default: every kind).")
 @click.option("--mode", default="straight", show_default=True, help="straight (metres) or walk (along the streets).")
@@ -339,8 +339,11 @@ def siting_command(ctx: click.Context, fmt: str, out: Path | None, candidates: P
     """Where new points would cover the most street: --count N sites, or the fewest reaching --target %."""
     from geoservice import downloads, siting
     from geoservice.params import parse_bbox
+    from geoservice.spatial import box_around
 
     settings = _settings(ctx)
+    if question["count"] is None and question["target"] is None:
+        question["count"] = siting.DEFAULT_COUNT
     sites = None if candidates is None else siting.read_candidates(candidates.read_bytes())
     engine = db.make_engine(db.database_url(settings))
     try:
@@ -350,7 +353,8 @@ def siting_command(ctx: click.Context, fmt: str, out: Path | None, candidates: P
                 count=question["count"], target_pct=question["target"], district=question["district"],
                 bbox=parse_bbox(bbox), candidates=sites, include_planned=question["planned"],
                 metric_crs=settings.metric_crs, time_limit_s=time_limit or settings.siting_time_limit_s,
-                max_candidates=settings.siting_max_candidates)
+                max_candidates=settings.siting_max_candidates,
+                extent=box_around(*settings.city_center, settings.city_radius_km * 1000))
     finally:
         engine.dispose()
     body = siting.sites_table(result) if fmt == "text" else downloads.sites_file(result, fmt=fmt).body

@@ -60,12 +60,14 @@ import sqlalchemy as sa
 from scipy.optimize import Bounds, LinearConstraint, milp
 from sqlalchemy.engine import Connection
 
-from geoservice.coverage_engine import CoverageEngine, engine_for
+from geoservice.coverage_engine import CoverageEngine, SitingInstance, engine_for
 from geoservice.errors import InvalidParameter, NotFound
-from geoservice.query import BBox, check_bbox, check_kinds, check_lonlat, check_mode, check_radius
+from geoservice.query import BBox, check_bbox, check_kinds, check_lonlat, check_mode, check_radius, clip_bbox
 
 MAX_COUNT = 50
 """Most new sites one maximal-covering question asks for."""
+DEFAULT_COUNT = 5
+"""New sites asked for when neither a count nor a target is given (the API and the command)."""
 MAX_UPLOADED_CANDIDATES = 10_000
 """Most candidate sites an uploaded file may hold."""
 MAX_UPLOAD_BYTES = 1_000_000
@@ -331,7 +333,7 @@ def _solve(weights, incidence, *, count: int | None, need: float | None, time_li
     w, a = reduced.weights, reduced.incidence
     chosen, gains, bound = _greedy_answer(w, a, count=count, need=need)
     method, value = "greedy", sum(gains) if count is not None else len(chosen)
-    optimal = _gap(value, bound, count=count) == 0
+    optimal = bool(_gap(value, bound, count=count) == 0)
     if not optimal and a.shape[0] <= max_exact_candidates:
         exact = _exact(w, a, count=count, need=need, time_limit_s=time_limit_s - (time.perf_counter() - started))
         if exact is not None:
@@ -566,10 +568,10 @@ def _in_area(conn: Connection, sites: Candidates, *, district: str | None, bbox:
 # -- the question --------------------------------------------------------------------------------------------------
 
 def check_count_or_target(count: int | None, target_pct: float | None) -> None:
-    """Exactly one of ``count`` (1 … :data:`MAX_COUNT`) and ``target_pct`` (0 < t ≤ 100)."""
-    if (count is None) == (target_pct is None):
-        raise InvalidParameter("give exactly one of count (how many new sites, 1 to "
-                               f"{MAX_COUNT}) and target (the covered % to reach, above 0 and at most 100)")
+    """``count`` (1 … :data:`MAX_COUNT`), ``target_pct`` (0 < t ≤ 100) or both; not neither."""
+    if count is None and target_pct is None:
+        raise InvalidParameter(f"give count (how many new sites, 1 to {MAX_COUNT}), target (the covered % to reach, "
+                               "above 0 and at most 100) or both (the target with at most count sites)")
     if count is not None and (isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT):
         raise InvalidParameter(f"count must be a whole number from 1 to {MAX_COUNT}, got {count!r}")
     if target_pct is not None and (isinstance(target_pct, bool) or not isinstance(target_pct, int | float)
@@ -592,7 +594,7 @@ def suggest_sites(conn: Connection, *, kinds: Sequence[str] | None = None, radiu
                   mode: str = "straight", count: int | None = None, target_pct: float | None = None,
                   district: str | None = None, bbox: Sequence[float] | None = None,
                   candidates: np.ndarray | None = None, metric_crs: str, time_limit_s: float,
-                  max_candidates: int | None = None, include_planned: bool = False) -> dict:
+                  max_candidates: int | None = None, include_planned: bool = False, extent: BBox | None = None) -> dict:
     """Where new points of ``kinds`` would cover the most street: ``count`` sites, or the fewest reaching a target.
 
     Args:
@@ -602,7 +604,9 @@ def suggest_sites(conn: Connection, *, kinds: Sequence[str] | None = None, radiu
         radius_m: coverage radius in metres (0 < r ≤ 10 000); None: 300 for toilets only, else 500.
         mode: ``straight`` or ``walk`` (as :func:`geoservice.coverage.uncovered_streets`).
         count: maximal covering: at most this many new sites (1 … :data:`MAX_COUNT`).
-        target_pct: set covering: the fewest new sites after which this % of the street length is covered.
+        target_pct: set covering: the fewest new sites after which this % of the street length is covered — with
+            ``count`` too, at most that many (when more are needed, the best ``count`` sites are given instead). A
+            target beyond what all candidates together reach gets the fewest sites reaching that most.
         district: 6-digit code: the streets to cover and the default candidates inside this district.
         bbox: ``(minlon, minlat, maxlon, maxlat)``: likewise inside this box.
         candidates: ``(n, 2)`` lon/lat of the planner's own candidate sites (:func:`read_candidates`); None: the
@@ -612,6 +616,8 @@ def suggest_sites(conn: Connection, *, kinds: Sequence[str] | None = None, radiu
         max_candidates: the exact MILP is tried only up to this many useful candidates (the setting
             ``siting_max_candidates``); None: always tried.
         include_planned: count planned points as existing ("what if").
+        extent: the city's extent (lon/lat): ``bbox`` is cut to it first, as in ``coverage.uncovered_streets`` — a
+            box far larger than the city is the whole city, a box outside it holds no street.
 
     Returns:
         A GeoJSON FeatureCollection of the chosen sites in order — properties ``rank``, ``lon``, ``lat``,
@@ -620,11 +626,11 @@ def suggest_sites(conn: Connection, *, kinds: Sequence[str] | None = None, radiu
         question, ``problem`` (max_cover or set_cover), ``method`` (milp or greedy), ``optimal``, ``gap`` (relative
         optimality gap; 0 when proven optimal), ``bound`` (km for max_cover, sites for set_cover), ``objective_km``,
         ``seconds``, ``candidates`` (how many were considered), ``total_km``, ``covered_km`` and ``covered_pct``
-        before and ``covered_pct_after``.
+        before, ``covered_pct_after``, ``most_pct`` (what all candidates together would reach) and ``target_reached``
+        (None without a target).
 
     Raises:
-        InvalidParameter: a bad kind, radius, mode, count, target, bbox, district code or candidate, or a target
-            no candidate set reaches (the message says the most that can be reached).
+        InvalidParameter: a bad kind, radius, mode, count, target, bbox, district code or candidate.
         NotFound: no district with that code.
     """
     kinds_ok = check_kinds(kinds)
@@ -636,40 +642,67 @@ def suggest_sites(conn: Connection, *, kinds: Sequence[str] | None = None, radiu
     if not 0 < time_limit_s <= 3600:
         raise InvalidParameter(f"time_limit_s must be between 0 and 3600 seconds, got {time_limit_s!r}")
     engine = engine_for(conn, metric_crs=metric_crs)
+    area_box, empty = _area_box(box, extent)
     if candidates is None:
-        sites = _in_area(conn, default_candidates(engine), district=district, bbox=box)
+        sites = _in_area(conn, default_candidates(engine), district=district, bbox=area_box)
     else:
         sites = uploaded_sites(candidates)
         for n, (lon, lat) in enumerate(sites.lonlat, 1):
             check_lonlat(float(lon), float(lat), what=f"candidate {n}")
-    instance = engine.siting_instance(radius_m=radius, kinds=kinds_ok, mode=mode, sites_lonlat=sites.lonlat,
-                                      include_planned=include_planned, district=district, bbox=box)
-    limit = math.inf if max_candidates is None else max_candidates
-    if count is not None:
-        solution = max_cover(instance.weights, instance.incidence, count=count, time_limit_s=time_limit_s,
-                             max_exact_candidates=limit)
+    if empty:
+        instance = SitingInstance(np.empty(0), sp.csr_matrix((len(sites), 0), dtype=bool), 0.0, 0.0)
     else:
-        solution = _set_cover_to(instance, target_pct, time_limit_s=time_limit_s, max_exact_candidates=limit,
-                                 radius=radius, n_sites=len(sites))
+        instance = engine.siting_instance(radius_m=radius, kinds=kinds_ok, mode=mode, sites_lonlat=sites.lonlat,
+                                          include_planned=include_planned, district=district, bbox=area_box)
+    limit = math.inf if max_candidates is None else max_candidates
+    solution, problem, reached = _solve_question(instance, count=count, target_pct=target_pct,
+                                                 time_limit_s=time_limit_s, max_exact_candidates=limit)
     return _answer(solution, sites, instance, question={
-        "problem": "max_cover" if count is not None else "set_cover", "count": count, "target_pct": target_pct,
+        "problem": problem, "count": count, "target_pct": target_pct, "target_reached": reached,
         "radius_m": radius, "mode": mode, "kinds": list(kinds_ok), "district": district,
         "bbox": list(box) if box else None, "include_planned": include_planned,
         "candidates_from": "default" if candidates is None else "uploaded", "candidates": len(sites),
         "time_limit_s": time_limit_s})
 
 
-def _set_cover_to(instance, target_pct: float, *, time_limit_s: float, max_exact_candidates: float, radius: float,
-                  n_sites: int) -> Solution:
+def _area_box(box: BBox | None, extent: BBox | None) -> tuple[BBox | None, bool]:
+    """The box the streets are cut to (None: none) and whether the area holds no street at all.
+
+    A box outside the city or of no width or height holds none; one holding the whole city cuts nothing.
+    """
+    if box is None:
+        return None, False
+    if extent is not None:
+        clipped = clip_bbox(box, extent)
+        if clipped is None:
+            return None, True
+        if clipped == extent:
+            return None, False
+        box = clipped
+    return box, box[0] == box[2] or box[1] == box[3]
+
+
+def _solve_question(instance, *, count: int | None, target_pct: float | None, time_limit_s: float,
+                    max_exact_candidates: float) -> tuple[Solution, str, bool | None]:
+    """The solution, the problem solved (max_cover or set_cover) and whether the target was reached (None: none).
+
+    A target the candidates cannot reach gets the fewest sites covering all they can; a target that needs more than
+    ``count`` sites gets the best ``count`` sites instead.
+    """
+    if target_pct is None:
+        return max_cover(instance.weights, instance.incidence, count=count, time_limit_s=time_limit_s,
+                         max_exact_candidates=max_exact_candidates), "max_cover", None
+    started = time.perf_counter()
     need = target_pct / 100 * instance.total_m - instance.covered_m
-    reachable = instance.covered_m + float(instance.weights[np.asarray(instance.incidence.sum(axis=0)).ravel() > 0]
-                                            .sum())
-    if instance.total_m <= 0 or need > reachable - instance.covered_m + _slack(need):
-        most = _pct(reachable, instance.total_m)
-        raise InvalidParameter(f"target must be at most {most} %: that is what all {n_sites} candidate sites together "
-                               f"cover at radius {radius:g} m, got {target_pct:g}")
-    return set_cover(instance.weights, instance.incidence, need=need, time_limit_s=time_limit_s,
-                     max_exact_candidates=max_exact_candidates)
+    coverable = float(instance.weights[np.asarray(instance.incidence.sum(axis=0)).ravel() > 0].sum())
+    solution = set_cover(instance.weights, instance.incidence, need=min(need, coverable), time_limit_s=time_limit_s,
+                         max_exact_candidates=max_exact_candidates)
+    if count is None or len(solution.chosen) <= count:
+        return solution, "set_cover", bool(need <= coverable + _slack(need))
+    solution = max_cover(instance.weights, instance.incidence, count=count,
+                         time_limit_s=max(0.0, time_limit_s - (time.perf_counter() - started)),
+                         max_exact_candidates=max_exact_candidates)
+    return solution, "max_cover", bool(solution.objective >= need - _slack(need))
 
 
 def _pct(part: float, whole: float) -> float | None:
@@ -688,7 +721,7 @@ def _answer(solution: Solution, sites: Candidates, instance, *, question: dict) 
                                         "source": str(sites.source[i]), "street_id": street if street >= 0 else None}})
     max_cover_problem = question["problem"] == "max_cover"
     bound = solution.bound
-    summary = {**question, "method": solution.method, "optimal": solution.optimal,
+    summary = {**question, "method": solution.method, "optimal": bool(solution.optimal),
                "gap": None if solution.gap is None else round(solution.gap, 6),
                "bound": (round(bound / 1000, 4) if max_cover_problem else int(bound)) if bound is not None else None,
                "bound_unit": "km" if max_cover_problem else "sites",
@@ -697,6 +730,8 @@ def _answer(solution: Solution, sites: Candidates, instance, *, question: dict) 
                "covered_km": round(instance.covered_m / 1000, 3),
                "covered_pct": _pct(instance.covered_m, instance.total_m),
                "covered_pct_after": _pct(instance.covered_m + solution.objective, instance.total_m),
+               "most_pct": _pct(instance.covered_m + float(
+                   instance.weights[np.asarray(instance.incidence.sum(axis=0)).ravel() > 0].sum()), instance.total_m),
                "reduced_candidates": solution.reduced_candidates, "reduced_pieces": solution.reduced_pieces}
     return {"type": "FeatureCollection", "features": features, "summary": summary}
 

@@ -20,6 +20,7 @@ from geoservice.downloads import FORMATS, INLINE
 from geoservice.errors import InvalidParameter
 from geoservice.features import MAX_LIMIT, SEARCH_MAX_LENGTH, SEARCH_MAX_RESULTS
 from geoservice.params import absent, parse_bbox, parse_bool, parse_choice, parse_float, parse_int, parse_list
+from geoservice.siting import DEFAULT_COUNT as SITING_DEFAULT_COUNT
 from geoservice.siting import MAX_COUNT as SITING_MAX_COUNT
 from geoservice.siting import MAX_UPLOADED_CANDIDATES
 from geoservice.vocab import AMENITY_CODES, KIND_CODES
@@ -484,23 +485,28 @@ SITING_PATH = "/api/v1/siting"
 _SITES_ANSWER = {"description": "GeoJSON: the chosen sites in order, and a summary (f=csv: one row per site)",
                  "content": {"application/geo+json": {"schema": {"type": "object"}},
                              "text/csv": {"schema": {"type": "string"}}}}
+_LON = r"-?(180(\.0+)?|(1[0-7][0-9]|[0-9]{1,2})(\.[0-9]+)?)"
+_LAT = r"-?(90(\.0+)?|[0-8]?[0-9](\.[0-9]+)?)"
+_CANDIDATE_ROWS = f"^({_LON},{_LAT}\\r?\\n){{1,{MAX_UPLOADED_CANDIDATES}}}$"
 _SITING_DESCRIPTION = (
     "count: at most that many new sites maximising the newly covered street length (maximal covering); target: the "
-    "fewest new sites after which that % of the street length is covered (set covering) — exactly one of the two. "
+    "fewest new sites after which that % of the street length is covered (set covering); both: the target with at "
+    "most count sites (when more are needed, the best count sites; target_reached says which). A target beyond what "
+    "all candidates together reach (most_pct) gets the fewest sites reaching that. "
     "Existing open points (and planned ones with planned=true) stay where they are. Solved exactly (MILP, HiGHS) "
     "within the GEOSERVICE_SITING_TIME_LIMIT_S setting, else greedy. Features: rank, lon, lat, gain_km (marginal), "
     "covered_pct (cumulative), source (intersection, midpoint, uploaded), street_id. summary: method (milp or "
-    "greedy), optimal, gap, bound, objective_km, seconds, candidates, total_km, covered_pct before and "
-    "covered_pct_after. 400 for a target no set of candidates reaches, saying the most that can be.")
+    "greedy), optimal, gap, bound, objective_km, seconds, candidates, total_km, covered_pct before, "
+    "covered_pct_after, most_pct and target_reached.")
 PATHS[SITING_PATH] = {
     "summary": "Where new points would cover the most street (default candidate sites)",
     "description": "Candidates: street intersections (3 or more segments) and segment midpoints inside the area, "
                    "not at a junction of an arterial road nor along one. " + _SITING_DESCRIPTION,
     "parameters": [
-        integer("count", f"how many new sites at most (1-{SITING_MAX_COUNT}); instead of target", minimum=1,
-                maximum=SITING_MAX_COUNT),
-        number("target", "the covered % of the street length to reach (above 0, at most 100); instead of count",
-               minimum=0, maximum=100, exclusive_minimum=True),
+        integer("count", f"how many new sites at most (1-{SITING_MAX_COUNT}; {SITING_DEFAULT_COUNT} when no target "
+                "is given)", minimum=1, maximum=SITING_MAX_COUNT),
+        number("target", "the covered % of the street length to reach with the fewest new sites (above 0, at most "
+               "100)", minimum=0, maximum=100, exclusive_minimum=True),
         RADIUS, KIND, MODE, DISTRICT, BBOX, PLANNED,
         choice("f", "json = the answer inline (default); csv (UTF-8, one row per site) or geojson = a file download",
                (INLINE, "csv", "geojson"), default=INLINE),
@@ -509,14 +515,13 @@ PATHS[SITING_PATH] = {
 }
 ANALYSIS_POSTS: dict[str, dict[str, dict]] = {SITING_PATH: {"post": {
     "summary": "Where new points would cover the most street, among the planner's own candidate sites",
-    "description": "The body is the candidate sites: CSV rows lon,lat (a header row allowed) or GeoJSON Point / "
-                   f"MultiPoint features, WGS 84, at most {MAX_UPLOADED_CANDIDATES} sites. The query parameters are "
+    "description": "The body is the candidate sites: CSV rows lon,lat (a header row allowed), or a GeoJSON "
+                   "FeatureCollection of Point / MultiPoint features sent as application/geo+json or "
+                   f"application/json; WGS 84, at most {MAX_UPLOADED_CANDIDATES} sites. The query parameters are "
                    "those of GET. " + _SITING_DESCRIPTION,
     "parameters": [p.openapi() for p in PATHS[SITING_PATH]["parameters"]],
     "requestBody": {"required": True, "description": "the candidate sites",
-                    "content": {"text/csv": {"schema": {"type": "string"}},
-                                "application/geo+json": {"schema": {"type": "object"}},
-                                "application/json": {"schema": {"type": "object"}}}},
+                    "content": {"text/csv": {"schema": {"type": "string", "pattern": _CANDIDATE_ROWS}}}},
     "responses": {"200": _SITES_ANSWER},
 }}}
 """Analyses that take a body (they change nothing: not writes), path → method → OpenAPI operation."""

@@ -11,17 +11,19 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request
 
 from geoservice import downloads, siting
-from geoservice.api import _analysis, _attachment, _cached, _geojson, openapi
+from geoservice.api import _analysis, _attachment, _cached, _city_extent, _geojson, openapi
 
 bp = Blueprint("siting", __name__)
 
 
 def _question(args: dict) -> dict:
     settings = current_app.config["GEOSERVICE_SETTINGS"]
-    return {"kinds": args["kind"] or None, "radius_m": args["radius"], "mode": args["mode"], "count": args["count"],
+    count = siting.DEFAULT_COUNT if args["count"] is None and args["target"] is None else args["count"]
+    return {"kinds": args["kind"] or None, "radius_m": args["radius"], "mode": args["mode"], "count": count,
             "target_pct": args["target"], "district": args["district"], "bbox": args["bbox"],
             "include_planned": args["planned"], "metric_crs": settings.metric_crs,
-            "time_limit_s": settings.siting_time_limit_s, "max_candidates": settings.siting_max_candidates}
+            "time_limit_s": settings.siting_time_limit_s, "max_candidates": settings.siting_max_candidates,
+            "extent": _city_extent()}
 
 
 def _answer(result: dict, fmt: str):
