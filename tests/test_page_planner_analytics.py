@@ -212,6 +212,14 @@ def test_what_if_counts_the_planned_points(page, served, planned_kiosk):
     curve = api(served, "/api/v1/coverage/curve", "kind=kiosk&mode=straight&planned=true")["curve"]
     assert page.evaluate(SERIES, "chart-curve") == [[[c["radius_m"], c["covered_pct"]] for c in curve]]
     assert "planned=true" in page.url
+    # The report beside the exports asks the same question.
+    assert page.get_attribute("#export-report-pdf", "href") == f"/planner/report?{query}&f=pdf"
+    with urllib.request.urlopen(served + page.get_attribute("#export-report-html", "href"), timeout=300) as answer:
+        assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/html")
+        assert answer.headers["Content-Disposition"].startswith("attachment;")
+    page.click("#lang-switch")
+    assert page.get_attribute("#export-report-html", "href") == f"/planner/report?{query}&f=html&lang=en"
+    page.click("#lang-switch")
     page.uncheck("#what-if")
     wait_for_drawn(page, kind=["kiosk"], planned=[])
     assert_map_shows(page, served, plain)

@@ -222,6 +222,7 @@ MESSAGES: dict[str, dict[str, dict[str, str]]] = {
         "export_heading": {"zh": "导出当前结果", "en": "Export the current result"},
         "export_streets": {"zh": "未覆盖街道", "en": "Uncovered streets"},
         "export_grids": {"zh": "网格覆盖", "en": "Grid coverage"},
+        "export_report": {"zh": "覆盖报告", "en": "Coverage report"},
         "export_aria": {"zh": "下载{what}（{fmt}）", "en": "Download {what} as {fmt}"},
         "table_heading": {"zh": "各网格覆盖情况", "en": "Coverage per grid"},
         "table_hint": {"zh": "点击表头排序；点击一行在地图上显示该网格。",

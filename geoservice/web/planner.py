@@ -15,6 +15,7 @@ one as a ``planned`` point (the editing API, with the page's CSRF token), everyo
 
 from __future__ import annotations
 
+from geoservice import report
 from geoservice.accounts import User
 from geoservice.config import Settings
 from geoservice.downloads import DOWNLOAD_FORMATS
@@ -26,7 +27,9 @@ SLIDER_MAX_M = 2000
 """The slider covers the useful range (a 2 km walk is already beyond a living circle); the number input takes up
 to the API's maximum."""
 TABLE_COLUMNS = ("code", "name", "street_km", "covered_km", "uncovered_km", "covered_pct", "points")
-FORMAT_NAMES = {"csv": "CSV", "geojson": "GeoJSON", "gpkg": "GeoPackage"}
+FORMAT_NAMES = {"csv": "CSV", "geojson": "GeoJSON", "gpkg": "GeoPackage", "html": "HTML", "pdf": "PDF"}
+REPORT = "/planner/report"
+"""The coverage report for the page's question (``geoservice.web.report``), linked beside the exports."""
 SITING_FORMATS = ("csv", "geojson")
 """What a planner who may not accept a site downloads instead."""
 SITING_DEFAULT_COUNT = 5
@@ -44,8 +47,9 @@ def planner_page(settings: Settings, user: User | None = None) -> str:
     can_accept = user is not None and user.role in ACCEPT_ROLES
     return render_page("planner.html", settings, page="planner", zoom=13, prefer_canvas=True,
                        config={"max_radius": MAX_RADIUS_M, "debounce_ms": SLIDER_DEBOUNCE_MS,
-                               "can_accept": can_accept, "siting_formats": list(SITING_FORMATS)},
+                               "can_accept": can_accept, "siting_formats": list(SITING_FORMATS),
+                               "report": REPORT},
                        radius=int(DEFAULT_RADIUS_M), slider_max=SLIDER_MAX_M, max_radius=int(MAX_RADIUS_M),
                        formats=DOWNLOAD_FORMATS, format_names=FORMAT_NAMES, columns=TABLE_COLUMNS,
-                       siting_formats=SITING_FORMATS, siting_count=SITING_DEFAULT_COUNT,
+                       siting_formats=SITING_FORMATS, report_formats=report.FORMATS, siting_count=SITING_DEFAULT_COUNT,
                        siting_max=SITING_MAX_COUNT, can_accept=can_accept)

@@ -75,7 +75,6 @@
     if (P.lastStreets) { renderSummary(P.lastStreets.summary); }
     if (P.lastGaps) { renderGapSummary(P.lastGaps.summary); bindGapPopups(); }
     renderTable();
-    bindGridPopups();
   }
 
   // -- the form --------------------------------------------------------------------------------------------
@@ -147,7 +146,7 @@
     $("lang-switch").addEventListener("click", function () {
       G.switchLanguage();
       applyLanguage();
-      if (shownQuery) { writeAddress(shownQuery); }
+      if (shownQuery) { writeAddress(shownQuery); updateExportLinks(shownQuery); }
     });
     Array.prototype.forEach.call(document.querySelectorAll("button.sort"), function (button) {
       button.addEventListener("click", function () { sortBy(button.getAttribute("data-key")); });
@@ -200,6 +199,7 @@
     var mine = ++seq;
     setState("loading", t("status_updating"));
     updateExportLinks(key);
+    var askedAt = window.performance.now();
     Promise.all([G.getJSON(config.api.coverage_streets + "?" + key, { signal: controller.signal }),
                  G.getJSON(config.api.coverage_grids + "?" + key, { signal: controller.signal })])
       .then(function (answers) {
@@ -207,14 +207,19 @@
         inflight = null;
         pendingQuery = null;
         shownQuery = key;
+        // Where the time of an update goes (bench/bench_planner_slider.py reads it): asking, drawing.
+        P.timing = { asked: askedAt, answered: window.performance.now() };
         showStreets(answers[0]);
         showGrids(answers[1].grids);
         showPoints(q.getAll("kind"));
-        document.body.setAttribute("data-planner-query", key);
-        writeAddress(key);
-        setState("ready", t("status_ready"));
-        markDrawn(key);
-        updateCharts(q);
+        // The map first; the panel's table (thousands of rows on a big city) and the charts once it is drawn.
+        markDrawn(key, function () {
+          renderTable();
+          document.body.setAttribute("data-planner-query", key);
+          writeAddress(key);
+          if (mine === seq) { setState("ready", t("status_ready")); }
+          updateCharts(q);
+        });
       }).catch(function (error) {
         if (mine !== seq || (error && error.name === "AbortError")) { return; }
         inflight = null;
@@ -223,20 +228,25 @@
       });
   }
 
-  /** Leaflet's canvas draws in the next animation frame: mark the map drawn in the frame after that. */
-  function markDrawn(key) {
+  /** Leaflet's canvas draws in the next animation frame: mark the map drawn in the frame after that, then(). */
+  function markDrawn(key, then) {
     window.requestAnimationFrame(function () {
       window.requestAnimationFrame(function () {
         P.drawnAt = window.performance.now();
+        if (P.timing) { P.timing.drawn = P.drawnAt; }
         document.body.setAttribute("data-planner-drawn", key);
+        then();
       });
     });
   }
 
   function updateExportLinks(key) {
     Array.prototype.forEach.call(document.querySelectorAll("a.export-link[data-what]"), function (a) {
-      a.href = config.api["coverage_" + a.getAttribute("data-what")] + "?" + key + "&f=" +
-        a.getAttribute("data-format");
+      var what = a.getAttribute("data-what");
+      // The report is written in the page's language.
+      var report = what === "report";
+      a.href = (report ? config.report : config.api["coverage_" + what]) + "?" + key + "&f=" +
+        a.getAttribute("data-format") + (report && G.lang() !== "zh" ? "&lang=" + G.lang() : "");
     });
   }
 
@@ -279,12 +289,15 @@
     });
     gridRows = grids;
     layers.grids.eachLayer(function (layer) { layer.setStyle(gridStyle(layer.feature.properties.code)); });
-    bindGridPopups();
-    renderTable();
   }
 
   function showPoints(kinds) {
     if (!viewPoints) { return; }
+    // A new radius leaves the points as they are: redraw them only for new kinds, what-if or view.
+    var pointsKey = kinds.join(",") + "|" + whatIf();
+    if (viewPoints === P.shownPoints && pointsKey === P.shownPointsKey) { return; }
+    P.shownPoints = viewPoints;
+    P.shownPointsKey = pointsKey;
     var wanted = {};
     kinds.forEach(function (k) { wanted[k] = true; });
     var counted = { open: true, planned: whatIf() };
@@ -308,10 +321,6 @@
     return lines.join("<br>");
   }
 
-  function bindGridPopups() {
-    Object.keys(gridShapes).forEach(function (code) { gridShapes[code].bindPopup(gridPopup(code)); });
-  }
-
   function gapPopup(p) {
     var lines = ["<strong>" + escapeHtml(t(p.type)) + "</strong>",
                  Math.round(p.area_m2).toLocaleString() + " " + escapeHtml(t("m2"))];
@@ -331,7 +340,11 @@
     layers.grids = L.geoJSON(null, {
       pane: pane("grids"),
       style: function (f) { return gridStyle(f.properties.code); },
-      onEachFeature: function (f, layer) { gridShapes[f.properties.code] = layer; }
+      onEachFeature: function (f, layer) {
+        gridShapes[f.properties.code] = layer;
+        // Written when opened: the coverage and the language of that moment, with no rebinding on every update.
+        layer.bindPopup(function () { return gridPopup(f.properties.code); });
+      }
     });
     layers.gaps = L.geoJSON(null, {
       pane: pane("gaps"),
@@ -765,7 +778,6 @@
     var grids = G.getJSON(config.api.grids).then(function (d) {
       layers.grids.addData(d);
       P.counts.grids = d.features.length;
-      bindGridPopups();
     });
     var gaps = G.getJSON(config.api.grid_gaps).then(function (d) {
       P.lastGaps = d;
