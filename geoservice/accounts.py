@@ -41,6 +41,8 @@ from geoservice.errors import Conflict, InvalidParameter, NotFound, TooManyAttem
 
 ROLES: tuple[str, ...] = ("kiosk_staff", "officer", "planner", "admin")
 """The roles an account may have, least to most trusted in what they manage."""
+SEES_HIDDEN: tuple[str, ...] = ("planner", "admin")
+"""The roles that see the rows the public does not (``catalogue.Table.hidden``: planned points)."""
 
 ROLE_LABELS: dict[str, tuple[str, str]] = {
     "kiosk_staff": ("岗亭值守", "Kiosk staff"),

@@ -208,6 +208,8 @@ class Table:
         upsert_key: the column an import matches a file's rows on, updating the rows it finds and inserting the
             others; None for a table an import appends to (or, replacing, empties first) — one that nothing
             references, keyed by a number the database gives.
+        hidden: SQL condition on the table aliased ``t`` picking the rows the public does not see (planned points):
+            every public read leaves them out; planners and admins (``accounts.SEES_HIDDEN``) see them.
     """
 
     name: str
@@ -222,6 +224,7 @@ class Table:
     parent: Table | None = None
     filters: tuple[Filter, ...] = field(default=())
     upsert_key: str | None = None
+    hidden: str | None = None
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.properties]
@@ -233,6 +236,10 @@ class Table:
     def property_named(self, name: str) -> Property:
         """The property called ``name``."""
         return next(p for p in self.properties if p.name == name)
+
+    def visible_sql(self, *, show_hidden: bool) -> str:
+        """The condition on ``t`` a read adds: every row for those who see hidden ones, else the public's rows."""
+        return "true" if show_hidden or self.hidden is None else f"NOT ({self.hidden})"
 
     @property
     def title(self) -> str:
@@ -447,6 +454,8 @@ POINT = Table(
         Filter("amenity", ':value = ANY(t."amenities")', "Only points offering this amenity", enum=AMENITY_CODES),
         NAME_FILTER,
     ),
+    # A planned point is a planner's proposal, not a place anyone can go to yet.
+    hidden="t.status = 'planned'",
 )
 
 TABLES: dict[str, Table] = {t.name: t for t in (DISTRICT, SUBDISTRICT, COMMUNITY, GRID, SQUAD, STREET, POINT)}

@@ -172,17 +172,22 @@ def _key_words(table: Table) -> str:
     return "positive whole numbers" if table.integer_key_max is not None else f"{table.code_digits}-digit codes"
 
 
-def _read(conn: Connection, table: Table, key: int | str, *, lock: bool = False) -> dict | None:
+def _read(conn: Connection, table: Table, key: int | str, *, lock: bool = False,
+          show_hidden: bool = True) -> dict | None:
     lock_sql = " FOR UPDATE OF t" if lock else ""
-    text = conn.execute(sa.text(f"SELECT ({feature_sql(table)})::text FROM {table.name} t "
-                                f"WHERE t.{table.key} = :key{lock_sql}"), {"key": key}).scalar_one_or_none()
+    text = conn.execute(sa.text(f"SELECT ({feature_sql(table)})::text FROM {table.name} t WHERE t.{table.key} = :key "
+                                f"AND {table.visible_sql(show_hidden=show_hidden)}{lock_sql}"),
+                        {"key": key}).scalar_one_or_none()
     return None if text is None else _ordered(table, json.loads(text))
 
 
-def get_feature(conn: Connection, kind: str, key: Any) -> Versioned:
-    """The feature of layer ``kind`` (``points``, ``grids``) with key ``key``, and its ETag; NotFound otherwise."""
+def get_feature(conn: Connection, kind: str, key: Any, *, show_hidden: bool = False) -> Versioned:
+    """The feature of layer ``kind`` (``points``, ``grids``) with key ``key``, and its ETag; NotFound otherwise.
+
+    A planned point is not found unless ``show_hidden`` (planners and admins): the public cannot tell it from none.
+    """
     table = _editable(kind)
-    feature = _read(conn, table, _key(table, key))
+    feature = _read(conn, table, _key(table, key), show_hidden=show_hidden)
     if feature is None:
         raise NotFound(f"no {table.name} {key}")
     return Versioned(feature, etag_of(feature))
@@ -831,10 +836,10 @@ def _loads(text: str | None) -> dict | None:
 
 
 def live_points(conn: Connection, *, ids: list[int] | None = None, since: datetime | None = None,
-                stale_after_minutes: int) -> dict:
+                stale_after_minutes: int, show_hidden: bool = False) -> dict:
     """The live state of points: those in ``ids`` and/or whose state changed since ``since`` (tz-aware).
 
-    Every point (up to :data:`MAX_LIVE_POINTS`) when neither is given.
+    Every point (up to :data:`MAX_LIVE_POINTS`) when neither is given; planned ones only with ``show_hidden``.
     ``now`` is the database's time, for the next ``since`` (which looks :data:`LIVE_OVERLAP_S` further back);
     ``stale_after_minutes`` (the setting ``occupancy_stale_minutes``) tells pages when a count is too old to trust;
     ``truncated`` says more points matched than are listed.
@@ -842,7 +847,7 @@ def live_points(conn: Connection, *, ids: list[int] | None = None, since: dateti
     Raises:
         InvalidParameter: too many ids, a time without its zone.
     """
-    conditions, params = ["true"], {"limit": MAX_LIVE_POINTS + 1}
+    conditions, params = [catalogue.POINT.visible_sql(show_hidden=show_hidden)], {"limit": MAX_LIVE_POINTS + 1}
     if ids is not None:
         if len(ids) > MAX_LIVE_IDS:
             raise InvalidParameter(f"ids must list at most {MAX_LIVE_IDS} point ids, got {len(ids)}")

@@ -40,7 +40,7 @@ SEARCH_MAX_LENGTH = 100
 
 
 def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None, limit: int = MAX_LIMIT,
-                     now: datetime | None = None) -> dict:
+                     now: datetime | None = None, show_hidden: bool = False) -> dict:
     """The features of ``layer`` (within ``bbox`` if given) as a GeoJSON FeatureCollection dict.
 
     Args:
@@ -51,6 +51,8 @@ def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None, 
             answer is unbounded); ``truncated`` says whether more were there, so a map can ask the user to zoom
             in instead of loading a whole big city.
         now: the city's local time; points then carry ``open_now`` (True, False, or None for unknown hours).
+        show_hidden: include the rows the public does not see (planned points; ``catalogue.Table.hidden``) — for
+            planners and admins.
 
     Raises:
         InvalidParameter: an unknown layer or a limit out of range.
@@ -60,17 +62,18 @@ def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None, 
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidParameter(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
     table = FEATURE_TABLES[layer]
-    where = ""
+    conditions = [table.visible_sql(show_hidden=show_hidden)]
     params: dict = {"limit": limit + 1}
     if bbox is not None:
-        where = "WHERE " + in_box_sql(table.geometry.column, table.geometry.srid)
+        conditions.append(in_box_sql(table.geometry.column, table.geometry.srid))
         params.update(box_params(bbox))
     if table is POINT:
         properties, joins = _POINT_PROPERTIES, _POINT_GRID
     else:
         properties, joins = _properties_sql(table), ""
     features = _features(conn, table=table, order=f"t.{table.key}", properties=properties, joins=joins,
-                         rows=f"SELECT * FROM {table.name} {where} ORDER BY {table.key} LIMIT :limit", params=params)
+                         rows=f"SELECT * FROM {table.name} t WHERE {' AND '.join(conditions)} ORDER BY {table.key} "
+                              "LIMIT :limit", params=params)
     collection: dict = {"type": "FeatureCollection", "features": features}
     collection["truncated"] = len(features) > limit
     del features[limit:]
@@ -79,10 +82,12 @@ def layer_collection(conn: Connection, layer: str, *, bbox: BBox | None = None, 
     return collection
 
 
-def search_points(conn: Connection, text: str, *, limit: int = 10, now: datetime | None = None) -> dict:
+def search_points(conn: Connection, text: str, *, limit: int = 10, now: datetime | None = None,
+                  show_hidden: bool = False) -> dict:
     """Points whose name or address contains ``text`` (case-insensitive), best matches first.
 
     Order: name equal to the text, name starting with it, name containing it, then address only; ties by id.
+    Planned points only with ``show_hidden`` (planners and admins).
     Returns a FeatureCollection of point features (as in the ``points`` layer) with ``query`` echoing the search.
 
     Raises:
@@ -101,8 +106,8 @@ def search_points(conn: Connection, text: str, *, limit: int = 10, now: datetime
     pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     rank = ("CASE WHEN lower(name) = lower(:needle) THEN 0 WHEN name ILIKE :prefix THEN 1 "
             "WHEN name ILIKE :pattern THEN 2 ELSE 3 END")
-    rows = (f"SELECT *, {rank} AS rank FROM point WHERE name ILIKE :pattern OR address ILIKE :pattern "
-            "ORDER BY rank, id LIMIT :limit")
+    rows = (f"SELECT *, {rank} AS rank FROM point t WHERE (name ILIKE :pattern OR address ILIKE :pattern) "
+            f"AND {POINT.visible_sql(show_hidden=show_hidden)} ORDER BY rank, id LIMIT :limit")
     params = {"needle": needle, "pattern": pattern, "prefix": pattern[1:], "limit": limit}
     features = _features(conn, table=POINT, order="t.rank, t.id", properties=_POINT_PROPERTIES, joins=_POINT_GRID,
                          rows=rows, params=params)

@@ -11,6 +11,7 @@ import json
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from geoservice.catalogue import POINT
 from geoservice.errors import NotFound
 from geoservice.query import MAX_RADIUS_M, check_metres, check_mode
 from geoservice.routing import reachable_from_snaps, snap_points, snapped_positions
@@ -21,7 +22,7 @@ SERVICE_AREA_BUFFER_M = 25.0
 CIRCLE_VERTICES = 128
 """Vertices of a geodesic circle; the polygon's area is within 0.05 % of the circle's."""
 
-_POINT = sa.text("SELECT id, name, kind, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM point WHERE id = :id")
+_POINT = "SELECT id, name, kind, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM point t WHERE id = :id AND {visible}"
 
 _CIRCLE = sa.text("""
     SELECT ST_AsGeoJSON(c, 7), ST_Area(c::geography)
@@ -54,7 +55,7 @@ _WALK_AREA = sa.text("""
 """)
 
 
-def service_area(conn: Connection, *, point_id: int, radius_m: float, mode: str,
+def service_area(conn: Connection, *, point_id: int, radius_m: float, mode: str, show_hidden: bool = False,
                  metric_crs: str) -> dict:
     """The area served by a convenience point within ``radius_m``, as a GeoJSON Feature (WGS 84).
 
@@ -64,10 +65,11 @@ def service_area(conn: Connection, *, point_id: int, radius_m: float, mode: str,
 
     Args:
         conn: database connection.
-        point_id: id of the convenience point (any status).
+        point_id: id of the convenience point (any status; a planned one only with ``show_hidden``).
         radius_m: radius in metres (0 < r ≤ 10 km).
         mode: ``walk`` or ``straight``.
         metric_crs: projected CRS in which streets are cut and widened.
+        show_hidden: a planned point is found (planners and admins); for the public it is no point at all.
 
     Returns:
         A Feature whose properties are point_id, name, kind, mode, radius_m, area_m2 (geodesic), and in walk mode
@@ -79,7 +81,8 @@ def service_area(conn: Connection, *, point_id: int, radius_m: float, mode: str,
     """
     radius = check_metres("radius", radius_m, MAX_RADIUS_M)
     check_mode(mode)
-    point = conn.execute(_POINT, {"id": point_id}).mappings().first()
+    visible = POINT.visible_sql(show_hidden=show_hidden)
+    point = conn.execute(sa.text(_POINT.format(visible=visible)), {"id": point_id}).mappings().first()
     if point is None:
         raise NotFound(f"there is no convenience point with id {point_id}")
     props = {"point_id": point["id"], "name": point["name"], "kind": point["kind"], "mode": mode,

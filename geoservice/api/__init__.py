@@ -13,6 +13,7 @@ from geoservice.api import openapi
 from geoservice.params import parse_lonlat
 from geoservice.service_area import service_area as point_service_area
 from geoservice.spatial import box_around
+from geoservice.web.auth import sees_hidden
 
 bp = Blueprint("api", __name__)
 
@@ -64,7 +65,7 @@ def layer(layer: str):
     """One layer of the city map as a GeoJSON FeatureCollection, optionally cut to a bbox."""
     args = openapi.read_query("/api/v1/layers/{layer}")
     return _geojson(features.layer_collection(budget.connection("layer"), layer, bbox=args["bbox"],
-                                              limit=args["limit"], now=_now()))
+                                              limit=args["limit"], now=_now(), show_hidden=sees_hidden()))
 
 
 @bp.get("/api/v1/points/search")
@@ -72,7 +73,7 @@ def search_points():
     """Convenience points by name or address, best matches first."""
     args = openapi.read_query("/api/v1/points/search")
     return _geojson(features.search_points(budget.connection("lookup"), args["q"] or "", limit=args["limit"],
-                                           now=_now()))
+                                           now=_now(), show_hidden=sees_hidden()))
 
 
 @bp.get("/api/v1/nearest")
@@ -167,7 +168,7 @@ def service_area(point_id: int):
     args = openapi.read_query("/api/v1/points/{id}/service-area")
     radius = query.DEFAULT_RADIUS_M if args["radius"] is None else args["radius"]
     return _geojson(_analysis(point_service_area, point_id=point_id, radius_m=radius, mode=args["mode"],
-                              metric_crs=_settings().metric_crs))
+                              show_hidden=sees_hidden(), metric_crs=_settings().metric_crs))
 
 
 @bp.get("/api/v1/openapi.json")

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from geoservice import budget, editing
 from geoservice.api import openapi
-from geoservice.web.auth import current_actor
+from geoservice.web.auth import current_actor, sees_hidden
 
 bp = Blueprint("editing", __name__)
 # A point is named by its id, a grid by its 15-digit code; views serve both, told apart by ``kind``.
@@ -76,7 +76,7 @@ def written_response(written: editing.Written, collection_url: str) -> Response:
 @bp.get("/api/v1/grids/<key>", defaults=GRID)
 def feature(kind: str, key):
     """One point or grid, with its ETag (what If-Match sends back)."""
-    return _feature(editing.get_feature(budget.connection("lookup"), kind, key))
+    return _feature(editing.get_feature(budget.connection("lookup"), kind, key, show_hidden=sees_hidden()))
 
 
 @bp.post("/api/v1/points", defaults=POINT)
@@ -141,4 +141,5 @@ def live_points():
     """The live state (occupancy, capacity, status, notice, when it changed) of points, for pages to poll."""
     args = openapi.read_query("/api/v1/points/live")
     return jsonify(editing.live_points(budget.connection("lookup"), ids=args["ids"], since=args["since"],
+                                       show_hidden=sees_hidden(),
                                        stale_after_minutes=_settings().occupancy_stale_minutes))

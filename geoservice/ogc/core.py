@@ -71,25 +71,29 @@ def parse_limit(raw: str | None) -> int:
     return min(value, MAX_LIMIT)
 
 
-def _extent_sql(collection: Table) -> str:
+def _extent_sql(collection: Table, show_hidden: bool) -> str:
     return (f"SELECT '{collection.id}' AS id, ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
-            f"FROM (SELECT ST_Extent(t.{collection.geometry.column}) AS e FROM {collection.name} t) x")
+            f"FROM (SELECT ST_Extent(t.{collection.geometry.column}) AS e FROM {collection.name} t "
+            f"WHERE {collection.visible_sql(show_hidden=show_hidden)}) x")
 
 
-def spatial_extent(conn: Connection, collection: Table) -> list[float] | None:
-    """``[minlon, minlat, maxlon, maxlat]`` of the collection's data (ST_Extent), None when it has none."""
-    row = conn.execute(sa.text(_extent_sql(collection))).one()
+def spatial_extent(conn: Connection, collection: Table, *, show_hidden: bool = False) -> list[float] | None:
+    """``[minlon, minlat, maxlon, maxlat]`` of the collection's data (ST_Extent), None when it has none.
+
+    Rows the public does not see (planned points) count only with ``show_hidden`` (planners and admins).
+    """
+    row = conn.execute(sa.text(_extent_sql(collection, show_hidden))).one()
     return None if row[1] is None else [float(v) for v in row[1:]]
 
 
-def spatial_extents(conn: Connection) -> dict[str, list[float] | None]:
+def spatial_extents(conn: Connection, *, show_hidden: bool = False) -> dict[str, list[float] | None]:
     """:func:`spatial_extent` of every collection, in one round trip."""
-    rows = conn.execute(sa.text(" UNION ALL ".join(_extent_sql(c) for c in COLLECTIONS.values())))
+    rows = conn.execute(sa.text(" UNION ALL ".join(_extent_sql(c, show_hidden) for c in COLLECTIONS.values())))
     return {row[0]: None if row[1] is None else [float(v) for v in row[1:]] for row in rows}
 
 
-def _where(collection: Table, query: ItemsQuery) -> tuple[str, dict]:
-    conditions, params = [], {}
+def _where(collection: Table, query: ItemsQuery, show_hidden: bool) -> tuple[str, dict]:
+    conditions, params = [collection.visible_sql(show_hidden=show_hidden)], {}
     if query.bbox is not None:
         conditions.append(in_box_sql(f"t.{collection.geometry.column}", collection.geometry.srid))
         params.update(box_params(query.bbox))
@@ -121,9 +125,12 @@ def _feature(collection: Table, row: sa.Row) -> dict:
             "properties": properties}
 
 
-def items(conn: Connection, collection: Table, query: ItemsQuery) -> ItemsPage:
-    """A page of the collection's features in primary-key order, and the exact count of all that match."""
-    where, params = _where(collection, query)
+def items(conn: Connection, collection: Table, query: ItemsQuery, *, show_hidden: bool = False) -> ItemsPage:
+    """A page of the collection's features in primary-key order, and the exact count of all that match.
+
+    Rows the public does not see (planned points) are left out unless ``show_hidden`` (planners and admins).
+    """
+    where, params = _where(collection, query, show_hidden)
     matched = conn.execute(sa.text(f"SELECT count(*) FROM {collection.name} t{where}"), params).scalar_one()
     rows = conn.execute(
         sa.text(f"{_select(collection)}{where} ORDER BY t.{collection.key} LIMIT :limit OFFSET :offset"),
@@ -143,10 +150,15 @@ def parse_feature_id(collection: Table, raw: str) -> str | int:
     return raw
 
 
-def item(conn: Connection, collection: Table, raw_id: str) -> dict:
-    """The feature with primary key ``raw_id``, or :class:`NotFound`."""
+def item(conn: Connection, collection: Table, raw_id: str, *, show_hidden: bool = False) -> dict:
+    """The feature with primary key ``raw_id``, or :class:`NotFound`.
+
+    A row hidden from the public (a planned point) is not found unless ``show_hidden``: the public cannot tell it from
+    no point at all.
+    """
     key = parse_feature_id(collection, raw_id)
-    row = conn.execute(sa.text(f"{_select(collection)} WHERE t.{collection.key} = :key"), {"key": key}).one_or_none()
+    row = conn.execute(sa.text(f"{_select(collection)} WHERE t.{collection.key} = :key "
+                               f"AND {collection.visible_sql(show_hidden=show_hidden)}"), {"key": key}).one_or_none()
     if row is None:
         raise NotFound(f"no feature {raw_id!r} in {collection.id}")
     return _feature(collection, row)

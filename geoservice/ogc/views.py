@@ -18,6 +18,7 @@ from geoservice.errors import InvalidParameter
 from geoservice.ogc import core, documents, openapi
 from geoservice.ogc.documents import FORMATS, GEOJSON, HTML, JSON, OPENAPI
 from geoservice.params import absent, parse_bbox, parse_choice, parse_int
+from geoservice.web.auth import sees_hidden
 
 PAGING = ("limit", "offset", "f")
 
@@ -84,7 +85,7 @@ def api_definition():
 def collections():
     """All feature collections, with their extents."""
     fmt = _format()
-    extents = core.spatial_extents(budget.connection("layer"))
+    extents = core.spatial_extents(budget.connection("layer"), show_hidden=sees_hidden())
     return _respond(documents.collections(_base(), fmt, extents), fmt, "ogc_collections.html")
 
 
@@ -93,7 +94,7 @@ def collection(collection_id: str):
     """One feature collection."""
     coll = core.get_collection(collection_id)
     fmt = _format()
-    extent = core.spatial_extent(budget.connection("lookup"), coll)
+    extent = core.spatial_extent(budget.connection("lookup"), coll, show_hidden=sees_hidden())
     return _respond(documents.collection(_base(), fmt, coll, extent), fmt, "ogc_collection.html", collection=coll)
 
 
@@ -113,7 +114,7 @@ def items(collection_id: str):
     coll = core.get_collection(collection_id)
     fmt = _format(openapi.query_parameters(coll))
     query = _items_query(coll)
-    page = core.items(budget.connection("layer"), coll, query)
+    page = core.items(budget.connection("layer"), coll, query, show_hidden=sees_hidden())
     others = [(k, v) for k, v in request.args.items(multi=True) if k not in PAGING]
     doc = documents.items(_base(), fmt, coll, query, page, others)
     return _respond(doc, fmt, "ogc_items.html", GEOJSON, collection=coll, query=query)
@@ -125,10 +126,10 @@ def item(collection_id: str, feature_id: str):
     coll = core.get_collection(collection_id)
     fmt = _format()
     conn = budget.connection("lookup")
-    feature = core.item(conn, coll, feature_id)
+    feature = core.item(conn, coll, feature_id, show_hidden=sees_hidden())
     response = _respond(documents.item(_base(), fmt, coll, feature), fmt, "ogc_item.html", GEOJSON, collection=coll)
     if coll.id in editing.EDITABLE:
-        response.headers["ETag"] = editing.get_feature(conn, coll.id, feature_id).etag
+        response.headers["ETag"] = editing.get_feature(conn, coll.id, feature_id, show_hidden=sees_hidden()).etag
     return response
 
 

@@ -192,6 +192,12 @@ def _identify() -> User | None:
     return user
 
 
+def sees_hidden() -> bool:
+    """Whether this request's user sees what the public does not (planned points): planners and admins."""
+    user = current_user()
+    return user is not None and user.role in accounts.SEES_HIDDEN
+
+
 def current_actor() -> accounts.Actor:
     """The user making this request and where from, for a write and its audit row.
 
