@@ -92,8 +92,8 @@ Settings (environment variable → meaning, default):
     solving; the exact MILP stops at it and the best answer so far (greedy's, or the MILP's when better) is given,
     with its optimality gap. Default ``10``.
 ``GEOSERVICE_SITING_MAX_CANDIDATES``
-    Largest siting instance, in useful candidate sites (after dropping those that would cover nothing new), that is
-    solved exactly with the MILP; larger ones are answered by greedy alone, with its bound. Default ``5000``.
+    Largest siting instance solved exactly with the MILP, in candidate sites that would cover something new and that
+    no other candidate dominates; larger ones are answered by greedy alone, with its bound. Default ``5000``.
 """
 
 from __future__ import annotations

@@ -18,10 +18,19 @@ weights summed) — on a street network that shrinks the matrix many times witho
 1. greedy with lazy evaluation (a site's gain only falls as others are chosen, so a stale gain is an upper bound and
    most candidates are never re-evaluated): the answer when nothing better is found, within (1 − 1/e) of the optimum
    for maximal covering;
-2. the exact MILP with :func:`scipy.optimize.milp` (HiGHS) under the time limit, when the reduced instance has at
-   most ``max_exact_candidates`` candidates: ``x_i`` binary (site i chosen), ``y_j`` in [0, 1] (piece j covered),
-   ``y_j ≤ Σ_i a_ij x_i``; maximise ``Σ w_j y_j`` with ``Σ x_i ≤ count``, or minimise ``Σ x_i`` with
-   ``Σ w_j y_j ≥ need``. ``y`` needs no integrality: for integer ``x`` the optimum sets it to 0 or 1 anyway.
+2. unless greedy's bound already proves it optimal, the exact MILP with :func:`scipy.optimize.milp` (HiGHS) on the
+   candidates no other dominates (a candidate covering a subset of another's pieces can be swapped for it without
+   loss; on streets that leaves a third to a half of them), when they are at most ``max_exact_candidates``:
+   ``x_i`` binary (site i chosen), ``y_j`` in [0, 1] (piece j covered), ``y_j ≤ Σ_i a_ij x_i``; maximise
+   ``Σ w_j y_j`` with ``Σ x_i ≤ count``, or minimise ``Σ x_i`` with ``Σ w_j y_j ≥ need``. ``y`` needs no
+   integrality: for integer ``x`` the optimum sets it to 0 or 1 anyway. HiGHS runs in a forked child killed at the
+   time limit (it checks its own limit only between phases and overran it by seconds on a whole city).
+
+Measured on the demo city (3,893 segments, 4,101 candidates, all kinds, 2 shared cores): at 150 m, 10 sites — the
+MILP proves greedy's answer optimal in 3.9 s (greedy 0.1 s, its own bound 0.9 % above); at 500 m, 10 sites — 1,101
+undominated candidates × 15,202 pieces, the MILP does not finish in 10 s and greedy's answer stands with its bound
+(15 % above); walking 500 m, 5 sites: likewise (bound 1.3 % above). On a 10,022-segment city with 10,000 points
+(kiosks only, walking 500 m, 5 sites) the MILP finds 0.7 % more than greedy and proves it in 0.6 s.
 
 The answer says which method gave it and how far from the optimum it can be: the MILP's own gap (0 when it proved
 optimality), or for greedy a bound computed on the way — for maximal covering ``f(S_k) + the count largest marginal
@@ -94,6 +103,8 @@ class Solution:
             bound on the number of sites for set covering).
         seconds: wall time of the whole solve.
         reduced_candidates, reduced_pieces: the size of the instance after dropping and merging.
+        undominated_candidates: of those, how many no other candidate dominates (what the MILP would take); None
+            when not looked for (greedy proved optimal, or too many candidates).
     """
 
     chosen: tuple[int, ...]
@@ -106,6 +117,7 @@ class Solution:
     seconds: float
     reduced_candidates: int
     reduced_pieces: int
+    undominated_candidates: int | None = None
 
 
 @dataclass(frozen=True)
@@ -314,15 +326,28 @@ def _gap(value: float, bound: float, *, count: int | None) -> float:
     return max(0.0, (value - bound) / value) if value > bound else 0.0
 
 
-def _exact(w: np.ndarray, a: sp.csr_matrix, *, count: int | None, need: float | None, time_limit_s: float):
-    """The MILP on the undominated candidates: (chosen, proven optimal, bound) in ``a``'s rows, or None."""
+_DOMINANCE_FACTOR = 4
+"""Dominated candidates are looked for when the useful ones are at most this many times the MILP's limit: the
+pairwise product it takes grows with candidates × their neighbours."""
+
+
+def _exact(w: np.ndarray, a: sp.csr_matrix, *, count: int | None, need: float | None, time_limit_s: float,
+           max_exact_candidates: float) -> tuple[int, tuple | None]:
+    """The MILP on the undominated candidates, when they are few enough.
+
+    Returns:
+        How many candidates no other dominates, and (chosen, proven optimal, bound) in ``a``'s rows — or None when
+        they are too many or the MILP gave no answer in time.
+    """
     keep = _undominated(a)
+    if len(keep) > max_exact_candidates:
+        return len(keep), None
     smaller = _reduce(w, a[keep].tocsr())
     result = _milp_by_deadline(smaller.weights, smaller.incidence, count=count, need=need, time_limit_s=time_limit_s)
     if result is None or result.x is None:
-        return None
+        return len(keep), None
     picked = keep[smaller.rows[np.flatnonzero(result.x[:smaller.incidence.shape[0]] > 0.5)]]
-    return [int(i) for i in picked], result.proven, _milp_bound(result, count=count)
+    return len(keep), ([int(i) for i in picked], result.proven, _milp_bound(result, count=count))
 
 
 def _solve(weights, incidence, *, count: int | None, need: float | None, time_limit_s: float,
@@ -334,8 +359,10 @@ def _solve(weights, incidence, *, count: int | None, need: float | None, time_li
     chosen, gains, bound = _greedy_answer(w, a, count=count, need=need)
     method, value = "greedy", sum(gains) if count is not None else len(chosen)
     optimal = bool(_gap(value, bound, count=count) == 0)
-    if not optimal and a.shape[0] <= max_exact_candidates:
-        exact = _exact(w, a, count=count, need=need, time_limit_s=time_limit_s - (time.perf_counter() - started))
+    undominated = None
+    if not optimal and a.shape[0] <= _DOMINANCE_FACTOR * max_exact_candidates:
+        undominated, exact = _exact(w, a, count=count, need=need, max_exact_candidates=max_exact_candidates,
+                                    time_limit_s=time_limit_s - (time.perf_counter() - started))
         if exact is not None:
             picked, proven, milp_bound = exact
             better = _coverage(w, a, picked) > value + _slack(value) if count is not None else len(picked) < value
@@ -350,7 +377,7 @@ def _solve(weights, incidence, *, count: int | None, need: float | None, time_li
     return Solution(chosen=tuple(int(reduced.rows[i]) for i in chosen), gains=tuple(gains), objective=sum(gains),
                     method=method, optimal=optimal, gap=0.0 if optimal else _gap(value, bound, count=count),
                     bound=bound, seconds=time.perf_counter() - started, reduced_candidates=a.shape[0],
-                    reduced_pieces=w.shape[0])
+                    reduced_pieces=w.shape[0], undominated_candidates=undominated)
 
 
 def _milp_bound(result: _MilpResult, *, count: int | None) -> float | None:
@@ -732,7 +759,8 @@ def _answer(solution: Solution, sites: Candidates, instance, *, question: dict) 
                "covered_pct_after": _pct(instance.covered_m + solution.objective, instance.total_m),
                "most_pct": _pct(instance.covered_m + float(
                    instance.weights[np.asarray(instance.incidence.sum(axis=0)).ravel() > 0].sum()), instance.total_m),
-               "reduced_candidates": solution.reduced_candidates, "reduced_pieces": solution.reduced_pieces}
+               "reduced_candidates": solution.reduced_candidates, "reduced_pieces": solution.reduced_pieces,
+               "undominated_candidates": solution.undominated_candidates}
     return {"type": "FeatureCollection", "features": features, "summary": summary}
 
 
