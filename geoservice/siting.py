@@ -149,18 +149,47 @@ def _reduce(weights: np.ndarray, incidence: sp.csr_matrix) -> _Reduced:
     keep = np.flatnonzero((reach > 0) & (weights > 0))
     by_piece = incidence[:, keep].T.tocsr()
     by_piece.sort_indices()
-    groups: dict[bytes, int] = {}
-    label = np.empty(keep.size, dtype=np.int64)
-    for j in range(keep.size):
-        key = by_piece.indices[by_piece.indptr[j]:by_piece.indptr[j + 1]].tobytes()
-        label[j] = groups.setdefault(key, len(groups))
-    merged_weights = np.bincount(label, weights=weights[keep], minlength=len(groups))
+    label = _same_rows(by_piece)
+    groups = int(label.max()) + 1 if label.size else 0
+    merged_weights = np.bincount(label, weights=weights[keep], minlength=groups)
     # candidate × merged piece: a candidate covers a merged piece when it covers any (hence every) piece of it.
     merge = sp.csr_matrix((np.ones(keep.size, dtype=bool), (np.arange(keep.size), label)),
-                          shape=(keep.size, len(groups)))
+                          shape=(keep.size, groups))
     merged = (incidence[:, keep].astype(np.int32) @ merge.astype(np.int32)).astype(bool).tocsr()
     rows = np.flatnonzero(np.asarray(merged.sum(axis=1)).ravel() > 0)
     return _Reduced(merged_weights, merged[rows].tocsr(), rows)
+
+
+def _same_rows(rows: sp.csr_matrix) -> np.ndarray:
+    """A group number per row of a boolean CSR matrix with sorted indices, equal for rows with the same columns.
+
+    Rows are grouped by their length and two 64-bit sums of random keys of their columns (numpy, no Python loop per
+    row); every group is then checked member by member against its first row, and should two different rows ever
+    share their sums, the rows are grouped one by one instead — the grouping is exact either way.
+    """
+    n = rows.shape[0]
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    keys = np.random.default_rng(0).integers(0, 2**63, size=(2, rows.shape[1]), dtype=np.uint64)
+    length = np.diff(rows.indptr)
+    sums = np.zeros((2, n), dtype=np.uint64)
+    nonempty = length > 0
+    starts = rows.indptr[:-1][nonempty]
+    with np.errstate(over="ignore"):  # the sums wrap modulo 2**64: only their equality matters
+        for k in range(2):
+            sums[k, nonempty] = np.add.reduceat(keys[k][rows.indices], starts)
+    order = np.lexsort((sums[1], sums[0], length))
+    new_group = np.r_[True, (np.diff(length[order]) != 0) | (np.diff(sums[0][order]) != 0)
+                      | (np.diff(sums[1][order]) != 0)]
+    label = np.empty(n, dtype=np.int64)
+    label[order] = np.cumsum(new_group) - 1
+    representative = order[np.flatnonzero(new_group)][label]
+    offsets = np.arange(rows.indices.size) - np.repeat(rows.indptr[:-1], length)
+    if np.array_equal(rows.indices, rows.indices[np.repeat(rows.indptr[representative], length) + offsets]):
+        return label
+    groups: dict[bytes, int] = {}
+    return np.array([groups.setdefault(rows.indices[rows.indptr[j]:rows.indptr[j + 1]].tobytes(), len(groups))
+                     for j in range(n)], dtype=np.int64)
 
 
 def _gain(incidence: sp.csr_matrix, weights: np.ndarray, covered: np.ndarray, i: int) -> float:
@@ -179,8 +208,9 @@ def _greedy(weights: np.ndarray, incidence: sp.csr_matrix, *, count: int | None 
     ``among`` restricts the choice (ordering a given set); ties go to the lower index.
     """
     covered = np.zeros(weights.shape[0], dtype=bool)
-    pool = range(incidence.shape[0]) if among is None else among
-    heap = [(-_gain(incidence, weights, covered, i), i) for i in pool]
+    pool = np.arange(incidence.shape[0]) if among is None else np.asarray(among, dtype=np.int64)
+    first = (incidence @ weights)[pool] if len(pool) else np.empty(0)
+    heap = list(zip((-first).tolist(), pool.tolist(), strict=True))
     heapq.heapify(heap)
     chosen, gains, total = [], [], 0.0
     while heap and (count is None or len(chosen) < count) and (need is None or total < need - _slack(need)):

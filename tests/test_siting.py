@@ -139,6 +139,19 @@ def test_identical_pieces_are_merged_and_useless_candidates_dropped():
     assert solution.chosen == (3,) and solution.objective == 6.0
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_pieces_are_grouped_exactly_by_the_sites_that_cover_them(seed):
+    rng = np.random.default_rng(seed)
+    dense = rng.random((2000, 40)) < 0.05  # many rows repeat, some are empty
+    rows = sp.csr_matrix(dense)
+    rows.sort_indices()
+    label = siting._same_rows(rows)
+    by_content: dict[bytes, int] = {}
+    expected = np.array([by_content.setdefault(np.flatnonzero(r).tobytes(), len(by_content)) for r in dense])
+    assert len(set(zip(label.tolist(), expected.tolist(), strict=True))) == len(set(label.tolist())) == len(
+        by_content)
+
+
 def test_an_unreachable_need_is_refused():
     weights = np.array([10.0, 20.0])
     incidence = sp.csr_matrix(np.array([[1, 0]], dtype=bool))
