@@ -81,6 +81,7 @@ def test_a_planner_accepts_a_site_as_a_planned_point(browser, served, engine):
         page.wait_for_selector("body[data-planner-state='ready'][data-planner-charts]", timeout=TIMEOUT_MS)
         query = run_siting(page, 2)
         site = api(served, "/api/v1/siting", query)["features"][1]
+        assert page.locator("#siting-csv").is_visible()  # the list for a meeting, as for everyone
         page.select_option("#siting-kind", "vendor_point")
         page.locator("#siting-list li[data-site='2'] .siting-accept").click()
         page.wait_for_selector("body[data-siting-accepted]", timeout=TIMEOUT_MS)

@@ -689,7 +689,8 @@
       Array.prototype.forEach.call(document.querySelectorAll("a.siting-link"), function (a) {
         a.href = config.api.siting + "?" + key + "&f=" + a.getAttribute("data-format");
       });
-      $("siting-downloads").hidden = config.can_accept;
+      // A planner who accepts sites may still want the list for a meeting: everyone gets the downloads.
+      $("siting-downloads").hidden = false;
       renderSiting();
       document.body.setAttribute("data-siting-query", key);
       document.body.setAttribute("data-siting-state", "ready");
