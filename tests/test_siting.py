@@ -335,6 +335,20 @@ def test_a_target_is_reached_with_the_fewest_sites_or_said_to_be_out_of_reach(co
     assert beyond["covered_pct_after"] == pytest.approx(beyond["most_pct"], abs=0.01)
 
 
+@pytest.mark.parametrize("mode", ["straight", "walk"])
+def test_sites_left_out_before_the_instance_could_not_have_covered_anything(conn, mode):
+    engine = engine_for(conn, metric_crs=DEMO_METRIC_CRS)
+    box = _uncovered_box(conn)
+    sites = siting._in_area(conn, siting.default_candidates(engine), district=None, bbox=box)
+    kinds = siting.check_kinds(None)
+    instance = engine.siting_instance(radius_m=SMALL_RADIUS_M, kinds=kinds, mode=mode, sites_lonlat=sites.lonlat,
+                                      bbox=box)
+    useful = set(np.flatnonzero(np.asarray(instance.incidence.sum(axis=1)).ravel() > 0).tolist())
+    near = set(siting._near_uncovered(engine, sites.lonlat, mode=mode, kinds=kinds, radius=SMALL_RADIUS_M,
+                                      include_planned=False).tolist())
+    assert useful and useful <= near
+
+
 def test_default_candidates_stand_off_the_arterials_and_inside_the_district(conn):
     engine = engine_for(conn, metric_crs=DEMO_METRIC_CRS)
     sites = siting._in_area(conn, siting.default_candidates(engine), district="411002", bbox=None)
