@@ -17,13 +17,15 @@ from shapely import wkb
 from shapely.geometry import shape
 
 from geoservice import coverage
+from tests.accounts_helpers import add_user
 from tests.conftest import DEMO_METRIC_CRS
 
 KM = 1e-3 + 1e-9  # answers are rounded to the metre
 
 
-def get(client, path: str, query: str = "") -> dict:
-    response = client.get(f"{path}?{query}")
+def get(client, path: str, query: str = "", token: str | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = client.get(f"{path}?{query}", headers=headers)
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()
 
@@ -150,9 +152,14 @@ def _strip(answer):
     return answer
 
 
-def test_what_if_counts_planned_points_as_open_ones(client, engine, planned_kiosk):
+@pytest.fixture(scope="module")
+def planner_token(engine) -> str:
+    return add_user(engine, "planner")[1]
+
+
+def test_what_if_counts_planned_points_as_open_ones(client, engine, planned_kiosk, planner_token):
     without = {path: get(client, path, query) for path, query in WHAT_IF}
-    with_planned = {path: get(client, path, f"{query}&planned=true") for path, query in WHAT_IF}
+    with_planned = {path: get(client, path, f"{query}&planned=true", planner_token) for path, query in WHAT_IF}
     assert (with_planned["/api/v1/coverage/streets"]["summary"]["covered_km"]
             > without["/api/v1/coverage/streets"]["summary"]["covered_km"])
     with engine.begin() as c:
@@ -167,9 +174,25 @@ def test_what_if_counts_planned_points_as_open_ones(client, engine, planned_kios
         assert get(client, path, query) == without[path], path
 
 
-def test_without_planned_points_what_if_changes_nothing(client):
+def test_without_planned_points_what_if_changes_nothing(client, planner_token):
     for path, query in WHAT_IF:
-        assert _strip(get(client, path, f"{query}&planned=true")) == _strip(get(client, path, query)), path
+        assert _strip(get(client, path, f"{query}&planned=true", planner_token)) == _strip(get(client, path, query)), \
+            path
+
+
+@pytest.mark.parametrize(("role", "status"), [(None, 401), ("officer", 403), ("kiosk_staff", 403)])
+def test_what_if_is_for_planners_and_admins_only(client, engine, role, status):
+    """Planned points are hidden from the public; what-if answers would show where they stand."""
+    token = add_user(engine, role)[1] if role else None
+    paths = [*WHAT_IF, ("/api/v1/siting", "kind=kiosk&count=1")]
+    for path, query in paths:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = client.get(f"{path}?{query}&planned=true", headers=headers)
+        assert response.status_code == status, path
+        assert "planners and admins" in response.get_json()["description"]
+    admin = add_user(engine, "admin")[1]
+    assert client.get("/api/v1/coverage/curve?planned=true", headers={"Authorization": f"Bearer {admin}"}
+                      ).status_code == 200
 
 
 # -- bad input ----------------------------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 from geoservice.vocab import KIND_CODES
+from tests.accounts_helpers import add_user
 from tests.conftest import SCREENSHOTS
+from tests.page_helpers import login
 from tests.test_security_headers import RECORD_VIOLATIONS
 
 pytestmark = pytest.mark.browser
@@ -36,8 +38,10 @@ SERIES = "(id) => echarts.getInstanceByDom(document.getElementById(id)).getOptio
 CATEGORIES = "(id) => echarts.getInstanceByDom(document.getElementById(id)).getOption().yAxis[0].data"
 
 
-def api(served: str, path: str, query: str) -> dict:
-    with urllib.request.urlopen(f"{served}{path}?{query}", timeout=120) as response:
+def api(served: str, path: str, query: str, token: str | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(f"{served}{path}?{query}", headers=headers),
+                                timeout=120) as response:
         return json.load(response)
 
 
@@ -64,8 +68,8 @@ def wait_for_charts(page, query: str) -> None:
     page.wait_for_function("(q) => document.body.dataset.plannerCharts === q", arg=query, timeout=TIMEOUT_MS)
 
 
-def assert_map_shows(page, served: str, query: str) -> dict:
-    answer = api(served, "/api/v1/coverage/streets", query)
+def assert_map_shows(page, served: str, query: str, token: str | None = None) -> dict:
+    answer = api(served, "/api/v1/coverage/streets", query, token)
     assert page.evaluate("geoservicePlanner.counts.uncovered") == len(answer["features"])
     assert page.locator("#sum-uncovered_km").inner_text() == f"{answer['summary']['uncovered_km']:.3f}"
     assert page.locator("#sum-covered_pct").inner_text() == f"{answer['summary']['covered_pct']:.2f}"
@@ -201,20 +205,26 @@ def planned_kiosk(engine):
         c.execute(sa.text("DELETE FROM point WHERE id = :id"), {"id": point_id})
 
 
-def test_what_if_counts_the_planned_points(page, served, planned_kiosk):
+def test_what_if_counts_the_planned_points(page, served, engine, planned_kiosk):
     open_planner(page, served, "/planner?kind=kiosk")
+    assert page.locator("#what-if").count() == 0  # the public does not see planned points, nor what-if
+    planner, token = add_user(engine, "planner")
+    login(page, served, planner.username, next_path="/planner?kind=kiosk")
+    page.wait_for_selector("body[data-planner-state='ready']", timeout=TIMEOUT_MS)
     plain = wait_for_drawn(page, kind=["kiosk"], planned=[])
     page.check("#what-if")
     query = wait_for_drawn(page, kind=["kiosk"], planned=["true"])
-    what_if = assert_map_shows(page, served, query)
+    what_if = assert_map_shows(page, served, query, token)
     assert what_if["covered_km"] > api(served, "/api/v1/coverage/streets", plain)["summary"]["covered_km"]
     wait_for_charts(page, query)
-    curve = api(served, "/api/v1/coverage/curve", "kind=kiosk&mode=straight&planned=true")["curve"]
+    curve = api(served, "/api/v1/coverage/curve", "kind=kiosk&mode=straight&planned=true", token)["curve"]
     assert page.evaluate(SERIES, "chart-curve") == [[[c["radius_m"], c["covered_pct"]] for c in curve]]
     assert "planned=true" in page.url
     # The report beside the exports asks the same question.
     assert page.get_attribute("#export-report-pdf", "href") == f"/planner/report?{query}&f=pdf"
-    with urllib.request.urlopen(served + page.get_attribute("#export-report-html", "href"), timeout=300) as answer:
+    report = urllib.request.Request(served + page.get_attribute("#export-report-html", "href"),
+                                    headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(report, timeout=300) as answer:
         assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/html")
         assert answer.headers["Content-Disposition"].startswith("attachment;")
     page.click("#lang-switch")

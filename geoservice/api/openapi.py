@@ -17,7 +17,7 @@ from flask import request
 from geoservice import __version__, coverage, editing, query
 from geoservice.catalogue import FEATURE_TABLES, Table
 from geoservice.downloads import FORMATS, INLINE
-from geoservice.errors import InvalidParameter
+from geoservice.errors import Forbidden, InvalidParameter, Unauthorized
 from geoservice.features import MAX_LIMIT, SEARCH_MAX_LENGTH, SEARCH_MAX_RESULTS
 from geoservice.params import absent, parse_bbox, parse_bool, parse_choice, parse_float, parse_int, parse_list
 from geoservice.siting import DEFAULT_COUNT as SITING_DEFAULT_COUNT
@@ -124,7 +124,19 @@ _NUMBER_RE = r"\s*[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?\s*"
 BBOX = Param("bbox", "minlon,minlat,maxlon,maxlat (WGS 84 degrees; min must not exceed max)",
              {"type": "string", "pattern": f"^{_NUMBER_RE}(,{_NUMBER_RE}){{3}}$"}, parse_bbox)
 DISTRICT = text("district", "6-digit district code", {"type": "string", "pattern": "^[0-9]{6}$"})
-PLANNED = boolean("planned", "what if: count planned points as if they were open (default false: open points only)")
+def _what_if(raw: str | None) -> bool:
+    """planned=true, for those who may see planned points (the answer shows where they would stand)."""
+    planned = parse_bool("planned", raw)
+    if planned and not auth.sees_hidden():
+        problem = Unauthorized if auth.current_user() is None else Forbidden
+        raise problem("planned=true (what if) shows where planned points would stand, which only planners and admins "
+                      "see: log in as one, or leave planned out")
+    return planned
+
+
+PLANNED = Param("planned", "what if: count planned points as if they were open (default false: open points only). "
+                "Planners and admins only: 401 without a login, 403 for other roles",
+                {"type": "boolean", "default": False}, _what_if)
 FORMAT = choice("f", "json = the answer inline (default); csv (UTF-8, geometry as WKT), geojson or gpkg "
                 "(GeoPackage) = the same result as a file download (Content-Disposition: attachment)",
                 FORMATS, default="json")
@@ -530,6 +542,7 @@ ANALYSIS_POSTS: dict[str, dict[str, dict]] = {SITING_PATH: {"post": {
 # What any operation may answer besides its own: bad input, nothing there, an over-long address or header block,
 # and the database away, busy or past its time limit (with Retry-After) — all in the one JSON error shape.
 ERROR_STATUSES = ("400", "404", "414", "431", "503")
+_LOGIN_ERRORS = {"401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}}
 
 
 def read_query(path: str) -> dict[str, Any]:
@@ -560,14 +573,19 @@ def document() -> dict:
     paths: dict[str, dict] = {}
     errors = {status: {"$ref": "#/components/responses/Error"} for status in ERROR_STATUSES}
     for path, spec in PATHS.items():
+        login = _LOGIN_ERRORS if PLANNED in spec["parameters"] else {}
         paths[path] = {"get": {"summary": spec["summary"], "description": spec["description"],
                                "parameters": [p.openapi() for p in spec["parameters"]],
-                               "responses": {**spec["responses"], **errors}, "operationId": _operation_id(path)}}
+                               "responses": {**spec["responses"], **errors, **login},
+                               "operationId": _operation_id(path)}}
         if "security" in spec:
             paths[path]["get"]["security"] = spec["security"]
     for path, operations in [*WRITES.items(), *ANALYSIS_POSTS.items()]:
         for method, operation in operations.items():
-            paths.setdefault(path, {})[method] = {**operation, "responses": {**operation["responses"], **errors},
+            login = _LOGIN_ERRORS if any(p.get("name") == PLANNED.name for p in operation.get("parameters", ())) \
+                else {}
+            paths.setdefault(path, {})[method] = {**operation, "responses": {**operation["responses"], **errors,
+                                                                             **login},
                                                   "operationId": f"{method}_{_operation_id(path)}"}
     return {
         "openapi": "3.0.3",

@@ -16,7 +16,7 @@ one as a ``planned`` point (the editing API, with the page's CSRF token), everyo
 from __future__ import annotations
 
 from geoservice import report
-from geoservice.accounts import User
+from geoservice.accounts import SEES_HIDDEN, User
 from geoservice.config import Settings
 from geoservice.downloads import DOWNLOAD_FORMATS
 from geoservice.query import DEFAULT_RADIUS_M, MAX_RADIUS_M
@@ -42,9 +42,11 @@ ACCEPT_ROLES = ("planner",)
 def planner_page(settings: Settings, user: User | None = None) -> str:
     """The HTML of the planner's coverage page (/planner); its data comes from the API after load.
 
-    A planner (``user``) gets the button that accepts a suggested site; everyone else the downloads.
+    A planner (``user``) gets the button that accepts a suggested site; everyone else the downloads. What if (planned
+    points counted) is offered to those who see planned points (the API refuses it to the others).
     """
     can_accept = user is not None and user.role in ACCEPT_ROLES
+    sees_planned = user is not None and user.role in SEES_HIDDEN
     return render_page("planner.html", settings, page="planner", zoom=13, prefer_canvas=True,
                        config={"max_radius": MAX_RADIUS_M, "debounce_ms": SLIDER_DEBOUNCE_MS,
                                "can_accept": can_accept, "siting_formats": list(SITING_FORMATS),
@@ -52,4 +54,4 @@ def planner_page(settings: Settings, user: User | None = None) -> str:
                        radius=int(DEFAULT_RADIUS_M), slider_max=SLIDER_MAX_M, max_radius=int(MAX_RADIUS_M),
                        formats=DOWNLOAD_FORMATS, format_names=FORMAT_NAMES, columns=TABLE_COLUMNS,
                        siting_formats=SITING_FORMATS, report_formats=report.FORMATS, siting_count=SITING_DEFAULT_COUNT,
-                       siting_max=SITING_MAX_COUNT, can_accept=can_accept)
+                       siting_max=SITING_MAX_COUNT, can_accept=can_accept, sees_planned=sees_planned)

@@ -96,7 +96,8 @@
 
   function mode() { return document.querySelector("input[name=mode]:checked").value; }
 
-  function whatIf() { return $("what-if").checked; }
+  /** What if (planned points counted): offered to planners and admins only — the answers show where they stand. */
+  function whatIf() { return Boolean($("what-if") && $("what-if").checked); }
 
   /** The query for what the form says, or null when the form says something the API would refuse. */
   function currentQuery() {
@@ -842,7 +843,7 @@
     }
     var wantedMode = q.get("mode") === "walk" ? "walk" : "straight";
     document.querySelector("input[name=mode][value=" + wantedMode + "]").checked = true;
-    $("what-if").checked = q.get("planned") === "true";
+    if ($("what-if")) { $("what-if").checked = q.get("planned") === "true"; }
   }
 
   function writeAddress(key) {
