@@ -20,15 +20,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from geoservice.coverage_engine import CoverageEngine, complement, engine_for, intersect
-from geoservice.errors import InvalidParameter, NotFound
+from geoservice.errors import InvalidParameter
 from geoservice.query import (
     MAX_RADIUS_M,
     BBox,
     check_bbox,
+    check_district,
     check_kinds,
     check_metres,
     check_mode,
@@ -47,16 +47,6 @@ DISTANCE_EDGES = tuple(float(r) for r in range(0, 1001, 50))
 AREA_LEVELS = ("subdistrict", "community")
 
 # -- validation --------------------------------------------------------------------------------------------
-
-def _check_district(conn: Connection, district: str | None) -> str | None:
-    if district is None:
-        return None
-    if not (isinstance(district, str) and len(district) == 6 and district.isdigit()):
-        raise InvalidParameter(f"district must be a 6-digit district code, e.g. 411002; got {district!r}")
-    if conn.execute(sa.text("SELECT 1 FROM district WHERE code = :code"), {"code": district}).first() is None:
-        raise NotFound(f"there is no district with code {district}")
-    return district
-
 
 # -- areas the streets are cut to ------------------------------------------------------------------------------
 
@@ -158,7 +148,7 @@ def uncovered_streets(conn: Connection, *, radius_m: float | None = None,  # noq
     outside = box is not None and clipped is None
     if clipped is not None and clipped == extent:
         clipped = None  # the box holds the whole city: the same answer as no box, without cutting anything
-    district = _check_district(conn, district)
+    district = check_district(conn, district)
     answer = {"total_m": 0.0, "covered_m": 0.0, "streets": []} if outside else _street_rows(
         engine_for(conn, metric_crs=metric_crs), mode=mode, kinds=kinds_ok, radius=radius, bbox=clipped,
         district=district, include_planned=include_planned)

@@ -616,6 +616,8 @@ class CoverageEngine:
             mine = poly == codes.index(district)
             pieces = merge(starts[mine], ends[mine])
         if bbox is not None:
+            if not (bbox[0] < bbox[2] and bbox[1] < bbox[3]):
+                return np.empty(0), np.empty(0)  # a box without width or height holds no length of street
             boxed = self.clip_pieces(box_polygon(bbox))
             if pieces is None:
                 return boxed

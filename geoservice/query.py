@@ -11,7 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from geoservice.errors import InvalidParameter
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from geoservice.errors import InvalidParameter, NotFound
 from geoservice.vocab import KIND_CODES
 
 BBox = tuple[float, float, float, float]
@@ -156,3 +159,19 @@ def check_bbox(bbox: Sequence[float] | None) -> BBox | None:
         raise InvalidParameter("bbox must be minlon,minlat,maxlon,maxlat with -180 ≤ minlon ≤ maxlon ≤ 180 and "
                                f"-90 ≤ minlat ≤ maxlat ≤ 90, got {bbox!r}")
     return (minx, miny, maxx, maxy)
+
+
+def check_district(conn: Connection, district: str | None) -> str | None:
+    """A 6-digit code of a district that exists, or None.
+
+    Raises:
+        InvalidParameter: not six digits.
+        NotFound: no district has that code.
+    """
+    if district is None:
+        return None
+    if not (isinstance(district, str) and len(district) == 6 and district.isdigit()):
+        raise InvalidParameter(f"district must be a 6-digit district code, e.g. 411002; got {district!r}")
+    if conn.execute(sa.text("SELECT 1 FROM district WHERE code = :code"), {"code": district}).first() is None:
+        raise NotFound(f"there is no district with code {district}")
+    return district

@@ -312,7 +312,7 @@ def report_data(conn: Connection, *, radius_m: float | None, kinds: Sequence[str
             conn, **question, count=options.site_count, district=district, time_limit_s=options.siting_time_limit_s,
             max_candidates=options.siting_max_candidates)
     steps.step("maps")
-    layers = _map_layers(conn, district)
+    layers = _map_layers(conn, district, include_planned=options.include_planned)
     points = [f for f in layers["points"]["features"] if f["properties"]["kind"] in question["kinds"] and
               f["properties"]["status"] in (("open", "planned") if options.include_planned else ("open",))]
     maps = _draw_maps(layers, streets, numbers, points, metric_crs)
@@ -549,8 +549,11 @@ def _district_name(layers: dict, district: str | None) -> str | None:
 
 # -- maps -----------------------------------------------------------------------------------------------------------
 
-def _map_layers(conn: Connection, district: str | None) -> dict[str, dict]:
-    """The layers the maps are drawn from: district outlines, grids, streets and points (of the district's box)."""
+def _map_layers(conn: Connection, district: str | None, *, include_planned: bool) -> dict[str, dict]:
+    """The layers the maps are drawn from: district outlines, grids, streets and points (of the district's box).
+
+    Planned points are among the points only for a what-if report (they are hidden from the public's layers).
+    """
     districts = features.layer_collection(conn, "districts")
     if district is not None:
         districts = {**districts, "features": [f for f in districts["features"]
@@ -562,7 +565,7 @@ def _map_layers(conn: Connection, district: str | None) -> dict[str, dict]:
     return {"districts": districts,
             "grids": features.layer_collection(conn, "grids", bbox=bbox),
             "streets": features.layer_collection(conn, "streets", bbox=bbox, limit=MAX_MAP_STREETS),
-            "points": features.layer_collection(conn, "points", bbox=bbox)}
+            "points": features.layer_collection(conn, "points", bbox=bbox, show_hidden=include_planned)}
 
 
 class _Canvas:

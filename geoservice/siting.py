@@ -78,8 +78,17 @@ from sqlalchemy.engine import Connection
 
 from geoservice.coverage_engine import CoverageEngine, SitingInstance, complement, engine_for
 from geoservice.crs import metric_transformer
-from geoservice.errors import InvalidParameter, NotFound
-from geoservice.query import BBox, check_bbox, check_kinds, check_lonlat, check_mode, check_radius, clip_bbox
+from geoservice.errors import InvalidParameter
+from geoservice.query import (
+    BBox,
+    check_bbox,
+    check_district,
+    check_kinds,
+    check_lonlat,
+    check_mode,
+    check_radius,
+    clip_bbox,
+)
 
 MAX_COUNT = 50
 """Most new sites one maximal-covering question asks for."""
@@ -686,16 +695,6 @@ def check_count_or_target(count: int | None, target_pct: float | None) -> None:
         raise InvalidParameter(f"target must be a covered % above 0 and at most 100, got {target_pct!r}")
 
 
-def _check_district(conn: Connection, district: str | None) -> str | None:
-    if district is None:
-        return None
-    if not (isinstance(district, str) and len(district) == 6 and district.isdigit()):
-        raise InvalidParameter(f"district must be a 6-digit district code, e.g. 411002; got {district!r}")
-    if conn.execute(sa.text("SELECT 1 FROM district WHERE code = :code"), {"code": district}).first() is None:
-        raise NotFound(f"there is no district with code {district}")
-    return district
-
-
 # The keyword signature is the one the report, the notebook and the API share (issue 11's contract).
 def suggest_sites(conn: Connection, *, kinds: Sequence[str] | None = None, radius_m: float | None = None,  # noqa: PLR0913
                   mode: str = "straight", count: int | None = None, target_pct: float | None = None,
@@ -745,7 +744,7 @@ def suggest_sites(conn: Connection, *, kinds: Sequence[str] | None = None, radiu
     check_mode(mode)
     check_count_or_target(count, target_pct)
     box = check_bbox(bbox)
-    district = _check_district(conn, district)
+    district = check_district(conn, district)
     if not 0 < time_limit_s <= 3600:
         raise InvalidParameter(f"time_limit_s must be between 0 and 3600 seconds, got {time_limit_s!r}")
     engine = engine_for(conn, metric_crs=metric_crs)

@@ -185,3 +185,9 @@ def test_points_snap_where_postgis_snaps_them(conn):
 def test_bad_arguments_say_what_is_allowed(conn, call, kwargs, message):
     with pytest.raises(InvalidParameter, match=message):
         call(conn, **kwargs)
+
+
+@pytest.mark.parametrize("bbox", [(113.82, 34.0, 113.82, 34.05), (113.8, 34.02, 113.85, 34.02)])
+def test_a_box_without_width_or_height_holds_no_street(conn, bbox):
+    summary = uncovered_streets(conn, radius_m=300, bbox=bbox)["summary"]
+    assert summary["total_km"] == 0 and summary["covered_pct"] is None
