@@ -271,6 +271,7 @@ class CoverageEngine:
         cum_m = np.r_[0.0, np.cumsum(step_m)]
         first_vertex = np.searchsorted(owner, np.arange(n))
         last_vertex = np.r_[first_vertex[1:] - 1, len(owner) - 1] if n else first_vertex
+        self._first_vertex, self._last_vertex = first_vertex, last_vertex
         self.line_m = cum_m[last_vertex] - cum_m[first_vertex] if n else np.empty(0)
         along = cum_m - cum_m[first_vertex[owner]] if n else cum_m[:0]
         fraction = along / self.line_m[owner] if n else along
@@ -688,6 +689,43 @@ class CoverageEngine:
             return site[keep], (starts, ends)
         return self._walk_site_spans(sites_lonlat, sx, sy, radius)
 
+    @cached_property
+    def _node_xy(self) -> tuple[np.ndarray, np.ndarray]:
+        """Metric position of every routing node (the first or last vertex of its streets)."""
+        net = self._network
+        routable, n = net["routable"], net["n_nodes"]
+        x, y = np.empty(n), np.empty(n)
+        first, last = self._first_vertex[routable], self._last_vertex[routable]
+        x[net["u"]], y[net["u"]] = self.vertex_x[first], self.vertex_y[first]
+        x[net["v"]], y[net["v"]] = self.vertex_x[last], self.vertex_y[last]
+        return x, y
+
+    @staticmethod
+    def _site_groups(sx: np.ndarray, sy: np.ndarray, radius: float, chunk: int):
+        """Sites in groups of neighbours (by square cells, at most ``chunk`` each), so each searches a small graph."""
+        cell = max(1500.0, 3 * radius)
+        cx, cy = np.floor(sx / cell).astype(np.int64), np.floor(sy / cell).astype(np.int64)
+        order = np.lexsort((cy, cx))
+        key = np.c_[cx[order], cy[order]]
+        breaks = np.r_[0, np.flatnonzero(np.any(key[1:] != key[:-1], axis=1)) + 1, len(order)]
+        for g0, g1 in zip(breaks[:-1], breaks[1:], strict=True):
+            for lo in range(g0, g1, chunk):
+                yield order[lo:min(lo + chunk, g1)]
+
+    def _local_nodes(self, sx: np.ndarray, sy: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+        """The routing nodes a walk of ``radius`` from these sites can reach at most (a box around them), numbered.
+
+        A walk never leaves the disc of its length around its start, so the graph of these nodes answers exactly;
+        the box has a margin for the metric CRS's scale error and the ellipsoid.
+        """
+        x, y = self._node_xy
+        reach = radius * 1.01 + 10.0
+        local = np.flatnonzero((x >= sx.min() - reach) & (x <= sx.max() + reach)
+                               & (y >= sy.min() - reach) & (y <= sy.max() + reach))
+        index_of = np.full(len(x), -1, dtype=np.int64)
+        index_of[local] = np.arange(len(local))
+        return local, index_of
+
     def _walk_site_spans(self, sites_lonlat, sx, sy, radius, chunk: int = 256) -> tuple[np.ndarray, Intervals]:
         net = self._network
         routable, n = net["routable"], net["n_nodes"]
@@ -710,18 +748,25 @@ class CoverageEngine:
         incident_edge, incident_node, at_u = incident_edge[order], incident_node[order], at_u[order]
         node_start = np.searchsorted(incident_node, np.arange(n + 1))
         site_out, starts_out, ends_out = [], [], []
-        for lo in range(0, len(sx), chunk):
-            idx = np.arange(lo, min(lo + chunk, len(sx)))
-            m = len(idx)
-            rows = np.r_[net["rows"], n + np.arange(m), n + np.arange(m)]
-            cols = np.r_[net["cols"], net["u"][edge[idx]], net["v"][edge[idx]]]
-            costs = np.maximum(np.r_[net["weights"], offset[idx] + fraction[idx] * length[idx],
-                                     offset[idx] + (1 - fraction[idx]) * length[idx]], _ZERO_COST)
-            rows, cols, costs = _min_per_pair(rows, cols, costs, n + m)
-            graph = sparse.csr_matrix((costs, (rows, cols)), shape=(n + m, n + m))
-            dist = csgraph.dijkstra(graph, directed=True, indices=n + np.arange(m), limit=radius)[:, :n]
-            site_k, node = np.nonzero(dist < radius)
-            d = dist[site_k, node]
+        for idx in self._site_groups(sx, sy, radius, chunk):
+            local, index_of = self._local_nodes(sx[idx], sy[idx], radius)
+            m, n_local = len(idx), len(local)
+            rows, cols = index_of[net["rows"]], index_of[net["cols"]]
+            inside = (rows >= 0) & (cols >= 0)
+            # Each site joins the ends of its edge (those inside the neighbourhood: the others are beyond reach).
+            ends = np.r_[index_of[net["u"][edge[idx]]], index_of[net["v"][edge[idx]]]]
+            leg = offset[idx]
+            costs = np.r_[leg + fraction[idx] * length[idx], leg + (1 - fraction[idx]) * length[idx]]
+            joined = ends >= 0
+            # An edge whose two ends are one node (a loop) joins its site to that node twice: keep the shorter way.
+            v_rows, v_cols, v_costs = _min_per_pair(n_local + np.tile(np.arange(m), 2)[joined], ends[joined],
+                                                    costs[joined], n_local + m)
+            graph = sparse.csr_matrix(
+                (np.maximum(np.r_[net["weights"][inside], v_costs], _ZERO_COST),
+                 (np.r_[rows[inside], v_rows], np.r_[cols[inside], v_cols])), shape=(n_local + m, n_local + m))
+            dist = csgraph.dijkstra(graph, directed=True, indices=n_local + np.arange(m), limit=radius)[:, :n_local]
+            site_k, node_local = np.nonzero(dist < radius)
+            d, node = dist[site_k, node_local], local[node_local]
             count = node_start[node + 1] - node_start[node]
             pos = np.repeat(node_start[node], count) + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count,
                                                                                             count))

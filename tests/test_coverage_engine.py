@@ -191,3 +191,21 @@ def test_bad_arguments_say_what_is_allowed(conn, call, kwargs, message):
 def test_a_box_without_width_or_height_holds_no_street(conn, bbox):
     summary = uncovered_streets(conn, radius_m=300, bbox=bbox)["summary"]
     assert summary["total_km"] == 0 and summary["covered_pct"] is None
+
+
+def test_each_sites_walking_reach_matches_networkx(conn, streets):
+    """What siting counts for a candidate on foot: its own reach, searched on the neighbourhood's graph only."""
+    engine = engine_for(conn, metric_crs=METRIC_CRS)
+    middles = engine.street_midpoints()
+    rng = np.random.default_rng(11)
+    chosen = rng.choice(len(middles["lon"]), size=12, replace=False)
+    sites = np.column_stack([middles["lon"][chosen] + rng.normal(0, 2e-4, 12),
+                             middles["lat"][chosen] + rng.normal(0, 2e-4, 12)])
+    site, (starts, ends) = engine.site_spans(mode="walk", radius=400.0, sites_lonlat=sites)
+    for k, (lon, lat) in enumerate(sites):
+        mine = merge(starts[site == k], ends[site == k])
+        got = sum(((b - a) * streets.edges[int(engine.street_ids[int(a // 2)])].length
+                   for a, b in zip(*mine, strict=True)), 0.0)
+        reached = streets.reach([(lon, lat)], 400.0)
+        expected = sum(measure(v) * streets.edges[e].length for e, v in reached.items())
+        assert got == pytest.approx(expected, rel=CLOSE, abs=0.5), k
