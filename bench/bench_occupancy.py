@@ -25,18 +25,14 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from bench.common import ROOT, bench_engine, city_arguments, machine, write_section
+from bench.common import ROOT, bench_engine, city_arguments, free_port, machine, serve, write_section
 from geoservice import accounts
-from geoservice.config import load_settings
-from geoservice.db.embedded import EmbeddedCluster
 
 DATABASE = "geoservice_bench_occupancy"
 TAPPERS = 8
@@ -53,36 +49,6 @@ class Tally:
     tap_errors: int = 0
     reads: dict[str, list[float]] = field(default_factory=lambda: {"layer": [], "nearest": []})
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(engine, port: int) -> subprocess.Popen:
-    settings = load_settings()
-    owner_url = engine.url.render_as_string(hide_password=False)
-    app_url = EmbeddedCluster(settings).app_url(DATABASE) if not settings.database_url else owner_url
-    LOG.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "DATABASE_URL": owner_url, "GEOSERVICE_APP_DATABASE_URL": app_url,
-           "GEOSERVICE_BASEMAP": "none"}
-    proc = subprocess.Popen([sys.executable, "-m", "geoservice", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=LOG.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.terminate()
-    raise RuntimeError(f"the app did not start; see {LOG}")
 
 
 def _kiosks_and_token(engine) -> tuple[list[int], str]:
@@ -175,8 +141,8 @@ def main() -> None:
             "SELECT ST_X(geom), ST_Y(geom) FROM point ORDER BY random() LIMIT 200"))]
         version = conn.execute(sa.text("SELECT version FROM data_version")).scalar_one()
         audit_before = conn.execute(sa.text("SELECT count(*) FROM audit_log")).scalar_one()
-    port = _free_port()
-    server = _serve(engine, port)
+    port = free_port()
+    server = serve(engine, database=DATABASE, port=port, log=LOG, wait_s=60)
     net = dict.fromkeys(kiosks, 0)
     load = os.getloadavg()[0]
     try:

@@ -13,18 +13,11 @@ to docs/benchmarks.md. Measured, not asserted.
 
 from __future__ import annotations
 
-import http.client
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from datetime import datetime
 
-from bench.common import ROOT, bench_engine, city_arguments, machine, write_section
-from geoservice.config import load_settings
-from geoservice.db.embedded import EmbeddedCluster
+from bench.common import ROOT, bench_engine, city_arguments, free_port, machine, serve, write_section
 from geoservice.web.planner import SLIDER_DEBOUNCE_MS
 
 DATABASE = "geoservice_bench_slider"
@@ -49,35 +42,6 @@ SETTLED = """(radius) => {
     const q = new URLSearchParams(body.dataset.plannerCharts || "");
     return body.dataset.plannerState === "ready" && q.get("radius") === String(radius);
 }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(engine, port: int) -> subprocess.Popen:
-    """``geoservice serve`` on the bench's database, connecting as the app role; waits for /healthz."""
-    settings = load_settings()
-    owner_url = engine.url.render_as_string(hide_password=False)
-    app_url = EmbeddedCluster(settings).app_url(DATABASE) if not settings.database_url else owner_url
-    LOG.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "DATABASE_URL": owner_url, "GEOSERVICE_APP_DATABASE_URL": app_url,
-           "GEOSERVICE_BASEMAP": "none"}
-    proc = subprocess.Popen([sys.executable, "-m", "geoservice", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=LOG.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.terminate()
-    raise RuntimeError(f"the app did not start; see {LOG}")
 
 
 def measure(base: str, radii: list[int]) -> tuple[float, list[tuple[int, float, float, float, int]]]:
@@ -116,8 +80,8 @@ def main() -> None:
     # New radii each time (none cached, the first view's 500 m left out), from the slider's 50 m up in its 50 m steps:
     # on a city this dense the small radii are where streets are left uncovered.
     radii = [r for r in range(50, 50 * (args.repeat + 2), 50) if r != 500][:args.repeat]
-    port = _free_port()
-    proc = _serve(engine, port)
+    port = free_port()
+    proc = serve(engine, database=DATABASE, port=port, log=LOG, wait_s=120)
     try:
         first_s, moves = measure(f"http://127.0.0.1:{port}", radii)
     finally:

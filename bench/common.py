@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import platform
+import socket
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -99,3 +102,37 @@ def write_section(title: str, body: str) -> None:
         end = text.find("\n## ", start + len(marker))
         text = text[:start] + text[end + 1:] if end != -1 else text[:start]
     RESULTS.write_text(text.rstrip("\n") + "\n\n" + marker + body.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for a served app)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve(engine, *, database: str, port: int, log: Path, wait_s: float = 120.0) -> subprocess.Popen:
+    """``geoservice serve`` (gunicorn) on a bench database, connecting as the app role; waits for /healthz.
+
+    Raises:
+        RuntimeError: the app did not answer within ``wait_s`` (its log says why).
+    """
+    settings = load_settings()
+    owner_url = engine.url.render_as_string(hide_password=False)
+    app_url = EmbeddedCluster(settings).app_url(database) if not settings.database_url else owner_url
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DATABASE_URL": owner_url, "GEOSERVICE_APP_DATABASE_URL": app_url,
+           "GEOSERVICE_BASEMAP": "none"}
+    proc = subprocess.Popen([sys.executable, "-m", "geoservice", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise RuntimeError(f"the app did not start; see {log}")
