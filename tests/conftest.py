@@ -252,3 +252,20 @@ def checksum(conn: Connection) -> str:
             f"FROM (SELECT * FROM {table}) t"
         )).scalar_one())
     return ",".join(parts)
+
+
+@pytest.fixture()
+def planned_kiosk(engine):
+    """A planned kiosk (committed) on the longest street far from every open kiosk, deleted afterwards."""
+    with engine.begin() as c:
+        point_id = c.execute(sa.text("""
+            WITH kiosks AS (SELECT geom FROM point WHERE kind = 'kiosk' AND status = 'open')
+            INSERT INTO point (name, kind, status, geom)
+            SELECT '规划岗亭（测试）', 'kiosk', 'planned', ST_LineInterpolatePoint(s.geom, 0.5)
+            FROM street s
+            WHERE NOT EXISTS (SELECT 1 FROM kiosks k WHERE ST_DWithin(k.geom::geography, s.geom::geography, 1500))
+            ORDER BY ST_Length(s.geom::geography) DESC, s.id LIMIT 1
+            RETURNING id""")).scalar_one()
+    yield point_id
+    with engine.begin() as c:
+        c.execute(sa.text("DELETE FROM point WHERE id = :id"), {"id": point_id})

@@ -121,23 +121,6 @@ def test_distance_bins_add_up_and_match_coverage_at_each_edge(client, query):
 
 # -- what if: planned points --------------------------------------------------------------------------------------
 
-@pytest.fixture()
-def planned_kiosk(engine):
-    """A planned kiosk in the middle of the longest uncovered portion (for kiosks, 500 m), deleted afterwards."""
-    with engine.begin() as c:
-        point_id = c.execute(sa.text("""
-            WITH kiosks AS (SELECT geom FROM point WHERE kind = 'kiosk' AND status = 'open')
-            INSERT INTO point (name, kind, status, geom)
-            SELECT '规划岗亭（测试）', 'kiosk', 'planned', ST_LineInterpolatePoint(s.geom, 0.5)
-            FROM street s
-            WHERE NOT EXISTS (SELECT 1 FROM kiosks k WHERE ST_DWithin(k.geom::geography, s.geom::geography, 1500))
-            ORDER BY ST_Length(s.geom::geography) DESC, s.id LIMIT 1
-            RETURNING id""")).scalar_one()
-    yield point_id
-    with engine.begin() as c:
-        c.execute(sa.text("DELETE FROM point WHERE id = :id"), {"id": point_id})
-
-
 WHAT_IF = [("/api/v1/coverage/streets", "kind=kiosk"), ("/api/v1/coverage/grids", "kind=kiosk"),
            ("/api/v1/coverage/curve", "kind=kiosk"), ("/api/v1/coverage/areas", "kind=kiosk&level=community"),
            ("/api/v1/coverage/distances", "kind=kiosk")]

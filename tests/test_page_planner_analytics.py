@@ -14,7 +14,6 @@ import urllib.request
 from urllib.parse import urlparse
 
 import pytest
-import sqlalchemy as sa
 
 from geoservice.vocab import KIND_CODES
 from tests.accounts_helpers import add_user
@@ -186,23 +185,6 @@ def test_a_stale_request_is_aborted_and_the_map_shows_the_latest_radius(page, se
     assert held and page.input_value("#radius-number") == "750"
     assert page.locator("#planner-status").inner_text() != ""
     assert [e for e in page.console_errors if "ERR_ABORTED" not in e] == []
-
-
-@pytest.fixture()
-def planned_kiosk(engine):
-    """A planned kiosk on the longest street far from every open kiosk, deleted afterwards."""
-    with engine.begin() as c:
-        point_id = c.execute(sa.text("""
-            WITH kiosks AS (SELECT geom FROM point WHERE kind = 'kiosk' AND status = 'open')
-            INSERT INTO point (name, kind, status, geom)
-            SELECT '规划岗亭（页面测试）', 'kiosk', 'planned', ST_LineInterpolatePoint(s.geom, 0.5)
-            FROM street s
-            WHERE NOT EXISTS (SELECT 1 FROM kiosks k WHERE ST_DWithin(k.geom::geography, s.geom::geography, 1500))
-            ORDER BY ST_Length(s.geom::geography) DESC, s.id LIMIT 1
-            RETURNING id""")).scalar_one()
-    yield point_id
-    with engine.begin() as c:
-        c.execute(sa.text("DELETE FROM point WHERE id = :id"), {"id": point_id})
 
 
 def test_what_if_counts_the_planned_points(page, served, engine, planned_kiosk):
