@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from sqlalchemy.engine import Connection
 
-from geoservice.coverage_engine import CoverageEngine, complement, engine_for, intersect
+from geoservice.coverage_engine import CoverageEngine, complement, engine_for, intersect, without_cyclic_gc
 from geoservice.errors import InvalidParameter
 from geoservice.query import (
     MAX_RADIUS_M,
@@ -54,9 +54,9 @@ def _street_rows(engine: CoverageEngine, *, mode: str, kinds: tuple[str, ...], r
                  district: str | None, include_planned: bool) -> dict:
     """Street and covered metres in the area, and each street with an uncovered part.
 
-    Per such street: its uncovered metres, its length in the area and the uncovered portions (a GeoJSON
-    MultiLineString, None when shorter than :data:`MIN_PORTION_M`). Only the streets with something uncovered are
-    visited one by one: at a useful radius they are few.
+    Per such street: its uncovered metres, its length in the area and the uncovered portions (the coordinates of a
+    GeoJSON MultiLineString, None when shorter than :data:`MIN_PORTION_M`). Only the streets with something
+    uncovered are visited one by one: at a useful radius they are few.
     """
     covered = _covered(engine, mode=mode, kinds=kinds, radius=radius, include_planned=include_planned)
     area = engine.area_pieces(bbox=bbox, district=district)
@@ -77,8 +77,7 @@ def _street_rows(engine: CoverageEngine, *, mode: str, kinds: tuple[str, ...], r
     which = np.flatnonzero(uncovered > 0)
     names, classes = engine.street_names, engine.street_classes
     streets = [{"id": street_id, "name": names[i], "class": classes[i], "total_m": total_m, "uncovered_m": gap,
-                "geometry": {"type": "MultiLineString", "coordinates": by_street[i]}
-                if gap >= MIN_PORTION_M and i in by_street else None}
+                "geometry": by_street.get(i) if gap >= MIN_PORTION_M else None}
                for i, street_id, total_m, gap in zip(which.tolist(), engine.street_ids[which].tolist(),
                                                     total[which].tolist(), uncovered[which].tolist(), strict=True)]
     return {"total_m": float(total.sum()), "covered_m": covered_m, "streets": streets}
@@ -149,23 +148,33 @@ def uncovered_streets(conn: Connection, *, radius_m: float | None = None,  # noq
     if clipped is not None and clipped == extent:
         clipped = None  # the box holds the whole city: the same answer as no box, without cutting anything
     district = check_district(conn, district)
-    answer = {"total_m": 0.0, "covered_m": 0.0, "streets": []} if outside else _street_rows(
-        engine_for(conn, metric_crs=metric_crs), mode=mode, kinds=kinds_ok, radius=radius, bbox=clipped,
-        district=district, include_planned=include_planned)
-    features, by_name = [], {}
+    engine = engine_for(conn, metric_crs=metric_crs)
+    question = {"radius_m": radius, "mode": mode, "kinds": list(kinds_ok), "bbox": list(bbox) if bbox else None,
+                "district": district, "include_planned": include_planned}
+    with without_cyclic_gc():
+        answer = {"total_m": 0.0, "covered_m": 0.0, "streets": []} if outside else _street_rows(
+            engine, mode=mode, kinds=kinds_ok, radius=radius, bbox=clipped, district=district,
+            include_planned=include_planned)
+        return _uncovered_answer(answer, question)
+
+
+def _uncovered_answer(answer: dict, question: dict) -> dict:
+    """The FeatureCollection and summary of :func:`uncovered_streets` from :func:`_street_rows`' answer."""
+    by_name: dict[str | None, float] = {}
     for row in answer["streets"]:
         by_name[row["name"]] = by_name.get(row["name"], 0.0) + row["uncovered_m"]
-        if row["geometry"] is not None:
-            features.append({"type": "Feature", "id": row["id"], "geometry": row["geometry"],
-                             "properties": {"id": row["id"], "name": row["name"], "class": row["class"],
-                                            "length_m": round(row["uncovered_m"], 1),
-                                            "street_length_m": round(row["total_m"], 1)}})
+    drawn = [row for row in answer["streets"] if row["geometry"] is not None]
+    lengths = np.round([row["uncovered_m"] for row in drawn], 1).tolist()
+    street_lengths = np.round([row["total_m"] for row in drawn], 1).tolist()
+    features = [{"type": "Feature", "id": row["id"],
+                 "geometry": {"type": "MultiLineString", "coordinates": row["geometry"]},
+                 "properties": {"id": row["id"], "name": row["name"], "class": row["class"], "length_m": length,
+                                "street_length_m": street_length}}
+                for row, length, street_length in zip(drawn, lengths, street_lengths, strict=True)]
     total, covered = answer["total_m"], answer["covered_m"]
     uncovered = sum(r["uncovered_m"] for r in answer["streets"])
     ranking = sorted(by_name.items(), key=lambda item: (-item[1], item[0] or ""))
-    summary = {"radius_m": radius, "mode": mode, "kinds": list(kinds_ok), "bbox": list(bbox) if bbox else None,
-               "district": district, "include_planned": include_planned, "total_km": round(total / 1000, 3),
-               "covered_km": round(covered / 1000, 3),
+    summary = {**question, "total_km": round(total / 1000, 3), "covered_km": round(covered / 1000, 3),
                "uncovered_km": round(uncovered / 1000, 3), "covered_pct": _pct(covered, total),
                "uncovered_by_street": [{"name": name, "uncovered_km": round(m / 1000, 3)} for name, m in ranking]}
     return {"type": "FeatureCollection", "features": features, "summary": summary}

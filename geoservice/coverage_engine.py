@@ -40,8 +40,11 @@ bench_coverage_engine.py`` measures it against the naive ``ST_Union`` query and 
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -117,6 +120,23 @@ def engine_for(conn: Connection, *, metric_crs: str) -> CoverageEngine:
             while len(_engines) > _ENGINES_KEPT:
                 _engines.popitem(last=False)
     return engine
+
+
+@contextmanager
+def without_cyclic_gc() -> Iterator[None]:
+    """Python's cycle collector paused while an answer of many small lists and dicts is built.
+
+    The collector runs after every few hundred allocations and walks every container alive: building the features of
+    tens of thousands of uncovered streets spent half its time there, for objects that form no cycles. Collection
+    resumes afterwards (nothing is lost, only postponed); the state is restored as found, so nesting is harmless.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def forget_engines() -> None:
@@ -647,12 +667,14 @@ class CoverageEngine:
         b_lon, b_lat = self._to_wgs84.transform(bx, by)
         a = np.round(np.column_stack([a_lon, a_lat]), 7).tolist()
         b = np.round(np.column_stack([b_lon, b_lat]), 7).tolist()
-        vertices = np.round(np.column_stack([self.vertex_lon, self.vertex_lat]), 7)
-        lines = []
-        for k in range(len(starts)):
-            middle = vertices[lo[k]:lo[k] + inner[k]].tolist() if inner[k] else []
-            lines.append([a[k], *middle, b[k]])
-        return lines
+        vertices = self._vertex_list
+        return [[a_k, *vertices[first:first + n], b_k]
+                for a_k, first, n, b_k in zip(a, lo.tolist(), inner.tolist(), b, strict=True)]
+
+    @cached_property
+    def _vertex_list(self) -> list[list[float]]:
+        """Every vertex as [lon, lat] to 7 decimals (about 1 cm), built once: slicing lists beats converting arrays."""
+        return np.round(np.column_stack([self.vertex_lon, self.vertex_lat]), 7).tolist()
 
     # -- siting ---------------------------------------------------------------------------------------------
 
