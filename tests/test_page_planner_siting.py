@@ -70,7 +70,7 @@ def test_siting_draws_numbered_sites_and_offers_the_list_to_the_public(page, ser
 
 
 def test_a_planner_accepts_a_site_as_a_planned_point(browser, served, engine):
-    planner, _ = add_user(engine, "planner")
+    planner, token = add_user(engine, "planner")
     context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN", bypass_csp=True)
     page = context.new_page()
     errors = []
@@ -99,7 +99,7 @@ def test_a_planner_accepts_a_site_as_a_planned_point(browser, served, engine):
         plain = api(served, "/api/v1/coverage/streets", page.evaluate("document.body.dataset.plannerQuery"))
         page.check("#what-if")
         query = wait_for_drawn(page, planned=["true"])
-        assert assert_map_shows(page, served, query)["covered_km"] > plain["summary"]["covered_km"]
+        assert assert_map_shows(page, served, query, token)["covered_km"] > plain["summary"]["covered_km"]
         assert errors == []
     finally:
         context.close()
