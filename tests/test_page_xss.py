@@ -89,6 +89,9 @@ def test_city_map_popups_search_and_editing_tools(watched, served, engine, poiso
         result.wait_for(timeout=WAIT_MS)
         assert NAME in result.inner_text() and ADDRESS in result.inner_text()
         result.click()
+        # The popup opened above may still be fading out beside the one the result opens.
+        page.wait_for_function("document.querySelectorAll('.leaflet-popup .point-popup h2').length === 1",
+                               timeout=WAIT_MS)
         page.locator(".leaflet-popup .point-popup h2").wait_for(timeout=WAIT_MS)
         assert_inert(page, watched.dialogs)
 
