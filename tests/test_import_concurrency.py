@@ -160,17 +160,17 @@ def test_a_second_import_of_the_same_kind_is_refused_at_once_naming_the_first(se
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_an_import_interrupted_during_the_copy_writes_nothing(settings, engine, big_file, demo_restored, how):
-    with engine.connect() as conn:
-        before = checksum(conn)
-    # A reader holds the live table until the signal has landed: the import cannot swap its copy in and finish
-    # first (on a quick machine it did, between the COPY being seen and the signal).
-    with engine.connect() as reader:
-        reader.execute(sa.text("LOCK TABLE point IN ACCESS SHARE MODE"))
+    for _attempt in range(3):
+        with engine.connect() as conn:
+            before = checksum(conn)
         importing = start_import(settings, big_file, "--replace")
         wait_for(engine, COPYING)
         importing.send_signal(how)
         _, err = importing.communicate(timeout=60)
-        reader.rollback()
+        if importing.returncode != 0:
+            break
+        # On a quick machine the import can finish between its COPY being seen and the signal: nothing was
+        # interrupted, so that attempt proves nothing either way; interrupt a new one.
     assert importing.returncode != 0, err
     wait_for(engine, f"SELECT NOT ({IMPORT_LOCK}) AND NOT ({COPYING})")
     with engine.connect() as conn:
