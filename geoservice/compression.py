@@ -20,7 +20,7 @@ LEVEL = 6
 COMPRESSIBLE = frozenset({
     "application/json", "application/geo+json", "application/vnd.oai.openapi+json", "application/schema+json",
     "application/javascript", "text/javascript", "text/html", "text/css", "text/csv", "text/plain",
-    "application/xml", "image/svg+xml",
+    "application/xml", "image/svg+xml", "application/vnd.mapbox-vector-tile",
 })
 
 
