@@ -16,7 +16,7 @@ from geoservice import compression, db, security
 from geoservice.config import Settings, load_settings
 from geoservice.errors import DatabaseUnavailable, GeoserviceError, TimedOut
 from geoservice.results_cache import ResultsCache
-from geoservice.web import auth
+from geoservice.web import auth, static_versions
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 JSON_PREFIXES = ("/api", "/ogc", "/healthz")
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, *, engine_options: dict[str, An
     app.register_blueprint(report_bp)
     app.register_blueprint(ogc_bp)
     _register_error_handlers(app)
+    static_versions.init_app(app)
     compression.init_app(app)
     security.init_app(app)
     auth.init_app(app)

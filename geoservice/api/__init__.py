@@ -6,10 +6,11 @@ make the OpenAPI document), call a core function with the request's connection, 
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, render_template
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from geoservice import budget, coverage, db, downloads, features, grids, health, hours, nearest, query
+from geoservice import budget, coverage, db, downloads, features, grids, health, hours, http_cache, nearest, query
 from geoservice.api import openapi
+from geoservice.catalogue import FEATURE_TABLES, POINT
 from geoservice.params import parse_lonlat
 from geoservice.service_area import service_area as point_service_area
 from geoservice.spatial import box_around
@@ -49,6 +50,19 @@ def _cached(name: str, compute, **query):
     return current_app.extensions["geoservice_results"].get(conn, key, lambda: _analysis(compute, **query))
 
 
+def _versioned(render, *, kind: str, private: bool = False) -> Response:
+    """``render()`` — or a 304 when the client holds the answer for this address at the current data version.
+
+    For answers that read only what the data version covers (``geoservice.http_cache``); the address (path and
+    query) and ``private`` (the caller sees planned points) select the answer.
+    """
+    tags = http_cache.validators(budget.connection(kind), request.full_path, private)
+    if http_cache.is_fresh(tags):
+        return http_cache.not_modified(tags, private=private)
+    response = render()
+    return http_cache.stamp(response, tags, private=private) if response.status_code == 200 else response
+
+
 @bp.get("/healthz")
 def healthz():
     """200 with versions and row counts when the database answers; 503 when it does not."""
@@ -64,8 +78,16 @@ def healthz():
 def layer(layer: str):
     """One layer of the city map as a GeoJSON FeatureCollection, optionally cut to a bbox."""
     args = openapi.read_query("/api/v1/layers/{layer}")
-    return _geojson(features.layer_collection(budget.connection("layer"), layer, bbox=args["bbox"],
-                                              limit=args["limit"], now=_now(), show_hidden=sees_hidden()))
+    hidden = sees_hidden()
+
+    def render():
+        return _geojson(features.layer_collection(budget.connection("layer"), layer, bbox=args["bbox"],
+                                                  limit=args["limit"], now=_now(), show_hidden=hidden))
+
+    if FEATURE_TABLES.get(layer) is POINT:
+        # Points carry occupancy, notices and open-now, which the data version does not cover: tagged by content.
+        return http_cache.body_tag(render())
+    return _versioned(render, kind="layer", private=hidden)
 
 
 @bp.get("/api/v1/points/search")
@@ -102,8 +124,8 @@ def grid_gaps():
     """Land in no unit grid, and land in two or more."""
     args = openapi.read_query("/api/v1/coverage/grid-gaps")
     sliver = _settings().sliver_area_m2 if args["min_area"] is None else args["min_area"]
-    return _geojson(_cached("grid_gaps", grids.grid_gaps, district=args["district"], community=args["community"],
-                            sliver_m2=sliver))
+    return _versioned(lambda: _geojson(_cached("grid_gaps", grids.grid_gaps, district=args["district"],
+                                               community=args["community"], sliver_m2=sliver)), kind="analysis")
 
 
 def _coverage_args(args: dict) -> dict:
@@ -116,6 +138,10 @@ def _coverage_args(args: dict) -> dict:
 def uncovered_streets():
     """Street portions with no qualifying point within the radius, and a summary."""
     args = openapi.read_query("/api/v1/coverage/streets")
+    return _versioned(lambda: _uncovered_streets(args), kind="analysis", private=args["planned"])
+
+
+def _uncovered_streets(args: dict) -> Response:
     result = _cached("uncovered_streets", coverage.uncovered_streets, **_coverage_args(args), bbox=args["bbox"],
                      extent=_city_extent(),
                      district=args["district"], metric_crs=_settings().metric_crs)
@@ -128,6 +154,10 @@ def uncovered_streets():
 def grid_coverage():
     """Per unit grid: street km, covered km and %, points by kind."""
     args = openapi.read_query("/api/v1/coverage/grids")
+    return _versioned(lambda: _grid_coverage(args), kind="analysis", private=args["planned"])
+
+
+def _grid_coverage(args: dict) -> Response:
     question = _coverage_args(args)
     result = _cached("grid_coverage", coverage.grid_coverage, **question, metric_crs=_settings().metric_crs)
     if args["f"] == downloads.INLINE:
@@ -141,25 +171,29 @@ def grid_coverage():
 def coverage_curve():
     """Covered % against the radius (50 … 1000 m by default) for the kinds and mode, in one computation."""
     args = openapi.read_query("/api/v1/coverage/curve")
-    return jsonify(_cached("coverage_curve", coverage.coverage_curve, kinds=args["kind"] or None, mode=args["mode"],
-                           radii=args["radius"], include_planned=args["planned"], metric_crs=_settings().metric_crs))
+    return _versioned(lambda: jsonify(_cached(
+        "coverage_curve", coverage.coverage_curve, kinds=args["kind"] or None, mode=args["mode"],
+        radii=args["radius"], include_planned=args["planned"], metric_crs=_settings().metric_crs)),
+        kind="analysis", private=args["planned"])
 
 
 @bp.get("/api/v1/coverage/areas")
 def coverage_by_area():
     """Coverage per subdistrict or per community, weakest first."""
     args = openapi.read_query("/api/v1/coverage/areas")
-    return jsonify({"level": args["level"], "areas": _cached(
+    return _versioned(lambda: jsonify({"level": args["level"], "areas": _cached(
         "coverage_by_area", coverage.coverage_by_area, level=args["level"], **_coverage_args(args),
-        metric_crs=_settings().metric_crs)})
+        metric_crs=_settings().metric_crs)}), kind="analysis", private=args["planned"])
 
 
 @bp.get("/api/v1/coverage/distances")
 def distance_distribution():
     """Street km by distance to the nearest qualifying point (50 m bins to 1000 m, and beyond)."""
     args = openapi.read_query("/api/v1/coverage/distances")
-    return jsonify(_cached("distance_distribution", coverage.distance_distribution, kinds=args["kind"] or None,
-                           mode=args["mode"], include_planned=args["planned"], metric_crs=_settings().metric_crs))
+    return _versioned(lambda: jsonify(_cached(
+        "distance_distribution", coverage.distance_distribution, kinds=args["kind"] or None, mode=args["mode"],
+        include_planned=args["planned"], metric_crs=_settings().metric_crs)), kind="analysis",
+        private=args["planned"])
 
 
 @bp.get("/api/v1/points/<int:point_id>/service-area")
