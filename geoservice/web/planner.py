@@ -2,8 +2,8 @@
 
 The template ``planner.html`` holds the side panel: the controls (radius, kinds, mode), the summary, the export
 links and the per-grid table, and the map beside it. ``static/js/planner.js`` asks the API for everything drawn
-or listed — uncovered street portions, grid coverage, gaps and overlaps, and the streets and points of the current
-view (by bbox, with a limit) — so the page is a few kilobytes whatever the size of the city. The panel comes before
+or listed — uncovered street portions, grid coverage, gaps and overlaps, and the grid outlines, streets and points
+of the current view (by bbox, with a limit) — so the page is a few kilobytes whatever the size of the city. The panel comes before
 the map in the document so that keyboard users reach the controls first.
 
 The charts (ECharts, served from our ``/static/vendor/echarts``) show covered % against the radius (one call for the
@@ -35,6 +35,11 @@ SITING_FORMATS = ("csv", "geojson")
 SITING_DEFAULT_COUNT = 5
 SLIDER_DEBOUNCE_MS = 150
 """A slider that moves asks again once it has rested this long; an answer still on its way is cancelled."""
+GRID_LIMIT = 20_000
+"""Grid outlines asked per view (the view's grids are added to those already drawn; a whole big city is never asked
+at once, and a view with more grids than this is a whole province zoomed out)."""
+GRID_ITEM = "/ogc/collections/grids/items/"
+"""One grid's outline by its code, for a grid chosen in the table before its part of the map was seen."""
 ACCEPT_ROLES = ("planner",)
 """Who may accept a suggested site as a planned point (the server checks the role on the write)."""
 
@@ -50,7 +55,7 @@ def planner_page(settings: Settings, user: User | None = None) -> str:
     return render_page("planner.html", settings, page="planner", zoom=13, prefer_canvas=True,
                        config={"max_radius": MAX_RADIUS_M, "debounce_ms": SLIDER_DEBOUNCE_MS,
                                "can_accept": can_accept, "siting_formats": list(SITING_FORMATS),
-                               "report": REPORT},
+                               "report": REPORT, "grid_limit": GRID_LIMIT, "grid_item": GRID_ITEM},
                        radius=int(DEFAULT_RADIUS_M), slider_max=SLIDER_MAX_M, max_radius=int(MAX_RADIUS_M),
                        formats=DOWNLOAD_FORMATS, format_names=FORMAT_NAMES, columns=TABLE_COLUMNS,
                        siting_formats=SITING_FORMATS, report_formats=report.FORMATS, siting_count=SITING_DEFAULT_COUNT,

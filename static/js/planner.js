@@ -37,6 +37,7 @@
   var P = { counts: {} };
   var map;
   var layers = {}, gridShapes = {}, gridRows = [], coverageByCode = {};
+  var gridView = { bounds: null, truncated: false };
   var viewPoints = null, layerControl = null, legend = null;
   // The streets and points of the view (with a margin), loaded by bbox like the city map: a big city's whole
   // street and point layers would be megabytes the planner does not need to see at once.
@@ -480,7 +481,10 @@
 
   function zoomToGrid(code) {
     var shape = gridShapes[code];
-    if (!shape) { return; }
+    if (!shape) {
+      fetchGrid(code).then(function (fetched) { if (fetched) { zoomToGrid(code); } }, function () {});
+      return;
+    }
     var previous = selectedCode;
     selectedCode = code;
     if (previous && gridShapes[previous]) { gridShapes[previous].setStyle(gridStyle(previous)); }
@@ -772,15 +776,13 @@
   // -- start -----------------------------------------------------------------------------------------------
 
   function loadStatic() {
-    G.getJSON(config.api.districts).then(function (d) {
+    var districts = G.getJSON(config.api.districts).then(function (d) {
       layers.districts.addData(d);
       if (!selectedCode && d.features.length) { map.fitBounds(layers.districts.getBounds(), { animate: false }); }
     })
       .catch(function () { /* the outline is decoration; the coverage answers carry the content */ });
-    var grids = G.getJSON(config.api.grids).then(function (d) {
-      layers.grids.addData(d);
-      P.counts.grids = d.features.length;
-    });
+    // The grids of the view once the view is the district's.
+    var grids = districts.then(loadGrids);
     var gaps = G.getJSON(config.api.grid_gaps).then(function (d) {
       P.lastGaps = d;
       layers.gaps.addData(d);
@@ -795,9 +797,38 @@
     });
   }
 
+  /** The grid outlines of the view (with a margin), added to those already drawn: a big city's grids are not all
+   *  loaded at once, and a grid seen once stays (its coverage colour follows every answer). */
+  function loadGrids() {
+    var padded = map.getBounds().pad(0.25);
+    if (gridView.bounds && gridView.bounds.contains(padded) && !gridView.truncated) {
+      return Promise.resolve();
+    }
+    return G.getJSON(config.api.grids + "?bbox=" + G.bbox(padded) + "&limit=" + config.grid_limit)
+      .then(function (d) {
+        layers.grids.addData({ type: "FeatureCollection", features: d.features.filter(function (f) {
+          return !gridShapes[f.properties.code];
+        }) });
+        P.counts.grids = Object.keys(gridShapes).length;
+        gridView.bounds = padded;
+        gridView.truncated = Boolean(d.truncated);
+      });
+  }
+
+  /** A grid chosen in the table but not drawn yet (outside the views seen so far): its outline, by its code. */
+  function fetchGrid(code) {
+    if (gridShapes[code]) { return Promise.resolve(gridShapes[code]); }
+    return G.getJSON(config.grid_item + encodeURIComponent(code) + "?f=json").then(function (f) {
+      if (!gridShapes[code]) { layers.grids.addData(f); }
+      P.counts.grids = Object.keys(gridShapes).length;
+      return gridShapes[code];
+    });
+  }
+
   /** The basemap streets and the points of the view; zoomed out too far, what is drawn stays as it is. */
   function loadView() {
     var bounds = map.getBounds();
+    loadGrids().catch(function () { /* asked again at the next move */ });
     if (map.getZoom() < config.limits.data_min_zoom) { return; }
     if (view.bounds && view.bounds.contains(bounds) && !view.truncated) { return; }
     var padded = bounds.pad(0.25);
