@@ -18,13 +18,18 @@ RUN_PACKAGES := postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting ac
   fonts-noto-cjk
 TEST_PACKAGES := $(RUN_PACKAGES) gdal-bin python-osmnx-doc osmium-tool
 
-.PHONY: run test lint system-run system-test venv assets db demo serve clean-db
+.PHONY: run test test-scale lint system-run system-test venv assets db demo serve clean-db
 
 run: system-run venv assets db demo serve
 
 test: system-test venv assets
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Opt-in: the OGC clients and the browser against a generated 1,000,000-point city (made once, about 4 minutes, in a
+# database of its own; tests/test_scale_city.py).
+test-scale: system-test venv assets
+	$(BIN)/python -m pytest -m scale -p no:cacheprovider --timeout 3600
 
 # Install only the missing packages; npm/nodejs/python3-venv are skipped when the tools are already there.
 define install_missing
