@@ -8,6 +8,7 @@ names come only from there; every value a client sends is a bound parameter.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Connection
 from geoservice import catalogue
 from geoservice.catalogue import Table
 from geoservice.errors import InvalidParameter, NotFound
+from geoservice.ogc.temporal import Interval, temporal_property
 from geoservice.params import absent
 from geoservice.query import BBox
 from geoservice.spatial import box_params, in_box_sql
@@ -25,6 +27,9 @@ CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 MAX_OFFSET = 1_000_000_000
+NUMBER_MATCHED_MAX = 10_000
+"""``numberMatched`` is given when at most this many features match (counted with a LIMIT, so a count never reads
+more than this many rows); beyond it, it is left out — never estimated, as GDAL and QGIS show it as the count."""
 COORDINATE_DECIMALS = 7  # about 1 cm at Xuchang's latitude
 
 COLLECTIONS: dict[str, Table] = dict(catalogue.FEATURE_TABLES)
@@ -39,22 +44,54 @@ def get_collection(collection_id: str) -> Table:
         raise NotFound(f"no collection {collection_id!r}; collections: {', '.join(COLLECTIONS)}") from None
 
 
+Key = str | int
+"""A feature id: an integer key, or a numeric code (text)."""
+
+
 @dataclass(frozen=True)
 class ItemsQuery:
-    """Validated arguments of an items request."""
+    """Validated arguments of an items request.
+
+    Paging is by ``offset`` (kept for clients that send it; its cost grows with its depth) or by key: ``after`` (the
+    features whose id follows it, what our ``next`` links ask) or ``before`` (those preceding it, ``prev``) — at most
+    one of the three.
+    """
 
     bbox: BBox | None = None
     limit: int = DEFAULT_LIMIT
     offset: int = 0
+    after: Key | None = None
+    before: Key | None = None
+    datetime: Interval | None = None
     filters: dict[str, str] = field(default_factory=dict)  # filter name → value, already parsed
+
+    def __post_init__(self) -> None:
+        given = [name for name, value in (("offset", self.offset or None), ("after", self.after),
+                                          ("before", self.before)) if value is not None]
+        if len(given) > 1:
+            raise InvalidParameter(f"give at most one of offset, after and before (got {' and '.join(given)}): after "
+                                   "and before take the id of the last or first feature of a page, as the next and "
+                                   "prev links do")
+
+    @property
+    def by_key(self) -> bool:
+        """Paged by key (``after`` or ``before``): where the page lies among all matching features is not known."""
+        return self.after is not None or self.before is not None
 
 
 @dataclass(frozen=True)
 class ItemsPage:
-    """One page of features, and how many match in all."""
+    """One page of features (in key order), and what the links need.
+
+    Attributes:
+        features: the page.
+        number_matched: how many features match in all when that is cheap (:data:`NUMBER_MATCHED_MAX`), else None.
+        more: there are further features in the direction paged (after the page; before it when paged ``before``).
+    """
 
     features: list[dict]
-    number_matched: int
+    number_matched: int | None
+    more: bool
 
 
 def parse_limit(raw: str | None) -> int:
@@ -69,6 +106,26 @@ def parse_limit(raw: str | None) -> int:
     if value < 1:
         raise InvalidParameter(f"limit must be at least 1 (at most {MAX_LIMIT} are served), got {value}")
     return min(value, MAX_LIMIT)
+
+
+def parse_key(collection: Table, name: str, raw: str | None) -> Key | None:
+    """The feature id a paging parameter (``after``, ``before``) names, or :class:`InvalidParameter`."""
+    if absent(name, raw):
+        return None
+    if collection.integer_key_max is not None:
+        if not (raw.isascii() and raw.isdigit()) or int(raw) > collection.integer_key_max:
+            raise InvalidParameter(f"{name} must be the id of a {collection.id} feature (a whole number from 0 to "
+                                   f"{collection.integer_key_max}), got {raw!r}")
+        return int(raw)
+    if not re.fullmatch(key_pattern(collection), raw):
+        raise InvalidParameter(f"{name} must be the id of a {collection.id} feature (a {collection.code_digits}-digit "
+                               f"code), got {raw!r}")
+    return raw
+
+
+def key_pattern(collection: Table) -> str:
+    """The regular expression a text key of ``collection`` matches."""
+    return f"^[0-9]{{{collection.code_digits}}}$"
 
 
 def _extent_sql(collection: Table, show_hidden: bool) -> str:
@@ -101,7 +158,12 @@ def _where(collection: Table, query: ItemsQuery, show_hidden: bool) -> tuple[str
         if flt.name in query.filters:
             conditions.append(flt.condition.replace(":value", f":filter_{number}"))
             params[f"filter_{number}"] = query.filters[flt.name]
-    return (" WHERE " + " AND ".join(conditions) if conditions else ""), params
+    time_column = temporal_property(collection)
+    if query.datetime is not None and time_column is not None:
+        condition, time_params = query.datetime.sql(f't."{time_column}"')
+        conditions.append(condition)
+        params.update(time_params)
+    return " WHERE " + " AND ".join(conditions), params
 
 
 def _select(collection: Table) -> str:
@@ -126,17 +188,38 @@ def _feature(collection: Table, row: sa.Row) -> dict:
 
 
 def items(conn: Connection, collection: Table, query: ItemsQuery, *, show_hidden: bool = False) -> ItemsPage:
-    """A page of the collection's features in primary-key order, and the exact count of all that match.
+    """A page of the collection's features in primary-key order, and how many match when that is cheap.
+
+    A page after (or before) a key starts at that key in the primary-key index, so a deep page costs what the first
+    does; ``offset`` reads and skips every row before the page. One row more than the page is read to tell whether
+    another page follows. ``numberMatched`` is a count capped at :data:`NUMBER_MATCHED_MAX` (exact below it, left
+    out above), and is not counted at all when a first page holds every match.
 
     Rows the public does not see (planned points) are left out unless ``show_hidden`` (planners and admins).
     """
     where, params = _where(collection, query, show_hidden)
-    matched = conn.execute(sa.text(f"SELECT count(*) FROM {collection.name} t{where}"), params).scalar_one()
+    key = f"t.{collection.key}"
+    page_where, order, page_params = where, key, {**params, "limit": query.limit + 1, "offset": query.offset}
+    if query.after is not None:
+        page_where, page_params["key"] = f"{where} AND {key} > :key", query.after
+    elif query.before is not None:
+        # Read backwards from the key, then put the page back in key order.
+        page_where, order, page_params["key"] = f"{where} AND {key} < :key", f"{key} DESC", query.before
     rows = conn.execute(
-        sa.text(f"{_select(collection)}{where} ORDER BY t.{collection.key} LIMIT :limit OFFSET :offset"),
-        {**params, "limit": query.limit, "offset": query.offset},
-    )
-    return ItemsPage([_feature(collection, row) for row in rows], matched)
+        sa.text(f"{_select(collection)}{page_where} ORDER BY {order} LIMIT :limit OFFSET :offset"), page_params,
+    ).all()
+    more = len(rows) > query.limit
+    rows = rows[:query.limit]
+    if query.before is not None:
+        rows.reverse()
+    features = [_feature(collection, row) for row in rows]
+    if not more and not query.by_key and query.offset == 0:
+        matched: int | None = len(features)
+    else:
+        matched = conn.execute(sa.text(f"SELECT count(*) FROM (SELECT 1 FROM {collection.name} t{where} "
+                                       "LIMIT :cap) x"), {**params, "cap": NUMBER_MATCHED_MAX + 1}).scalar_one()
+        matched = matched if matched <= NUMBER_MATCHED_MAX else None
+    return ItemsPage(features, matched, more)
 
 
 def parse_feature_id(collection: Table, raw: str) -> str | int:

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from geoservice.catalogue import Table
-from geoservice.ogc.core import COLLECTIONS, CRS84, ItemsPage, ItemsQuery
+from geoservice.ogc.core import COLLECTIONS, CRS84, NUMBER_MATCHED_MAX, ItemsPage, ItemsQuery
+from geoservice.ogc.temporal import temporal_property
 
 JSON = "application/json"
 GEOJSON = "application/geo+json"
@@ -36,6 +37,12 @@ DESCRIPTION = ("The city's convenience points (便民点), street segments, unit
                "for logged-in users). Coordinates are WGS 84 "
                "longitude/latitude (CRS84). Open it in QGIS or with GDAL: "
                "ogr2ogr -f GPKG out.gpkg OAPIF:<this URL> points.")
+NUMBER_MATCHED_RULE = (f"numberMatched is given when at most {NUMBER_MATCHED_MAX:,} features match, counted "
+                       "exactly; beyond that it is left out (never estimated).")
+PAGING_RULES = ("Items come in id order; the next link of a page asks for the features after its last id (after=), "
+                "so a deep page costs what the first does (offset= still works, but reads every feature before the "
+                f"page). {NUMBER_MATCHED_RULE} datetime (an instant, a date or an interval, RFC 3339) selects "
+                "features by the time of their last change (updated_at).")
 
 Params = list[tuple[str, str]]
 
@@ -64,7 +71,7 @@ def landing(base: str, fmt: str) -> dict:
     """The landing page ``/ogc``."""
     return {
         "title": TITLE,
-        "description": DESCRIPTION,
+        "description": f"{DESCRIPTION} {PAGING_RULES}",
         "links": [
             *self_and_alternate(base, fmt),
             link(f"{base}/api", "service-desc", OPENAPI, "the API definition (OpenAPI 3.0, JSON)"),
@@ -86,7 +93,7 @@ def collection(base: str, fmt: str, coll: Table, extent: list[float] | None) -> 
     doc = {
         "id": coll.id,
         "title": coll.title,
-        "description": coll.description,
+        "description": f"{coll.description} {time_note(coll)} {NUMBER_MATCHED_RULE}",
         "keywords": [coll.title_zh, coll.title_en],
         "itemType": "feature",
         "crs": [CRS84],
@@ -96,7 +103,8 @@ def collection(base: str, fmt: str, coll: Table, extent: list[float] | None) -> 
             link(f"{href}/items?f=html", "items", HTML, f"{coll.title_en} as HTML"),
         ],
     }
-    # No temporal extent: the data are a snapshot, not time series, so the member is left out.
+    # No temporal extent: the data are a snapshot, not time series (datetime selects by the last change), and its
+    # bounds would cost a scan of the table on every description.
     if extent is not None:
         doc["extent"] = {"spatial": {"bbox": [extent], "crs": CRS84}}
     return doc
@@ -110,44 +118,66 @@ def collections(base: str, fmt: str, extents: dict[str, list[float] | None]) -> 
     }
 
 
+def time_note(coll: Table) -> str:
+    """What ``datetime`` selects in ``coll``, in one sentence."""
+    column = temporal_property(coll)
+    if column is None:
+        return "These features have no time: datetime is accepted and every feature answers."
+    return f"datetime selects features by {column}, the time of their last change."
+
+
 def timestamp() -> str:
     """Now, in UTC, ISO 8601."""
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _paging_links(href: str, fmt: str, params: Params, query: ItemsQuery, page: ItemsPage) -> list[dict]:
+    """``next`` (after the page's last id) and ``prev`` (before its first): by key, whichever way the page was asked."""
     media_type = GEOJSON if fmt == "json" else HTML
+    if not page.features:
+        return []
+    first, last = page.features[0]["id"], page.features[-1]["id"]
+    backwards = query.before is not None
+    has_next = query.before is not None or page.more
+    has_prev = page.more if backwards else (query.after is not None or query.offset > 0)
     links = []
-    if query.offset + len(page.features) < page.number_matched:
-        after = [*params, ("limit", str(query.limit)), ("offset", str(query.offset + query.limit)), ("f", fmt)]
-        links.append(link(url(href, "", after), "next", media_type, "the next page"))
-    if query.offset > 0:
-        before = [*params, ("limit", str(query.limit)), ("offset", str(max(0, query.offset - query.limit))),
-                  ("f", fmt)]
-        links.append(link(url(href, "", before), "prev", media_type, "the previous page"))
+    for rel, present, key, value, title in (("next", has_next, "after", last, "the next page"),
+                                            ("prev", has_prev, "before", first, "the previous page")):
+        if present:
+            paging = [*params, ("limit", str(query.limit)), (key, str(value)), ("f", fmt)]
+            links.append(link(url(href, "", paging), rel, media_type, title))
     return links
 
 
-def items(base: str, fmt: str, coll: Table, query: ItemsQuery, page: ItemsPage, params: Params) -> dict:
+def items(base: str, fmt: str, coll: Table, query: ItemsQuery, page: ItemsPage, params: Params, *,
+          live: bool = False) -> dict:
     """A page of features, ``/ogc/collections/{id}/items``.
 
-    ``params`` are the request's other query parameters (filters, bbox) in the client's order; every link keeps
-    them, with ``limit``, ``offset`` and ``f`` set to what was served.
+    ``params`` are the request's other query parameters (filters, bbox, datetime) in the client's order; every link
+    keeps them, with the paging (``limit``, ``offset``/``after``/``before``) and ``f`` set to what was served.
+    ``numberMatched`` is there when the page knows it (:func:`geoservice.ogc.core.items`). ``live``: the features
+    carry live fields and the answer is tagged by its bytes, so it has no ``timeStamp`` (which would make every
+    answer differ).
     """
     href = f"{base}/collections/{coll.id}/items"
-    paging = [("limit", str(query.limit))] + ([("offset", str(query.offset))] if query.offset else [])
-    return {
-        "type": "FeatureCollection",
-        "features": page.features,
-        "numberMatched": page.number_matched,
-        "numberReturned": len(page.features),
-        "timeStamp": timestamp(),
-        "links": [
-            *self_and_alternate(href, fmt, [*params, *paging], json_type=GEOJSON),
-            *_paging_links(href, fmt, params, query, page),
-            link(f"{base}/collections/{coll.id}", "collection", JSON, coll.title),
-        ],
-    }
+    paging = [("limit", str(query.limit))]
+    if query.offset:
+        paging.append(("offset", str(query.offset)))
+    for name, value in (("after", query.after), ("before", query.before)):
+        if value is not None:
+            paging.append((name, str(value)))
+    doc: dict = {"type": "FeatureCollection", "features": page.features}
+    if page.number_matched is not None:
+        doc["numberMatched"] = page.number_matched
+    doc["numberReturned"] = len(page.features)
+    if not live:
+        doc["timeStamp"] = timestamp()
+    doc["links"] = [
+        *self_and_alternate(href, fmt, [*params, *paging], json_type=GEOJSON),
+        *_paging_links(href, fmt, params, query, page),
+        link(f"{base}/collections/{coll.id}", "collection", JSON, coll.title),
+    ]
+    return doc
 
 
 def item(base: str, fmt: str, coll: Table, feature: dict) -> dict:

@@ -9,10 +9,12 @@ from __future__ import annotations
 from geoservice import __version__, editing
 from geoservice.api.openapi import IF_MATCH, LOGIN, SECURITY_SCHEMES, feature_body
 from geoservice.catalogue import Table
-from geoservice.ogc import documents
-from geoservice.ogc.core import COLLECTIONS, DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET
+from geoservice.ogc import documents, temporal
+from geoservice.ogc.core import COLLECTIONS, DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, key_pattern
 
-ITEMS_PARAMETERS = ("bbox", "limit", "offset", "f")
+ITEMS_PARAMETERS = ("bbox", "datetime", "limit", "offset", "after", "before", "f")
+KEY_PARAMETERS = ("after", "before")
+"""Paging parameters whose values are a collection's feature ids (a component per collection: the key's type)."""
 
 
 def query_parameters(coll: Table | None = None) -> tuple[str, ...]:
@@ -38,19 +40,57 @@ PARAMETERS = {
               # No "maximum": OGC API - Features serves a larger limit as the server's maximum, never refuses it.
               "schema": {"type": "integer", "minimum": 1, "default": DEFAULT_LIMIT}},
     "offset": {"name": "offset", "in": "query", "required": False, "style": "form", "explode": False,
-               "description": "How many matching features to skip (features are ordered by their id).",
+               "description": "How many matching features to skip (features are ordered by their id). Kept for "
+                              "clients that send it: a deep offset reads every feature before the page; the next "
+                              "links page by id (after) instead. Not with after or before.",
                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}},
+    "datetime": {"name": "datetime", "in": "query", "required": False, "style": "form", "explode": False,
+                 "description": f"Only features whose time lies in this instant or interval: {temporal.ALLOWED}. "
+                                f"The time is {temporal.TEMPORAL_PROPERTY} (the feature's last change) where the "
+                                "collection has it; a collection without a time answers every feature.",
+                 "schema": {"type": "string", "pattern": temporal.PATTERN}},
 }
+_KEY_MEANING = {"after": "Only features whose id follows this one (what a page's next link sends: its last id)",
+                "before": "Only features whose id precedes this one, the last of them (what a page's prev link "
+                          "sends: its first id)"}
+
+
+def _key_parameter_name(coll: Table, name: str) -> str:
+    return f"{coll.id}_{name}"
+
+
+def _key_parameters() -> dict:
+    """The ``after`` and ``before`` parameters of each collection, typed like its key."""
+    parameters = {}
+    for coll in COLLECTIONS.values():
+        if coll.integer_key_max is not None:
+            schema = {"type": "integer", "minimum": 0, "maximum": coll.integer_key_max}
+        else:
+            schema = {"type": "string", "pattern": key_pattern(coll)}
+        for name in KEY_PARAMETERS:
+            parameters[_key_parameter_name(coll, name)] = {
+                "name": name, "in": "query", "required": False, "style": "form", "explode": False,
+                "description": f"{_KEY_MEANING[name]}; in key order, paging costs the same at any depth. "
+                               "Not with offset or with each other.",
+                "schema": schema}
+    return parameters
 
 
 def _json(schema: dict, media_type: str = documents.JSON) -> dict:
     return {media_type: {"schema": schema}, documents.HTML: {"schema": {"type": "string"}}}
 
 
-def _get(summary: str, operation_id: str, parameters: list, response: dict, *, not_found: bool = False) -> dict:
+NOT_MODIFIED = {"description": "Not Modified: the client's copy (If-None-Match, If-Modified-Since) is current; "
+                                "answers that read only what the data version covers carry ETag and Last-Modified "
+                                "from it, those with live fields (points) an ETag of their bytes"}
+
+
+def _get(summary: str, operation_id: str, parameters: list, response: dict, *, not_found: bool = False,
+         conditional: bool = False) -> dict:
     # Besides bad input (and nothing there): an over-long address or headers, the database away, busy or slow.
     statuses = ("400", "404", "414", "431", "503") if not_found else ("400", "414", "431", "503")
-    responses = {"200": response, **{status: _ref("responses", "Error") for status in statuses}}
+    responses = {"200": response, **({"304": NOT_MODIFIED} if conditional else {}),
+                 **{status: _ref("responses", "Error") for status in statuses}}
     return {"get": {"summary": summary, "operationId": operation_id, "parameters": parameters,
                     "responses": responses}}
 
@@ -89,13 +129,16 @@ def _collection_paths(coll: Table) -> dict:
                   "description": f"the {coll.key} of the feature", "schema": key_schema}
     paths = {
         prefix: _get(f"Describe {coll.title}", f"describe_{coll.id}", [_ref("parameters", "f")],
-                     {"description": "The collection", "content": _json(_ref("schemas", "Collection"))}),
+                     {"description": "The collection", "content": _json(_ref("schemas", "Collection"))},
+                     conditional=True),
         f"{prefix}/items": _get(
             f"Features of {coll.title}", f"get_{coll.id}_items",
-            [*(_ref("parameters", name) for name in ITEMS_PARAMETERS), *_filter_parameters(coll)],
-            {"description": "A page of features, ordered by id, with next/prev links",
+            [*(_ref("parameters", _key_parameter_name(coll, name) if name in KEY_PARAMETERS else name)
+               for name in ITEMS_PARAMETERS), *_filter_parameters(coll)],
+            {"description": "A page of features, ordered by id, with next/prev links (by id). "
+                            + documents.NUMBER_MATCHED_RULE,
              "content": _json(_ref("schemas", f"{coll.id}FeatureCollection"), documents.GEOJSON)},
-            not_found=True),
+            not_found=True, conditional=True),
         f"{prefix}/items/{{featureId}}": _get(
             f"One feature of {coll.title}", f"get_{coll.id}_item", [feature_id, _ref("parameters", "f")],
             {"description": "The feature", "content": _json(_ref("schemas", f"{coll.id}Feature"), documents.GEOJSON)},
@@ -157,7 +200,7 @@ def _core_paths() -> dict:
         "/api": _get("This API definition", "get_api", f, {
             "description": "OpenAPI 3.0 document", "content": _json({"type": "object"}, documents.OPENAPI)}),
         "/collections": _get("The feature collections", "get_collections", f, {
-            "description": "The collections", "content": _json(_ref("schemas", "Collections"))}),
+            "description": "The collections", "content": _json(_ref("schemas", "Collections"))}, conditional=True),
     }
 
 
@@ -197,7 +240,7 @@ def document(base: str) -> dict:
         "servers": [{"url": base}],
         "paths": paths,
         "components": {
-            "parameters": PARAMETERS,
+            "parameters": {**PARAMETERS, **_key_parameters()},
             "schemas": _schemas(),
             "securitySchemes": SECURITY_SCHEMES,
             "responses": {"Error": {

@@ -11,16 +11,20 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, make_response, render_template, request
 from werkzeug.exceptions import MethodNotAllowed
 
-from geoservice import budget, editing
+from geoservice import budget, editing, http_cache
 from geoservice.api.editing import bounds, committed, written_response
 from geoservice.catalogue import Table
 from geoservice.errors import InvalidParameter
 from geoservice.ogc import core, documents, openapi
 from geoservice.ogc.documents import FORMATS, GEOJSON, HTML, JSON, OPENAPI
+from geoservice.ogc.temporal import parse_datetime
 from geoservice.params import absent, parse_bbox, parse_choice, parse_int
 from geoservice.web.auth import sees_hidden
 
-PAGING = ("limit", "offset", "f")
+PAGING = ("limit", "offset", "after", "before", "f")
+LIVE_FIELDS = {"occupancy", "notice", "live_updated_at"}
+"""Properties that change without moving the data version (``geoservice.http_cache``): a collection carrying any is
+tagged by the bytes of its answer, not by the version."""
 
 bp = Blueprint("ogc", __name__)
 
@@ -81,12 +85,30 @@ def api_definition():
     return _respond(openapi.document(_base()), fmt, "ogc_api.html", OPENAPI)
 
 
+def _versioned(render, fmt: str, kind: str) -> Response:
+    """``render()``, or an empty 304 when the client holds this answer at the current data version.
+
+    For answers that read only what the data version covers. The answer is selected by the address, the format (the
+    Accept header may choose it), the API root its links carry and whether the caller sees planned points; the
+    check comes before any work.
+    """
+    hidden = sees_hidden()
+    tags = http_cache.validators(budget.connection(kind), "ogc", request.full_path, fmt, _base(), hidden)
+    if http_cache.is_fresh(tags):
+        return http_cache.not_modified(tags, private=hidden)
+    return http_cache.stamp(render(), tags, private=hidden)
+
+
 @bp.get("/ogc/collections")
 def collections():
     """All feature collections, with their extents."""
     fmt = _format()
-    extents = core.spatial_extents(budget.connection("layer"), show_hidden=sees_hidden())
-    return _respond(documents.collections(_base(), fmt, extents), fmt, "ogc_collections.html")
+
+    def render():
+        extents = core.spatial_extents(budget.connection("layer"), show_hidden=sees_hidden())
+        return _respond(documents.collections(_base(), fmt, extents), fmt, "ogc_collections.html")
+
+    return _versioned(render, fmt, "layer")
 
 
 @bp.get("/ogc/collections/<collection_id>")
@@ -94,8 +116,13 @@ def collection(collection_id: str):
     """One feature collection."""
     coll = core.get_collection(collection_id)
     fmt = _format()
-    extent = core.spatial_extent(budget.connection("lookup"), coll, show_hidden=sees_hidden())
-    return _respond(documents.collection(_base(), fmt, coll, extent), fmt, "ogc_collection.html", collection=coll)
+
+    def render():
+        extent = core.spatial_extent(budget.connection("lookup"), coll, show_hidden=sees_hidden())
+        return _respond(documents.collection(_base(), fmt, coll, extent), fmt, "ogc_collection.html",
+                        collection=coll)
+
+    return _versioned(render, fmt, "lookup")
 
 
 def _items_query(coll: Table) -> core.ItemsQuery:
@@ -104,20 +131,32 @@ def _items_query(coll: Table) -> core.ItemsQuery:
         bbox=parse_bbox(args.get("bbox")),
         limit=core.parse_limit(args.get("limit")),
         offset=parse_int("offset", args.get("offset"), default=0, minimum=0, maximum=core.MAX_OFFSET),
+        after=core.parse_key(coll, "after", args.get("after")),
+        before=core.parse_key(coll, "before", args.get("before")),
+        datetime=parse_datetime(args.get("datetime")),
         filters={f.name: f.parse(args[f.name]) for f in coll.filters if not absent(f.name, args.get(f.name))},
     )
 
 
 @bp.get("/ogc/collections/<collection_id>/items")
 def items(collection_id: str):
-    """A page of a collection's features: bbox, property filters, limit/offset paging."""
+    """A page of a collection's features: bbox, datetime, property filters; paged by id (after/before) or offset."""
     coll = core.get_collection(collection_id)
     fmt = _format(openapi.query_parameters(coll))
     query = _items_query(coll)
-    page = core.items(budget.connection("layer"), coll, query, show_hidden=sees_hidden())
-    others = [(k, v) for k, v in request.args.items(multi=True) if k not in PAGING]
-    doc = documents.items(_base(), fmt, coll, query, page, others)
-    return _respond(doc, fmt, "ogc_items.html", GEOJSON, collection=coll, query=query)
+    live = any(p.name in LIVE_FIELDS for p in coll.properties)
+
+    def render():
+        page = core.items(budget.connection("layer"), coll, query, show_hidden=sees_hidden())
+        others = [(k, v) for k, v in request.args.items(multi=True) if k not in PAGING]
+        doc = documents.items(_base(), fmt, coll, query, page, others, live=live)
+        return _respond(doc, fmt, "ogc_items.html", GEOJSON, collection=coll, query=query,
+                        number_matched_max=core.NUMBER_MATCHED_MAX)
+
+    if live:
+        # Points carry occupancy and notices, which the data version does not cover: tagged by content.
+        return http_cache.body_tag(render())
+    return _versioned(render, fmt, "layer")
 
 
 @bp.get("/ogc/collections/<collection_id>/items/<feature_id>")
