@@ -1,11 +1,33 @@
-"""Database health and size: what /healthz, ``db status`` and ``demo load`` report."""
+"""Database health and size: what /healthz, ``db status`` and ``demo load`` report.
+
+/healthz is asked every few seconds by load balancers and monitors, so by default it reads only what the server
+keeps at hand: versions, the schema revision, the data version and each table's estimated row count from the
+planner's statistics (``pg_class.reltuples``, as of the last ANALYZE or autovacuum). Exact counts read every row of
+every table (a large city: tens of milliseconds per call) and are given only on request (``?counts=exact``).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from geoservice.errors import InvalidParameter
 from geoservice.models import TABLES
+from geoservice.params import parse_choice
+
+COUNTS = ("estimated", "exact")
+"""What /healthz's ``counts`` parameter takes."""
+
+
+def parse_counts(args: Mapping[str, str]) -> str:
+    """/healthz's one parameter, ``counts`` (:data:`COUNTS`, default ``estimated``); anything else is refused."""
+    unknown = sorted(set(args) - {"counts"})
+    if unknown:
+        raise InvalidParameter(f"unknown parameter {unknown[0]!r}; /healthz accepts: counts "
+                               f"({' or '.join(COUNTS)})")
+    return parse_choice("counts", args.get("counts"), COUNTS, default="estimated")
 
 
 def row_counts(conn: Connection) -> dict[str, int]:
@@ -14,30 +36,64 @@ def row_counts(conn: Connection) -> dict[str, int]:
     return {name: count for name, count in conn.execute(sa.text(union))}
 
 
-def database_health(conn: Connection) -> dict:
-    """Versions of PostgreSQL, PostGIS and pgRouting, the schema revision and the row counts."""
-    versions = conn.execute(sa.text(
+_ESTIMATED_COUNTS = ("(SELECT json_object_agg(c.relname, c.reltuples) FROM pg_class c WHERE c.relname = ANY(:tables) "
+                     "AND c.relkind = 'r' AND c.relnamespace = to_regnamespace(current_schema()))")
+
+
+def _estimates(reltuples: dict | None) -> dict[str, int | None]:
+    # reltuples is -1 before a table's first ANALYZE (PostgreSQL 14 and later): not known, rather than a guess.
+    found = reltuples or {}
+    return {name: round(found[name]) if found.get(name, -1) >= 0 else None for name in TABLES}
+
+
+def estimated_row_counts(conn: Connection) -> dict[str, int | None]:
+    """Each table's row count as the planner's statistics have it; None for a table never analysed."""
+    return _estimates(conn.execute(sa.text(f"SELECT {_ESTIMATED_COUNTS}"), {"tables": list(TABLES)}).scalar())
+
+
+def database_health(conn: Connection, *, counts: str = "estimated") -> dict:
+    """Versions of PostgreSQL, PostGIS and pgRouting, the schema revision, the data version and the row counts.
+
+    Two statements (the second only on a migrated database), no table read unless ``counts`` is ``exact``.
+
+    Args:
+        conn: database connection.
+        counts: ``estimated`` (``estimated_counts``, from statistics) or ``exact`` (``counts``: every table
+            counted).
+    """
+    server = conn.execute(sa.text(
         "SELECT current_setting('server_version') AS postgres, postgis_lib_version() AS postgis, "
-        "pgr_version() AS pgrouting"
+        "pgr_version() AS pgrouting, to_regclass('alembic_version') IS NOT NULL AS migrated, "
+        "to_regclass('data_version') IS NOT NULL AS versioned"
     )).mappings().one()
-    revision = conn.execute(sa.text(
-        "SELECT version_num FROM alembic_version"
-    )).scalar() if conn.execute(sa.text("SELECT to_regclass('alembic_version')")).scalar() else None
-    return {
+    state: dict = {}
+    if server["migrated"]:
+        # The tables exist from the first migration on, the data version from 0004 on.
+        columns = ["(SELECT version_num FROM alembic_version) AS revision", f"{_ESTIMATED_COUNTS} AS estimated"]
+        if server["versioned"]:
+            columns.append("(SELECT json_build_object('version', version, 'changed_at', changed_at) "
+                           "FROM data_version) AS data_version")
+        state = dict(conn.execute(sa.text(f"SELECT {', '.join(columns)}"), {"tables": list(TABLES)}).mappings().one())
+    report = {
         "reachable": True,
-        "postgres": versions["postgres"],
-        "postgis": versions["postgis"],
-        "pgrouting": versions["pgrouting"],
-        "schema_revision": revision,
-        "counts": row_counts(conn) if revision else {},
+        "postgres": server["postgres"],
+        "postgis": server["postgis"],
+        "pgrouting": server["pgrouting"],
+        "schema_revision": state.get("revision"),
+        "data_version": state.get("data_version"),
     }
+    if counts == "exact":
+        report["counts"] = row_counts(conn) if state else {}
+    else:
+        report["estimated_counts"] = _estimates(state.get("estimated")) if state else {}
+    return report
 
 
 class Unreachable(Exception):
     """The database did not answer; the message is safe to show (no URL, no password)."""
 
 
-def probe(engine: Engine, *, timeout_s: float) -> dict:
+def probe(engine: Engine, *, timeout_s: float, counts: str = "estimated") -> dict:
     """Connect, and report :func:`database_health` within ``timeout_s`` seconds of server time.
 
     Raises:
@@ -47,7 +103,7 @@ def probe(engine: Engine, *, timeout_s: float) -> dict:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT set_config('statement_timeout', :ms, true)"),
                          {"ms": str(int(timeout_s * 1000))})
-            return database_health(conn)
+            return database_health(conn, counts=counts)
     except sa.exc.SQLAlchemyError as exc:
         reason = type(getattr(exc, "orig", exc) or exc).__name__
         raise Unreachable(f"database not reachable ({reason})") from exc

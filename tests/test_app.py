@@ -16,6 +16,10 @@ MIGRATIONS = Path(db.__file__).parent / "migrations" / "versions"
 
 
 def test_healthz_reports_versions_and_counts(client, conn):
+    from datetime import datetime
+
+    from geoservice.models import TABLES
+
     response = client.get("/healthz")
     assert response.status_code == 200
     body = response.get_json()
@@ -26,8 +30,26 @@ def test_healthz_reports_versions_and_counts(client, conn):
     assert database["pgrouting"].startswith("3.")
     newest = max(p.name.split("_")[0] for p in MIGRATIONS.glob("0*.py"))
     assert database["schema_revision"] == db.head_revision() == newest
-    for table, count in database["counts"].items():
+    version, changed_at = conn.execute(sa.text("SELECT version, changed_at FROM data_version")).one()
+    assert database["data_version"]["version"] == version
+    assert datetime.fromisoformat(database["data_version"]["changed_at"]) == changed_at
+    # By default no table is counted: the estimates are the planner's statistics (pg_class.reltuples).
+    assert "counts" not in database
+    stats = dict(conn.execute(sa.text(
+        "SELECT c.relname, c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind = 'r'")).all())
+    estimated = database["estimated_counts"]
+    assert set(estimated) == set(TABLES)
+    for table, count in estimated.items():
+        assert count == (round(stats[table]) if stats[table] >= 0 else None), table
+    exact = client.get("/healthz?counts=exact").get_json()["database"]
+    assert "estimated_counts" not in exact and set(exact["counts"]) == set(TABLES)
+    for table, count in exact["counts"].items():
         assert count == conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+    for bad, fragment in (("?counts=all", "counts must be one of estimated, exact"),
+                          ("?counts=", "counts is empty"), ("?verbose=1", "unknown parameter 'verbose'")):
+        refused = client.get("/healthz" + bad)
+        assert refused.status_code == 400 and fragment in refused.get_json()["description"], bad
 
 
 def test_healthz_is_503_when_the_database_is_down(settings):

@@ -65,9 +65,10 @@ def _versioned(render, *, kind: str, private: bool = False) -> Response:
 
 @bp.get("/healthz")
 def healthz():
-    """200 with versions and row counts when the database answers; 503 when it does not."""
+    """200 with versions, revisions and estimated row counts (``?counts=exact``: counted); 503 if the DB is down."""
+    counts = health.parse_counts(request.args)
     try:
-        report = health.probe(db.get_engine(), timeout_s=_settings().health_timeout)
+        report = health.probe(db.get_engine(), timeout_s=_settings().health_timeout, counts=counts)
     except health.Unreachable as exc:
         return jsonify({"status": "unavailable", "database": {"reachable": False, "error": str(exc)},
                         "metric_crs": _settings().metric_crs_report()}), 503
