@@ -52,9 +52,10 @@ Key = str | int
 class ItemsQuery:
     """Validated arguments of an items request.
 
-    Paging is by ``offset`` (kept for clients that send it; its cost grows with its depth) or by key: ``after`` (the
-    features whose id follows it, what our ``next`` links ask) or ``before`` (those preceding it, ``prev``) — at most
-    one of the three.
+    Paging is by key: ``after`` (the features whose id follows it, what our ``next`` links ask) or ``before`` (the
+    last ``limit`` of those preceding it, what ``prev`` asks); both together read the features between them, from
+    ``after`` on. ``offset`` (kept for clients that send it; its cost grows with its depth) skips that many features
+    from where the page would start.
     """
 
     bbox: BBox | None = None
@@ -65,18 +66,15 @@ class ItemsQuery:
     datetime: Interval | None = None
     filters: dict[str, str] = field(default_factory=dict)  # filter name → value, already parsed
 
-    def __post_init__(self) -> None:
-        given = [name for name, value in (("offset", self.offset or None), ("after", self.after),
-                                          ("before", self.before)) if value is not None]
-        if len(given) > 1:
-            raise InvalidParameter(f"give at most one of offset, after and before (got {' and '.join(given)}): after "
-                                   "and before take the id of the last or first feature of a page, as the next and "
-                                   "prev links do")
-
     @property
     def by_key(self) -> bool:
         """Paged by key (``after`` or ``before``): where the page lies among all matching features is not known."""
         return self.after is not None or self.before is not None
+
+    @property
+    def backwards(self) -> bool:
+        """The page is read downwards from ``before`` (then put back in key order)."""
+        return self.before is not None and self.after is None
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,8 @@ class ItemsPage:
     Attributes:
         features: the page.
         number_matched: how many features match in all when that is cheap (:data:`NUMBER_MATCHED_MAX`), else None.
-        more: there are further features in the direction paged (after the page; before it when paged ``before``).
+        more: there are further features in the direction read (after the page; before it when read backwards,
+            :attr:`ItemsQuery.backwards`).
     """
 
     features: list[dict]
@@ -199,18 +198,21 @@ def items(conn: Connection, collection: Table, query: ItemsQuery, *, show_hidden
     """
     where, params = _where(collection, query, show_hidden)
     key = f"t.{collection.key}"
-    page_where, order, page_params = where, key, {**params, "limit": query.limit + 1, "offset": query.offset}
+    page_where, page_params = where, {**params, "limit": query.limit + 1, "offset": query.offset}
     if query.after is not None:
-        page_where, page_params["key"] = f"{where} AND {key} > :key", query.after
-    elif query.before is not None:
-        # Read backwards from the key, then put the page back in key order.
-        page_where, order, page_params["key"] = f"{where} AND {key} < :key", f"{key} DESC", query.before
+        page_where += f" AND {key} > :after"
+        page_params["after"] = query.after
+    if query.before is not None:
+        page_where += f" AND {key} < :before"
+        page_params["before"] = query.before
+    # A page before a key is read downwards from it, then put back in key order.
+    order = f"{key} DESC" if query.backwards else key
     rows = conn.execute(
         sa.text(f"{_select(collection)}{page_where} ORDER BY {order} LIMIT :limit OFFSET :offset"), page_params,
     ).all()
     more = len(rows) > query.limit
     rows = rows[:query.limit]
-    if query.before is not None:
+    if query.backwards:
         rows.reverse()
     features = [_feature(collection, row) for row in rows]
     if not more and not query.by_key and query.offset == 0:

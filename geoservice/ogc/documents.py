@@ -132,20 +132,23 @@ def timestamp() -> str:
 
 
 def _paging_links(href: str, fmt: str, params: Params, query: ItemsQuery, page: ItemsPage) -> list[dict]:
-    """``next`` (after the page's last id) and ``prev`` (before its first): by key, whichever way the page was asked."""
-    media_type = GEOJSON if fmt == "json" else HTML
+    """``next`` (after the page's last id) and ``prev`` (before its first): by key, however the page was asked.
+
+    A page between two keys (``after`` and ``before``) keeps its upper bound in ``next``, so a walk ends there.
+    """
     if not page.features:
         return []
+    media_type = GEOJSON if fmt == "json" else HTML
     first, last = page.features[0]["id"], page.features[-1]["id"]
-    backwards = query.before is not None
-    has_next = query.before is not None or page.more
-    has_prev = page.more if backwards else (query.after is not None or query.offset > 0)
+    has_next = query.backwards or page.more
+    has_prev = page.more if query.backwards else (query.after is not None or query.offset > 0)
+    bound = [("before", str(query.before))] if query.before is not None and not query.backwards else []
     links = []
-    for rel, present, key, value, title in (("next", has_next, "after", last, "the next page"),
-                                            ("prev", has_prev, "before", first, "the previous page")):
+    for rel, present, keys, title in (("next", has_next, [("after", str(last)), *bound], "the next page"),
+                                      ("prev", has_prev, [("before", str(first))], "the previous page")):
         if present:
-            paging = [*params, ("limit", str(query.limit)), (key, str(value)), ("f", fmt)]
-            links.append(link(url(href, "", paging), rel, media_type, title))
+            links.append(link(url(href, "", [*params, ("limit", str(query.limit)), *keys, ("f", fmt)]), rel,
+                              media_type, title))
     return links
 
 

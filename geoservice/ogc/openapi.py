@@ -42,7 +42,7 @@ PARAMETERS = {
     "offset": {"name": "offset", "in": "query", "required": False, "style": "form", "explode": False,
                "description": "How many matching features to skip (features are ordered by their id). Kept for "
                               "clients that send it: a deep offset reads every feature before the page; the next "
-                              "links page by id (after) instead. Not with after or before.",
+                              "links page by id (after) instead. With after or before, it skips from there.",
                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}},
     "datetime": {"name": "datetime", "in": "query", "required": False, "style": "form", "explode": False,
                  "description": f"Only features whose time lies in this instant or interval: {temporal.ALLOWED}. "
@@ -52,7 +52,7 @@ PARAMETERS = {
 }
 _KEY_MEANING = {"after": "Only features whose id follows this one (what a page's next link sends: its last id)",
                 "before": "Only features whose id precedes this one, the last of them (what a page's prev link "
-                          "sends: its first id)"}
+                          "sends: its first id); with after, the features between the two"}
 
 
 def _key_parameter_name(coll: Table, name: str) -> str:
@@ -70,8 +70,7 @@ def _key_parameters() -> dict:
         for name in KEY_PARAMETERS:
             parameters[_key_parameter_name(coll, name)] = {
                 "name": name, "in": "query", "required": False, "style": "form", "explode": False,
-                "description": f"{_KEY_MEANING[name]}; in key order, paging costs the same at any depth. "
-                               "Not with offset or with each other.",
+                "description": f"{_KEY_MEANING[name]}; in key order, paging costs the same at any depth.",
                 "schema": schema}
     return parameters
 

@@ -27,7 +27,12 @@ from geoservice.errors import InvalidParameter
 TEMPORAL_PROPERTY = "updated_at"
 """The property ``datetime`` compares with, where a collection has it."""
 
-_DATE = r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])"
+# Exactly the calendar's days, so that what the OpenAPI document declares is what is accepted (February 29th in
+# leap years only: divisible by 4, and by 400 at the turn of a century); years 0001 to 9999.
+_LEAP_YEAR = r"(?:\d\d(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+_YEAR = r"(?:000[1-9]|00[1-9]\d|0[1-9]\d\d|[1-9]\d{3})"
+_DATE = (rf"(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)"
+         rf"|02-(?:0[1-9]|1\d|2[0-8]))|{_LEAP_YEAR}-02-29)")
 _TIME = r"(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
 _INSTANT = rf"{_DATE}(?:T{_TIME})?"
 PATTERN = rf"^(?:{_INSTANT}|(?:{_INSTANT}|\.\.|)/(?:{_INSTANT}|\.\.|))$"
@@ -46,14 +51,20 @@ class Interval:
     upper_open: bool = False
 
     def sql(self, column: str) -> tuple[str, dict]:
-        """The condition on ``column`` and its parameters (``:dt_lower``, ``:dt_upper``)."""
+        """The condition on ``column`` and its parameters (``:dt_lower``, ``:dt_upper`` and their offsets).
+
+        Each end is sent as its wall time and its UTC offset, and made a UTC time in SQL: RFC 3339 allows offsets
+        up to ±23:59 and years down to 0001, which PostgreSQL refuses as a timestamptz literal (beyond ±15:59) or
+        Python cannot turn into UTC (before year 1).
+        """
         conditions, params = [], {}
-        if self.lower is not None:
-            conditions.append(f"{column} >= :dt_lower")
-            params["dt_lower"] = self.lower
-        if self.upper is not None:
-            conditions.append(f"{column} {'<' if self.upper_open else '<='} :dt_upper")
-            params["dt_upper"] = self.upper
+        for name, bound, operator in (("dt_lower", self.lower, ">="),
+                                      ("dt_upper", self.upper, "<" if self.upper_open else "<=")):
+            if bound is not None:
+                conditions.append(f"{column} {operator} (CAST(:{name} AS timestamp) "
+                                  f"- make_interval(secs => :{name}_offset)) AT TIME ZONE 'UTC'")
+                params[name] = bound.replace(tzinfo=None)
+                params[f"{name}_offset"] = bound.utcoffset().total_seconds()
         # "../.." is every feature that has a time at all.
         return (" AND ".join(conditions) or f"{column} IS NOT NULL"), params
 
@@ -72,7 +83,10 @@ def _end(text: str, raw: str, *, upper: bool) -> tuple[datetime | None, bool]:
         if "T" not in text:
             day = date.fromisoformat(text)
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return (start + timedelta(days=1), True) if upper else (start, False)
+            if not upper:
+                return start, False
+            # The last day of the calendar reaches to the end of time.
+            return (None, False) if day == date.max else (start + timedelta(days=1), True)
         return datetime.fromisoformat(text), False
     except ValueError as exc:  # a day the month does not have
         raise _refuse(raw, f" ({exc})") from None
