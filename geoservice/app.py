@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, *, engine_options: dict[str, An
     from geoservice.api import bp as api_bp
     from geoservice.api.editing import bp as editing_bp
     from geoservice.api.siting import bp as siting_bp
+    from geoservice.api.tiles import bp as tiles_bp
     from geoservice.ogc.views import bp as ogc_bp
     from geoservice.web import bp as web_bp
     from geoservice.web.report import bp as report_bp
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, *, engine_options: dict[str, An
     app.register_blueprint(api_bp)
     app.register_blueprint(editing_bp)
     app.register_blueprint(siting_bp)
+    app.register_blueprint(tiles_bp)
     app.register_blueprint(web_bp)
     app.register_blueprint(report_bp)
     app.register_blueprint(ogc_bp)
