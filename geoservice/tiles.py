@@ -280,24 +280,24 @@ def _points_statement(address: TileAddress, *, kinds: tuple[str, ...] | None,
 
 # -- TileJSON ---------------------------------------------------------------------------------------------------
 
-def city_bounds(conn: Connection, fallback: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-    """The lon/lat box of the city: its districts' extent (a handful of rows), else ``fallback``."""
-    row = conn.execute(sa.text("SELECT ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b) "
-                               "FROM (SELECT ST_Extent(geom)::box2d AS b FROM district) e")).one()
-    if row[0] is None:
-        return fallback
-    return tuple(round(v, 6) for v in row)
+def city_centre(conn: Connection, fallback: tuple[float, float]) -> tuple[float, float]:
+    """The middle of the city's districts (a handful of rows), else ``fallback``: where a map starts."""
+    row = conn.execute(sa.text("SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)::geometry) AS c "
+                               "FROM district) e")).one()
+    return fallback if row[0] is None else (round(row[0], 6), round(row[1], 6))
 
 
-def tilejson(layer: TileLayer, *, tiles_url: str, bounds: tuple[float, float, float, float]) -> dict:
+def tilejson(layer: TileLayer, *, tiles_url: str, bounds: tuple[float, float, float, float],
+             centre: tuple[float, float]) -> dict:
     """The TileJSON 3.0.0 document of ``layer``.
 
     Args:
         layer: the layer.
         tiles_url: the absolute URL template of its tiles (``…/{z}/{x}/{y}.mvt``, with the query, if any).
-        bounds: the city's lon/lat box.
+        bounds: the lon/lat box every feature lies in (clients ask for no tile outside it): the city's centre ± the
+            radius imports and edits keep every feature within.
+        centre: where a map starts.
     """
-    west, south, east, north = bounds
     vector_layer = {"id": layer.id, "description": layer.description, "minzoom": layer.minzoom,
                     "maxzoom": layer.maxzoom, "fields": layer.fields, **layer.extra}
     return {
@@ -308,7 +308,7 @@ def tilejson(layer: TileLayer, *, tiles_url: str, bounds: tuple[float, float, fl
         "tiles": [tiles_url],
         "minzoom": layer.minzoom,
         "maxzoom": layer.maxzoom,
-        "bounds": [west, south, east, north],
-        "center": [round((west + east) / 2, 6), round((south + north) / 2, 6), max(layer.minzoom, 13)],
+        "bounds": [round(v, 6) for v in bounds],
+        "center": [*centre, max(layer.minzoom, 13)],
         "vector_layers": [vector_layer],
     }

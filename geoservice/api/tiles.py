@@ -65,8 +65,11 @@ def tilejson(layer: str):
     tags = http_cache.validators(conn, "tilejson", tiles_url)
     if http_cache.is_fresh(tags):
         return http_cache.not_modified(tags)
-    bounds = tiles.city_bounds(conn, _city_extent())
-    return http_cache.stamp(jsonify(tiles.tilejson(tile_layer, tiles_url=tiles_url, bounds=bounds)), tags)
+    settings = current_app.config["GEOSERVICE_SETTINGS"]
+    document = tiles.tilejson(tile_layer, tiles_url=tiles_url,
+                              bounds=box_around(*settings.city_center, settings.city_radius_km * 1000),
+                              centre=tiles.city_centre(conn, settings.city_center))
+    return http_cache.stamp(jsonify(document), tags)
 
 
 @bp.get("/tiles")
@@ -78,11 +81,6 @@ def index():
         {"id": layer.id, "title": layer.table.title, "description": layer.description, "minzoom": layer.minzoom,
          "maxzoom": layer.maxzoom, "tilejson": f"{root}tiles/{layer.id}.json",
          "tiles": f"{root}tiles/{layer.id}/{{z}}/{{x}}/{{y}}.mvt"} for layer in tiles.LAYERS.values()]})
-
-
-def _city_extent():
-    settings = current_app.config["GEOSERVICE_SETTINGS"]
-    return box_around(*settings.city_center, settings.city_radius_km * 1000)
 
 
 # -- errors in the API's JSON shape ----------------------------------------------------------------------------
