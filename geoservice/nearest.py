@@ -27,13 +27,15 @@ from geoservice.query import (
     MAX_K,
     MODES,
     RESPONSIBLE_COLUMNS,
+    REST_KINDS,
     check_kinds,
-    open_point_sql,
+    distance_box_sql,
+    in_box_sql,
     responsible_join,
     rest_point_sql,
 )
 from geoservice.routing import WALK_SPEED_M_PER_MIN, walk_routes, walk_start
-from geoservice.vocab import AMENITIES, AMENITY_CODES, POINT_KINDS
+from geoservice.vocab import AMENITIES, AMENITY_CODES, KIND_CODES, POINT_KINDS
 
 # Without max_distance, a walking search looks this far (straight) for candidates: about 1 h on foot.
 DEFAULT_WALK_SEARCH_M = 5000.0
@@ -73,43 +75,151 @@ class NearestQuery:
 
 # Metric snapping and spheroidal distances differ by the projection's scale error (< 1e-3 here): a margin.
 _BOUND_MARGIN_M = 1.0
+# A millimetre added to a spheroidal bound, so the point that set it is not lost to rounding.
+_ROUNDING_M = 0.001
 
-# The distance limit is applied after the index-ordered LIMIT, not inside it: inside, the planner prefers the
-# ST_DWithin index scan and reads every point in the disc (thousands in a big city) before sorting. Taking the
-# nearest `pool` and then dropping those beyond the limit gives the same rows.
-_CANDIDATES = sa.text(f"""
-    WITH spot AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography AS g)
-    SELECT c.*, ST_Distance(c.geom::geography, spot.g) AS distance_m
-    FROM spot, LATERAL (
-        SELECT p.id, p.name, p.kind, p.amenities, p.address, p.phone, p.opening_hours, p.season, p.capacity,
-               p.occupancy, p.status, p.notice, p.live_updated_at, p.geom, ST_X(p.geom) AS lon,
-               ST_Y(p.geom) AS lat
-        FROM point p
-        WHERE {open_point_sql("p")}
-          AND (NOT :rest OR {rest_point_sql("p")})
+_SPOT = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"
+_DISTANCE = f"ST_Distance(p.geom::geography, {_SPOT}::geography)"
+_COLUMNS = """p.id, p.name, p.kind, p.amenities, p.address, p.phone, p.opening_hours, p.season, p.capacity,
+              p.occupancy, p.notice, p.live_updated_at, p.geom"""
+_LIGHT_COLUMNS = "p.id, p.opening_hours, p.season, ST_X(p.geom) AS lon, ST_Y(p.geom) AS lat"
+
+
+def _filters_sql(*, kind: str | None) -> str:
+    """The SQL filters of a nearest question on ``point p``.
+
+    Open, of ``kind`` (an SQL condition on ``p.kind``; None when every kind is asked for), with every amenity of
+    ``:amenities``, a rest point when ``:rest``, free places when ``:vacancy``, with opening hours when ``:hours``
+    (points without hours are never open now: ``hours.is_open`` says None). Vacancy's "offers overnight stays" is
+    among ``:amenities`` (see :func:`_params`), so the amenities index serves it too. Booleans arrive as literals,
+    and the planner drops the branches they switch off.
+    """
+    return f"""p.status = 'open' {f"AND {kind}" if kind else ""}
           AND p.amenities @> CAST(:amenities AS text[])
-          AND (NOT :vacancy OR ('overnight' = ANY(p.amenities) AND p.capacity > coalesce(p.occupancy, 0)))
-        ORDER BY p.geom::geography <-> spot.g
-        LIMIT :pool
-    ) c
-    WHERE CAST(:within AS float8) IS NULL OR ST_DWithin(c.geom::geography, spot.g, :within)
-    ORDER BY distance_m, c.id
+          AND (NOT :rest OR {rest_point_sql("p")})
+          AND (NOT :vacancy OR p.capacity > coalesce(p.occupancy, 0))
+          AND (NOT :hours OR p.opening_hours <> '')"""
+
+
+def _knn_sql(*, of_kinds: bool, columns: str, limit: str, near: str = "") -> str:
+    """The first ``limit`` matching points in index order (lon/lat degrees), with their geodesic ``distance_m``.
+
+    ``near``: an extra (indexable) condition. With some kinds, each kind is walked on its own in the (kind, geom)
+    index (migration 0005) and the lists merged: a GiST scan cannot take ``kind = ANY(…)`` as an index condition
+    and would read past every point of the other kinds.
+    """
+    select = f"SELECT {columns}, {_DISTANCE} AS distance_m FROM point p"
+    order = f"ORDER BY p.geom <-> {_SPOT} LIMIT {limit}"
+    if not of_kinds:
+        return f"{select} WHERE {_filters_sql(kind=None)} {near} {order}"
+    return f"""
+        SELECT c.* FROM unnest(CAST(:kinds AS text[])) AS kk(kind)
+        CROSS JOIN LATERAL ({select} WHERE {_filters_sql(kind="p.kind = kk.kind")} {near} {order}) AS c
+        ORDER BY c.distance_m, c.id LIMIT {limit}"""
+
+
+def _kinds_sql(of_kinds: bool) -> str | None:
+    return "p.kind = ANY(CAST(:kinds AS text[]))" if of_kinds else None
+
+
+def _straight_sql(*, of_kinds: bool) -> sa.TextClause:
+    """The k nearest with their grid and squad, in one statement (the argument: :func:`_by_straight_distance`)."""
+    return sa.text(f"""
+    WITH knn AS ({_knn_sql(of_kinds=of_kinds, columns="p.id", limit=":k")}),
+    box AS MATERIALIZED ({distance_box_sql(
+        f"least((SELECT max(distance_m) + {_ROUNDING_M} FROM knn), CAST(:within AS float8))")}),
+    ranked AS (
+        SELECT {_COLUMNS}, {_DISTANCE} AS distance_m
+        FROM point p
+        WHERE {_filters_sql(kind=_kinds_sql(of_kinds))}
+          AND {in_box_sql("p.geom", "box")} AND {_DISTANCE} <= (SELECT m FROM box)
+        ORDER BY distance_m, p.id
+        LIMIT :k
+    )
+    SELECT r.*, ST_X(r.geom) AS lon, ST_Y(r.geom) AS lat, {", ".join(f"g.{c}" for c in RESPONSIBLE_COLUMNS)}
+    FROM ranked r
+    {responsible_join("r.geom", alias="g")}
+    ORDER BY r.distance_m, r.id
 """)
 
-_RESPONSIBLE = sa.text(f"""
-    SELECT t.id, r.*
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:lons AS float8[]), CAST(:lats AS float8[])) AS t(id, lon, lat)
-    {responsible_join("ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326)")}
+
+def _pool_sql(*, of_kinds: bool) -> sa.TextClause:
+    """The ``:pool`` matching points first in index order, within ``:within`` metres when given: id, hours, place."""
+    near = f"AND (CAST(:within AS float8) IS NULL OR {in_box_sql('p.geom', 'box')} AND {_DISTANCE} <= :within)"
+    return sa.text(f"""
+    WITH box AS MATERIALIZED ({distance_box_sql("CAST(:within AS float8)")})
+    SELECT * FROM ({_knn_sql(of_kinds=of_kinds, columns=_LIGHT_COLUMNS, limit=":pool", near=near)}) AS pool
+    """)
+
+
+# Every matching point within ``:within`` metres but those of ``:exclude``: those a bound says may still be nearer.
+def _within_sql(*, of_kinds: bool) -> sa.TextClause:
+    return sa.text(f"""
+    WITH box AS MATERIALIZED ({distance_box_sql("CAST(:within AS float8)")})
+    SELECT {_LIGHT_COLUMNS}, {_DISTANCE} AS distance_m
+    FROM point p
+    WHERE {_filters_sql(kind=_kinds_sql(of_kinds))}
+      AND {in_box_sql("p.geom", "box")} AND {_DISTANCE} <= :within AND NOT p.id = ANY(CAST(:exclude AS int[]))
+    """)
+
+
+_STRAIGHT = {of_kinds: _straight_sql(of_kinds=of_kinds) for of_kinds in (False, True)}
+_POOL = {of_kinds: _pool_sql(of_kinds=of_kinds) for of_kinds in (False, True)}
+_WITHIN = {of_kinds: _within_sql(of_kinds=of_kinds) for of_kinds in (False, True)}
+
+# The answer's rows by id, with their grid and squad.
+_ROWS = sa.text(f"""
+    SELECT {_COLUMNS}, {_DISTANCE} AS distance_m, ST_X(p.geom) AS lon, ST_Y(p.geom) AS lat,
+           {", ".join(f"g.{c}" for c in RESPONSIBLE_COLUMNS)}
+    FROM point p
+    {responsible_join("p.geom", alias="g")}
+    WHERE p.id = ANY(CAST(:ids AS int[]))
 """)
 
 
-def _candidates(conn: Connection, query: NearestQuery, *, within: float | None, pool: int) -> list[dict]:
-    rows = conn.execute(_CANDIDATES, {
-        "lon": query.lon, "lat": query.lat, "kinds": list(check_kinds(query.kinds)),
-        "amenities": list(query.amenities), "vacancy": query.vacancy, "rest": query.rest, "within": within,
-        "pool": pool,
-    }).mappings().all()
-    return [dict(r) for r in rows]
+def _kinds(query: NearestQuery) -> tuple[str, ...]:
+    """The kinds that can answer: those asked for (all when none), only rest kinds when rest points are asked for."""
+    kinds = check_kinds(query.kinds)
+    return tuple(k for k in kinds if k in REST_KINDS) if query.rest else kinds
+
+
+def _params(query: NearestQuery) -> dict:
+    """The bound parameters of the filters (see :func:`_filters_sql`)."""
+    kinds = _kinds(query)
+    amenities = list(dict.fromkeys([*query.amenities, *(["overnight"] if query.vacancy else [])]))
+    return {"lon": query.lon, "lat": query.lat, "kinds": list(kinds), "amenities": amenities,
+            "vacancy": query.vacancy, "rest": query.rest, "hours": query.open_now}
+
+
+def _of_kinds(query: NearestQuery) -> bool:
+    """Whether the question names fewer than every kind (the vocabulary is a constraint: all kinds is no filter)."""
+    return set(_kinds(query)) != set(KIND_CODES)
+
+
+def _pool(conn: Connection, query: NearestQuery, *, now: datetime, pool: int, within: float | None) -> list[dict]:
+    """:data:`_POOL` with ``open_now`` set on each row; sorted by spheroidal distance (then id)."""
+    rows = conn.execute(_POOL[_of_kinds(query)], {**_params(query), "pool": pool, "within": within}).mappings().all()
+    return sorted(_open_filter([dict(r) for r in rows], now), key=_by_distance)
+
+
+def _within(conn: Connection, query: NearestQuery, *, now: datetime, within: float,
+            exclude: Sequence[int]) -> list[dict]:
+    """:data:`_WITHIN` with ``open_now`` set on each row; sorted by spheroidal distance (then id)."""
+    rows = conn.execute(_WITHIN[_of_kinds(query)], {**_params(query), "within": within,
+                                                    "exclude": list(exclude)}).mappings().all()
+    return sorted(_open_filter([dict(r) for r in rows], now), key=_by_distance)
+
+
+def _rows(conn: Connection, query: NearestQuery, ids: Sequence[int], *, now: datetime) -> dict[int, dict]:
+    """The full rows of ``ids`` (with grid, squad and ``open_now``), by id."""
+    if not ids:
+        return {}
+    rows = conn.execute(_ROWS, {"lon": query.lon, "lat": query.lat, "ids": list(ids)}).mappings().all()
+    return {r["id"]: r for r in _open_filter([dict(r) for r in rows], now)}
+
+
+def _by_distance(row: dict) -> tuple[float, int]:
+    return row["distance_m"], row["id"]
 
 
 def _open_filter(rows: list[dict], now: datetime) -> list[dict]:
@@ -152,21 +262,11 @@ def nearest_points(conn: Connection, query: NearestQuery, *, now: datetime, metr
                                                         metric_crs=metric_crs)
     else:
         chosen = _by_straight_distance(conn, query, now=now, within=within)
-    responsible = _responsible(conn, chosen)
-    features = [_feature(query, row, responsible.get(row["id"])) for row in chosen]
+    features = [_feature(query, row) for row in chosen]
     return {"type": "FeatureCollection", "features": features, **extra,
             "query": {"lon": query.lon, "lat": query.lat, "mode": query.mode, "k": query.k,
                       "kinds": list(query.kinds), "amenities": list(query.amenities), "open_now": query.open_now,
                       "vacancy": query.vacancy, "rest": query.rest, "max_distance_m": query.max_distance_m}}
-
-
-def _responsible(conn: Connection, rows: Sequence[dict]) -> dict[int, dict]:
-    """The grid and squad at each point, by point id (points in no grid are absent)."""
-    if not rows:
-        return {}
-    found = conn.execute(_RESPONSIBLE, {"ids": [r["id"] for r in rows], "lons": [r["lon"] for r in rows],
-                                        "lats": [r["lat"] for r in rows]}).mappings()
-    return {r["id"]: {c: r[c] for c in RESPONSIBLE_COLUMNS} for r in found if r["grid_code"] is not None}
 
 
 def _walk_search(conn: Connection, query: NearestQuery, chosen: list[dict], *, now: datetime, limit_m: float,
@@ -212,26 +312,49 @@ def _street_name(street: dict) -> str:
     return street["name"] or f"street {street['id']}"
 
 
-def _fetch(conn: Connection, query: NearestQuery, *, now: datetime, within: float | None, pool: int,
-           exclude: frozenset[int] = frozenset()) -> list[dict]:
-    """Candidates nearest by straight distance, with ``open_now`` set (and applied when asked)."""
-    rows = [r for r in _open_filter(_candidates(conn, query, within=within, pool=pool), now) if r["id"] not in exclude]
+def _open_only(query: NearestQuery, rows: list[dict]) -> list[dict]:
+    """``rows`` without those closed now, when the question asks for points open now."""
     return [r for r in rows if r["open_now"]] if query.open_now else rows
 
 
 def _by_straight_distance(conn: Connection, query: NearestQuery, *, now: datetime,
                           within: float | None) -> list[dict]:
-    """The k points nearest on the spheroid.
+    """The k points nearest on the spheroid, with their grid and squad.
 
     The index orders by distance on a sphere, which can rank two points differently from the spheroid (by up to
-    about 0.5 %). So the index's first k give an upper bound on the k-th spheroidal distance, and every point
-    within that bound is then ranked exactly.
+    about 0.5 %). So the index's first k give an upper bound on the k-th spheroidal distance (k points lie within
+    it), and every point within that bound is then ranked exactly — all in one statement. ``open_now`` cannot be
+    said in SQL (:func:`geoservice.hours.is_open`): see :func:`_open_now_by_straight_distance`.
     """
-    rows = _fetch(conn, query, now=now, within=within, pool=CANDIDATE_CAP if query.open_now else query.k)
-    if len(rows) < query.k:
-        return rows
-    bound = rows[query.k - 1]["distance_m"] + 0.001  # a millimetre, so the k-th itself is not lost to rounding
-    return _fetch(conn, query, now=now, within=bound, pool=CANDIDATE_CAP)[: query.k]
+    if query.open_now:
+        return _open_now_by_straight_distance(conn, query, now=now, within=within)
+    rows = conn.execute(_STRAIGHT[_of_kinds(query)], {**_params(query), "k": query.k, "within": within})
+    return _open_filter([dict(r) for r in rows.mappings()], now)
+
+
+def _open_now_by_straight_distance(conn: Connection, query: NearestQuery, *, now: datetime,
+                                   within: float | None) -> list[dict]:
+    """The k nearest points open now: a pool in index order, checked in Python, then a bound made exact.
+
+    A pool of the nearest points with opening hours grows until it holds k open ones or every candidate; the
+    k-th open one's spheroidal distance then bounds the answer, and the points within that bound the pool did not
+    hold (possible where the sphere and the spheroid disagree at the pool's edge) are checked too.
+    """
+    pool = CANDIDATE_CAP
+    while True:
+        rows = _pool(conn, query, now=now, pool=pool, within=within)
+        held = len(rows) < pool
+        found = [r for r in rows if r["open_now"]]
+        if len(found) >= query.k or held:
+            break
+        pool *= 4
+    if len(found) >= query.k and not held:
+        bound = found[query.k - 1]["distance_m"] + _ROUNDING_M
+        missed = _within(conn, query, now=now, within=bound, exclude=[r["id"] for r in rows])
+        found = sorted(found + [r for r in missed if r["open_now"]], key=_by_distance)
+    chosen = [r["id"] for r in found[: query.k]]
+    full = _rows(conn, query, chosen, now=now)
+    return [full[i] for i in chosen]
 
 
 def _by_walking(conn: Connection, query: NearestQuery, *, now: datetime, limit_m: float, metric_crs: str,
@@ -249,7 +372,7 @@ def _by_walking(conn: Connection, query: NearestQuery, *, now: datetime, limit_m
         return sorted(t for t in (_walk_total(r) for r in routes.values()) if t <= limit)
 
     routes: dict = {}
-    first = _fetch(conn, query, now=now, within=limit_m, pool=max(3 * query.k, 20))
+    first = _open_only(query, _pool(conn, query, now=now, within=limit_m, pool=max(3 * query.k, 20)))
     # The graph grows with the limit, so start near where the k-th point should be and widen until k are settled.
     limit = _first_limit(first, k=query.k, ceiling=limit_m)
     while True:
@@ -261,15 +384,16 @@ def _by_walking(conn: Connection, query: NearestQuery, *, now: datetime, limit_m
     done = settled(limit)
     if len(done) >= query.k:
         kth = done[query.k - 1]
-        rest = _fetch(conn, query, now=now, within=kth + _BOUND_MARGIN_M, pool=CANDIDATE_CAP, exclude=seen)
+        rest = _open_only(query, _within(conn, query, now=now, within=kth + _BOUND_MARGIN_M, exclude=seen))
         route(rest, kth)
     else:
-        rest = _fetch(conn, query, now=now, within=limit_m, pool=CANDIDATE_CAP, exclude=seen)
+        rest = [r for r in _open_only(query, _pool(conn, query, now=now, within=limit_m, pool=CANDIDATE_CAP))
+                if r["id"] not in seen]
         route(rest, limit_m)
-    reached = [dict(r, walk=routes[r["id"]]) for r in first + rest
-               if r["id"] in routes and _walk_total(routes[r["id"]]) <= limit_m]
-    reached.sort(key=lambda r: (_walk_total(r["walk"]), r["id"]))
-    return reached[: query.k]
+    reached = sorted((r["id"] for r in first + rest if r["id"] in routes and _walk_total(routes[r["id"]]) <= limit_m),
+                     key=lambda i: (_walk_total(routes[i]), i))[: query.k]
+    full = _rows(conn, query, reached, now=now)
+    return [dict(full[i], walk=routes[i]) for i in reached]
 
 
 def _walk_total(route) -> float:
@@ -283,7 +407,7 @@ def _first_limit(rows: Sequence[dict], *, k: int, ceiling: float) -> float:
     return min(max(2 * rows[k - 1]["distance_m"] + _BOUND_MARGIN_M, 300.0), ceiling)
 
 
-def _feature(query: NearestQuery, row: dict, responsible: dict | None) -> dict:
+def _feature(query: NearestQuery, row: dict) -> dict:
     kinds = {t.code: t for t in POINT_KINDS}
     amenity_terms = {t.code: t for t in AMENITIES}
     free = row["capacity"] - (row["occupancy"] or 0) if row["capacity"] is not None else None
@@ -298,7 +422,7 @@ def _feature(query: NearestQuery, row: dict, responsible: dict | None) -> dict:
         "occupancy": row["occupancy"], "free_places": free,
         "notice": row["notice"], "live_updated_at": row["live_updated_at"].isoformat(),
         "distance_m": round(row["distance_m"], 1),
-        "grid": responsible,
+        "grid": {c: row[c] for c in RESPONSIBLE_COLUMNS} if row["grid_code"] is not None else None,
         "navigation": navigation.links(lon=row["lon"], lat=row["lat"], name=row["name"],
                                        origin=(query.lon, query.lat)),
     }

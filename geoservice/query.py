@@ -66,6 +66,47 @@ def rest_point_sql(alias: str = "p") -> str:
     return f"({alias}.kind IN ({kinds}) AND {alias}.amenities && ARRAY[{amenities}]::text[])"
 
 
+# The WGS 84 ellipsoid: equatorial radius, and the smallest meridional radius of curvature, a(1 - e²) (at the
+# equator). Nothing is nearer to the centre of curvature than these, so they turn metres into the most degrees.
+_WGS84_A_M = 6378137.0
+_WGS84_MERIDIAN_MIN_M = 6335439.0
+
+
+def distance_box_sql(metres: str) -> str:
+    """A one-row query of lon/lat boxes holding every position within ``metres`` (SQL) of ``(:lon, :lat)``.
+
+    Its columns: ``m`` (the metres), ``a`` and ``b`` (``b`` is the part beyond the antimeridian, else NULL). Use it
+    as a ``MATERIALIZED`` CTE and test rows with :func:`in_box_sql`: the boxes let a search run on a geometry GiST
+    index (lon/lat degrees), and an exact geodesic test on the few rows inside decides.
+
+    Why the boxes hold every such position: along a geodesic of length s the latitude moves at most s / M_min
+    radians (M ≥ M_min), so it stays within |lat| + dlat of the equator, where a degree of longitude is at least
+    a·cos(|lat| + dlat) long (N ≥ a); so the longitude moves at most s / (a·cos(|lat| + dlat)). Near a pole every
+    longitude is in.
+    """
+    lon, lat = "CAST(:lon AS float8)", "CAST(:lat AS float8)"
+    south, north = f"greatest({lat} - dlat, -90)", f"least({lat} + dlat, 90)"
+    return f"""
+        SELECT m,
+               ST_MakeEnvelope(greatest({lon} - dlon, -180), {south}, least({lon} + dlon, 180), {north}, 4326) AS a,
+               CASE WHEN {lon} - dlon < -180 THEN ST_MakeEnvelope({lon} - dlon + 360, {south}, 180, {north}, 4326)
+                    WHEN {lon} + dlon > 180 THEN ST_MakeEnvelope(-180, {south}, {lon} + dlon - 360, {north}, 4326)
+               END AS b
+        FROM (
+            SELECT m, dlat,
+                   CASE WHEN abs({lat}) + dlat >= 90 THEN 180.0
+                        ELSE least(180.0, degrees(m / ({_WGS84_A_M} * cos(radians(abs({lat}) + dlat))))) END AS dlon
+            FROM (SELECT m, degrees(m / {_WGS84_MERIDIAN_MIN_M}) AS dlat
+                  FROM (SELECT {metres} AS m OFFSET 0) AS given) AS lat_reach  -- OFFSET 0: worked out once
+        ) AS reach
+    """
+
+
+def in_box_sql(geom: str, box: str) -> str:
+    """The condition "``geom`` lies in the boxes of the CTE ``box``" (see :func:`distance_box_sql`), indexable."""
+    return f"({geom} && (SELECT a FROM {box}) OR {geom} && (SELECT b FROM {box}))"
+
+
 RESPONSIBLE_COLUMNS = ("grid_code", "grid_name", "officer_name", "officer_phone", "squad_name", "squad_leader",
                        "squad_phone")
 
