@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import render_template
+from flask import render_template, url_for
 
 from geoservice.accounts import OFFICER_POINT_FIELDS, User
+from geoservice import tiles
 from geoservice.catalogue import GRID, POINT, Table
 from geoservice.config import Settings
 from geoservice.vocab import AMENITIES, POINT_KINDS, POINT_STATUSES
@@ -36,6 +37,11 @@ API = {
     # Live state and writes: a point or grid is its collection's address + "/" + id (or code).
     "live": "/api/v1/points/live", "point": "/api/v1/points", "grid": "/api/v1/grids", "me": "/api/v1/me",
 }
+TILES = "/tiles"
+"""Where the vector tiles are: ``/tiles/{layer}/{z}/{x}/{y}.mvt`` (geoservice/api/tiles.py)."""
+VECTOR_MAX_ZOOM = 16
+"""The city map asks for street, grid and district tiles up to this zoom and enlarges them beyond (their detail is
+enough: 4096 units over a 600 m tile); points are asked at every zoom."""
 LIVE_POLL_SECONDS = 5
 """How often the farmer page, the city map and the staff page ask for changed occupancy, status and notices."""
 MIN_ZOOM, MAX_ZOOM = 3, 19
@@ -94,13 +100,18 @@ def render_page(template: str, settings: Settings, *, page: str, zoom: int, pref
 def city_map(settings: Settings, user: User | None = None) -> str:
     """The HTML of the city map page (/); for an officer or a planner, with the editing tools.
 
-    The page holds no data: the script loads districts and grids (with their coverage) once, and streets and
-    points for the current view on every move, so its size does not depend on the city.
+    The page holds no data: the script asks for the vector tiles of the view (streets, grids and districts drawn by
+    MapLibre GL; points decoded into Leaflet markers and clusters), joins the grids' coverage by code when it
+    arrives, and close up asks for the records of the points and grids in view, so its size does not depend on
+    the city.
     """
     editor = editor_config(user)
     return render_page("city_map.html", settings, page="city", zoom=13, prefer_canvas=True, config={
         "coverage_classes": [list(c) for c in COVERAGE_CLASSES], "no_streets_colour": NO_STREETS_COLOUR,
         "grid_label_min_zoom": GRID_LABEL_MIN_ZOOM, "editor": editor,
+        "tiles": {"url": TILES, "maxzoom": VECTOR_MAX_ZOOM, "grids_minzoom": tiles.GRID_MIN_ZOOM,
+                  # MapLibre's worker as our own file (the CSP build): the pages' policy allows no blob: workers.
+                  "worker": url_for("static", filename="vendor/maplibre/maplibre-gl-csp-worker.js")},
     }, editor=editor is not None)
 
 

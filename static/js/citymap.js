@@ -1,5 +1,6 @@
-/* geoservice city map (/): layers by view, popups, search, legend, permalink, language switch, and live occupancy,
- * status and notices (asked every few seconds). No third-party code here. The page's configuration comes from
+/* geoservice city map (/): vector tiles (streets, grids, districts drawn by MapLibre GL; points decoded into
+ * Leaflet markers and clusters), popups, search, legend, permalink, language switch, and live occupancy, status and
+ * notices (asked every few seconds). No third-party code here. The page's configuration comes from
  * geoservice/web/maps.py through common.js; nothing here holds data. Popups, tooltips and search results are built
  * as DOM nodes with text: names, addresses and notices are typed by people and are never parsed as HTML.
  * For an officer or a planner, static/js/editing.js adds to the popups through G.city.hooks. */
@@ -13,8 +14,8 @@
 
   var LAYER_KEYS = ["districts", "grids", "streets"];
   var DAY_CODES = ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"];
-  var PANES = { grids: 410, districts: 415, streets: 420, gridLabels: 625 };
-  var DEBOUNCE_MS = 150;
+  // MapLibre's canvas above the basemap; the close-up grid outlines above it; markers in Leaflet's marker pane.
+  var PANES = { vector: 380, pointTiles: 390, grids: 410, gridLabels: 625 };
 
   function startCityMap() {
     var map = G.createMap();
@@ -23,14 +24,7 @@
     var hintKey = null;
     var coverage = {};
     var coverageLoaded = false;
-    var gridLayer = null;
-    var gridLabels = L.layerGroup();
-    var clusters = {};
-    var lastPoints = null;
-    var view = { bounds: null, truncated: false, serial: 0 };
-    var controller = null;
-    var timer = null;
-    var initialPending = 3;  // districts, grids, the first view
+    var view = { serial: 0, move: 0 };
     var firstViewPending = true;
     var ui = {};
 
@@ -43,7 +37,7 @@
       }
       if (ui.legend) { ui.legend.render(); }
       showStatus();
-      if (lastPoints) { drawPoints(lastPoints); }
+      if (pointTiles) { reloadPoints(); }  // marker and cluster titles are in the language
       if (ui.results && ui.results.lastQuery) { ui.results.render(); }
       map.closePopup();
     }
@@ -63,14 +57,6 @@
     }
     function setStatus(key) { statusKey = key; showStatus(); }
     function setHint(key) { hintKey = key; showStatus(); }
-
-    function initialDone() {
-      initialPending -= 1;
-      if (initialPending === 0) {
-        if (statusKey === "loading") { setStatus(null); }
-        document.body.setAttribute("data-layers-loaded", "true");
-      }
-    }
 
     function failed(err) {
       if (err && err.name === "AbortError") { return; }
@@ -188,60 +174,196 @@
       return box;
     }
 
-    // -- districts and grids (loaded once: a city has few) ---------------------------------------------------
-    function coverageColour(pct) {
-      if (pct == null) { return config.no_streets_colour; }
-      for (var i = 0; i < config.coverage_classes.length; i += 1) {
-        if (pct >= config.coverage_classes[i][0]) { return config.coverage_classes[i][1]; }
-      }
-      return config.coverage_classes[config.coverage_classes.length - 1][1];
-    }
+    // -- streets, grids and districts: vector tiles drawn by MapLibre GL inside the Leaflet map --------------
+    // Leaflet keeps the controls, popups and markers; MapLibre (through @maplibre/maplibre-gl-leaflet) draws the
+    // tiles on the GPU, so a city of any size costs the same per view. Its zoom is Leaflet's minus one (512-px
+    // tiles). No text layers: MapLibre's labels need a glyph server, so labels are Leaflet's (grid codes).
+    var gl = null;
+    var vector = null;
+    var VECTOR_LAYERS = { grids: ["grids-fill", "grids-line"], districts: ["districts-line"],
+                          streets: ["streets-line"] };
 
-    function gridStyle(feature) {
-      var close = map.getZoom() >= config.grid_label_min_zoom;
-      var c = coverage[feature.properties.code];
-      // Until the coverage has arrived a grid is an outline only (grey would claim "no streets").
-      var fill = coverageLoaded ? (close ? 0.2 : 0.5) : 0;
-      return { color: close ? "#1b2631" : "#566573", weight: close ? 2.5 : 0.8, opacity: 0.9,
-               fillColor: coverageColour(c ? c.covered_pct : null), fillOpacity: fill };
-    }
+    // MapLibre's worker may not fetch: a worker runs under its own script's Content-Security-Policy, and our
+    // static files allow no connections. Its tile requests come back to the page through this protocol.
+    var PROTOCOL = "geoservice-tiles";
 
-    function loadDistricts() {
-      G.getJSON(config.api.districts).then(function (collection) {
-        groups.districts.addLayer(L.geoJSON(collection, {
-          pane: ensurePane("districts"), interactive: false, pmIgnore: true,
-          style: { color: "#17202a", weight: 3.5, fill: false },
-          onEachFeature: function (f, layer) { tag(layer, "districts"); }
-        }));
-      }).catch(failed).finally(initialDone);
-    }
+    function tileUrl(layer) { return PROTOCOL + "://" + layer + "/{z}/{x}/{y}"; }
 
-    // Grids are drawn as soon as they arrive and coloured when their coverage does (slower on a big city).
-    function loadGrids() {
-      G.getJSON(config.api.coverage_grids).then(function (body) {
-        body.grids.forEach(function (g) { coverage[g.code] = g; });
-        coverageLoaded = true;
-        document.body.setAttribute("data-coverage-loaded", "true");
-        if (gridLayer) { gridLayer.setStyle(gridStyle); }
-      }).catch(failed);
-      G.getJSON(config.api.grids).then(function (collection) {
-        gridLayer = L.geoJSON(collection, {
-          pane: ensurePane("grids"), style: gridStyle,
-          onEachFeature: function (f, layer) { tag(layer, "grids"); }
+    function fetchVectorTile(request, abort) {
+      var url = config.tiles.url + "/" + request.url.slice(PROTOCOL.length + 3) + ".mvt";
+      return fetch(url, { headers: { Accept: "application/vnd.mapbox-vector-tile" }, signal: abort.signal })
+        .then(function (response) {
+          if (response.status === 204) { return { data: new ArrayBuffer(0) }; }
+          if (!response.ok) { throw new Error(response.status + " " + response.statusText + ": " + url); }
+          return response.arrayBuffer().then(function (data) { return { data: data }; });
         });
-        gridLayer.bindPopup(function (layer) { return gridPopup(layer.feature.properties, layer); });
-        groups.grids.addLayer(gridLayer);
-        groups.grids.addLayer(gridLabels);
-        updateGrids();
-      }).catch(failed).finally(initialDone);
     }
 
-    // Close up, grids are drawn as outlines with their codes; labels only for grids in view.
-    function updateGrids() {
-      if (!gridLayer) { return; }
-      gridLayer.setStyle(gridStyle);
+    function glZoom(leafletZoom) { return leafletZoom - 1; }
+
+    /* The coverage class of a grid from its feature-state (joined by code once /api/v1/coverage/grids answered):
+       the legend's classes, highest first; no state or no streets is grey. */
+    function coverageFill() {
+      var pct = ["coalesce", ["feature-state", "pct"], -1];
+      var classes = config.coverage_classes;
+      var expression = ["case", ["<", pct, 0], config.no_streets_colour];
+      classes.slice(0, -1).forEach(function (c) { expression.push([">=", pct, c[0]], c[1]); });
+      expression.push(classes[classes.length - 1][1]);
+      return expression;
+    }
+
+    function coverageOpacity() {
+      // Until the coverage has arrived a grid is an outline only (grey would claim "no streets").
+      return coverageLoaded ? ["step", ["zoom"], 0.5, glZoom(config.grid_label_min_zoom), 0.2] : 0;
+    }
+
+    function vectorStyle() {
+      var close = glZoom(config.grid_label_min_zoom);
+      var source = function (layer, extra) {
+        return L.extend({ type: "vector", tiles: [tileUrl(layer)], maxzoom: config.tiles.maxzoom,
+                          bounds: config.tiles.bounds || undefined }, extra || {});
+      };
+      return {
+        version: 8,
+        sources: {
+          grids: source("grids", { minzoom: config.tiles.grids_minzoom, promoteId: "code" }),
+          districts: source("districts"),
+          streets: source("streets")
+        },
+        layers: [
+          { id: "grids-fill", type: "fill", source: "grids", "source-layer": "grids",
+            paint: { "fill-color": coverageFill(), "fill-opacity": coverageOpacity() } },
+          { id: "grids-line", type: "line", source: "grids", "source-layer": "grids",
+            paint: { "line-color": ["step", ["zoom"], "#566573", close, "#1b2631"],
+                     "line-width": ["step", ["zoom"], 0.8, close, 2.5], "line-opacity": 0.9 } },
+          { id: "districts-line", type: "line", source: "districts", "source-layer": "districts",
+            paint: { "line-color": "#17202a", "line-width": 3.5 } },
+          { id: "streets-line", type: "line", source: "streets", "source-layer": "streets",
+            layout: { "line-cap": "round", "line-join": "round" },
+            paint: { "line-color": "#5f6a6a", "line-opacity": 0.85,
+                     "line-width": ["match", ["get", "class"], "trunk", 5, "primary", 4, "secondary", 3.5,
+                                    "tertiary", 2.5, "residential", 1.5, 1.2] } }
+        ]
+      };
+    }
+
+    function addVectorLayers() {
+      maplibregl.setWorkerUrl(config.tiles.worker);
+      maplibregl.addProtocol(PROTOCOL, fetchVectorTile);
+      vector = L.maplibreGL({
+        pane: ensurePane("vector"), style: vectorStyle(), interactive: false, fadeDuration: 0,
+        renderWorldCopies: false
+      }).addTo(map);
+      gl = vector.getMaplibreMap();
+      gl.on("error", function (event) {
+        if (!event.error || event.error.name !== "AbortError") { failed(event.error); }
+      });
+    }
+
+    function setVectorVisible(key, visible) {
+      (VECTOR_LAYERS[key] || []).forEach(function (id) {
+        gl.setLayoutProperty(id, "visibility", visible ? "visible" : "none");
+      });
+    }
+
+    function vectorVisible(key) { return map.hasLayer(groups[key]); }
+
+    // Grid coverage for the whole city is slower on a big city: the outlines are drawn first, and the fill is
+    // joined by code (MapLibre feature-state) when it arrives.
+    function loadCoverage() {
+      G.getJSON(config.api.coverage_grids).then(function (body) {
+        coverage = {};
+        body.grids.forEach(function (g) {
+          coverage[g.code] = g;
+          gl.setFeatureState({ source: "grids", sourceLayer: "grids", id: g.code },
+                             { pct: g.covered_pct == null ? -1 : g.covered_pct });
+        });
+        coverageLoaded = true;
+        gl.setPaintProperty("grids-fill", "fill-opacity", coverageOpacity());
+        document.body.setAttribute("data-coverage-loaded", "true");
+      }).catch(failed);
+    }
+
+    /* A click on the map (no marker under it): the street under the pointer, else the grid. Grids close up are
+       Leaflet outlines with their own popups (below). */
+    function vectorClick(event) {
+      if (!gl) { return; }
+      var at = gl.project([event.latlng.lng, event.latlng.lat]);
+      var near = [[at.x - 4, at.y - 4], [at.x + 4, at.y + 4]];
+      var streets = vectorVisible("streets") ? gl.queryRenderedFeatures(near, { layers: ["streets-line"] }) : [];
+      if (streets.length) {
+        var s = streets[0].properties;
+        var box = el("div", { "class": "street-popup" });
+        box.appendChild(el("strong", {}, s.name));
+        box.appendChild(el("br"));
+        box.appendChild(document.createTextNode(t("street_class") + ": " + s["class"]));
+        L.popup().setLatLng(event.latlng).setContent(box).openOn(map);
+        return;
+      }
+      var grids = vectorVisible("grids") ? gl.queryRenderedFeatures(at, { layers: ["grids-fill"] }) : [];
+      if (grids.length) { openGridAt(grids[0].properties.code, event.latlng); }
+    }
+
+    /* A grid's popup from its full record (officer, phones): the grid layer asked for a point-sized box there. */
+    function openGridAt(code, latlng) {
+      var overlay = gridOverlays[code];
+      if (overlay) { overlay.fire("click", { latlng: latlng }, true); return; }
+      var d = 1e-7;
+      var bbox = [latlng.lng - d, latlng.lat - d, latlng.lng + d, latlng.lat + d].map(function (n) {
+        return n.toFixed(7);
+      }).join(",");
+      G.getJSON(config.api.grids + "?bbox=" + bbox).then(function (collection) {
+        var hit = collection.features.filter(function (f) { return f.properties.code === code; })[0];
+        if (hit) { L.popup().setLatLng(latlng).setContent(gridPopup(hit.properties, null)).openOn(map); }
+      }).catch(failed);
+    }
+
+    // -- grids close up: Leaflet outlines of the grids in view, with their codes --------------------------------
+    // From grid_label_min_zoom on (a few grids in view), the grids there are asked by view: they carry the code
+    // labels, the popups with the editing hooks, and the outlines a planner reshapes and snaps new grids to.
+    var gridOverlays = {};
+    var gridLayer = null;
+    var gridLabels = L.layerGroup();
+    var gridView = { bounds: null, controller: null };
+
+    function updateGrids(force) {
+      if (map.getZoom() < config.grid_label_min_zoom) {
+        if (gridLayer) { groups.grids.removeLayer(gridLayer); gridLayer = null; }
+        gridOverlays = {};
+        gridLabels.clearLayers();
+        gridView.bounds = null;
+        return Promise.resolve();
+      }
+      var bounds = map.getBounds();
+      if (force !== true && gridView.bounds && gridView.bounds.contains(bounds)) {
+        drawGridLabels();
+        return Promise.resolve();
+      }
+      var padded = bounds.pad(0.25);
+      if (gridView.controller) { gridView.controller.abort(); }
+      gridView.controller = new AbortController();
+      return G.getJSON(config.api.grids + "?bbox=" + G.bbox(padded), { signal: gridView.controller.signal })
+        .then(function (collection) {
+          if (gridLayer) { groups.grids.removeLayer(gridLayer); }
+          gridOverlays = {};
+          gridLayer = L.geoJSON(collection, {
+            pane: ensurePane("grids"), interactive: false,
+            style: { color: "#1b2631", weight: 2.5, opacity: 0.9, fill: false },
+            onEachFeature: function (f, layer) {
+              tag(layer, "grids");
+              gridOverlays[f.properties.code] = layer;
+            }
+          });
+          gridLayer.bindPopup(function (layer) { return gridPopup(layer.feature.properties, layer); });
+          groups.grids.addLayer(gridLayer);
+          gridView.bounds = padded;
+          drawGridLabels();
+        }).catch(failed);
+    }
+
+    function drawGridLabels() {
       gridLabels.clearLayers();
-      if (map.getZoom() < config.grid_label_min_zoom) { return; }
+      if (!gridLayer) { return; }
       var bounds = map.getBounds();
       var pane = ensurePane("gridLabels");
       gridLayer.eachLayer(function (layer) {
@@ -255,31 +377,193 @@
       });
     }
 
-    // -- points and streets (loaded for the view, so a city of any size stays small) -----------------------
-    function clusterIcon(kind) {
-      return function (cluster) {
-        var n = cluster.getChildCount();
-        return L.divIcon({
-          className: "poi-cluster kind-" + kind.code, iconSize: [40, 40],
-          html: "<span class=\"poi\" style=\"--kind-colour: " + G.KIND_COLOURS[kind.code] + "\">" +
-            icon("kind-" + kind.code) +
-            "<b>" + n + "</b><span class=\"visually-hidden\">" +
-            escapeHtml(t("cluster_label", { n: n, kind: kindLabel(kind.code) })) + "</span></span>"
-        });
-      };
+    // -- points: the points tiles, decoded here into Leaflet markers ---------------------------------------------
+    // Clusters (count > 1) are one marker with the count and the share of each kind, and zoom in when pressed.
+    // Single points are today's markers; what their popups, badges and night-market hours show (hours,
+    // amenities, grid and squad, free places, open now) is not in the tile: close up (a tile of single points
+    // only) the points layer is asked for the tile's box once; elsewhere a popup asks for its point when opened.
+    var markersById = {};
+    var activeKinds = {};
+    var pointTiles = null;
+    var markers = L.layerGroup();
+    var tileStates = {};
+    var reloading = false;
+
+    function kindsQuery() {
+      var codes = config.kinds.map(function (k) { return k.code; });
+      var on = codes.filter(function (code) { return activeKinds[code]; });
+      if (on.length === codes.length) { return ""; }
+      return "kinds=" + on.join(",");
     }
 
-    // No chunked loading: a chunked add goes on after clearLayers and would bring back the previous view's markers.
-    function makeClusters() {
-      config.kinds.forEach(function (kind) {
-        var cluster = L.markerClusterGroup({
-          showCoverageOnHover: false, maxClusterRadius: 45, disableClusteringAtZoom: 17,
-          spiderfyOnMaxZoom: false, iconCreateFunction: clusterIcon(kind)
-        });
-        tag(cluster, kind.code);
-        clusters[kind.code] = cluster;
-        groups[kind.code].addLayer(cluster);
+    function pointTileUrl(coords) {
+      var query = kindsQuery();
+      return config.tiles.url + "/points/" + coords.z + "/" + coords.x + "/" + coords.y + ".mvt" +
+        (query ? "?" + query : "");
+    }
+
+    function tileBox(coords) {
+      var nw = G.mvt.toLonLat(coords.z, coords.x, coords.y, 1, 0, 0);
+      var se = G.mvt.toLonLat(coords.z, coords.x, coords.y, 1, 1, 1);
+      return [nw[0], se[1], se[0], nw[1]];
+    }
+
+    function clusterMarker(p, latlng) {
+      var parts = config.kinds.filter(function (k) { return p["n_" + k.code]; }).map(function (k) {
+        return { code: k.code, n: p["n_" + k.code] };
+      }).sort(function (a, b) { return b.n - a.n; });
+      var stops = [], from = 0;
+      parts.forEach(function (part) {
+        var to = from + 360 * part.n / p.count;
+        stops.push(G.KIND_COLOURS[part.code] + " " + from.toFixed(1) + "deg " + to.toFixed(1) + "deg");
+        from = to;
       });
+      var size = p.count < 10 ? 30 : p.count < 100 ? 36 : p.count < 1000 ? 42 : 48;
+      var title = p.count + " · " + parts.map(function (part) {
+        return kindLabel(part.code) + " " + part.n;
+      }).join(G.lang() === "zh" ? "，" : ", ");
+      var marker = L.marker(latlng, {
+        title: title, alt: title, keyboard: true, pmIgnore: true,
+        icon: L.divIcon({
+          className: "poi-cluster", iconSize: [size, size],
+          html: "<span class=\"cluster-ring\" style=\"background: conic-gradient(" + stops.join(", ") + ")\">" +
+            "<b>" + Number(p.count) + "</b></span>"
+        })
+      });
+      marker.cluster = { count: p.count, kinds: parts.reduce(function (o, part) { o[part.code] = part.n; return o; },
+                                                             {}) };
+      tag(marker, "clusters");
+      marker.on("click", function () {
+        map.setView(latlng, Math.min(map.getZoom() + 2, map.getMaxZoom()));
+      });
+      return marker;
+    }
+
+    function loadPointTile(state) {
+      var coords = state.coords;
+      if (!config.kinds.some(function (k) { return activeKinds[k.code]; })) { return Promise.resolve(); }
+      var url = pointTileUrl(coords);
+      state.url = url;
+      return fetch(url, { headers: { Accept: "application/vnd.mapbox-vector-tile" },
+                          cache: reloading ? "no-cache" : "default" })
+        .then(function (response) {
+          if (response.status === 204) { return null; }
+          if (!response.ok) { throw new Error(response.status + " " + response.statusText); }
+          return response.arrayBuffer();
+        }).then(function (body) {
+          if (state.unloaded || !body) { return; }
+          var decoded = G.mvt.points(body, "points");
+          var singles = 0;
+          decoded.features.forEach(function (f) {
+            var lonlat = G.mvt.toLonLat(coords.z, coords.x, coords.y, decoded.extent, f.x, f.y);
+            var p = f.properties;
+            if (p.count > 1) {
+              state.clustered = true;
+              state.group.addLayer(clusterMarker(p, [lonlat[1], lonlat[0]]));
+              return;
+            }
+            singles += 1;
+            var marker = pointMarker({ type: "Feature", id: p.id, properties: p,
+                                       geometry: { type: "Point", coordinates: lonlat } });
+            marker.tileState = state;
+            state.ids.push(p.id);
+            state.group.addLayer(marker);
+          });
+          state.bytes = body.byteLength;
+          if (coords.z === tileZoom()) { markers.addLayer(state.group); }
+          // The tile counts as loaded once its points' records are in: popups and badges are then complete.
+          if (singles && !state.clustered) { return loadDetails(state); }
+        });
+    }
+
+    function tileZoom() { return Math.round(map.getZoom()); }
+
+    /* The full records of a close-up tile's points (the points layer for the tile's box), into its markers. */
+    function loadDetails(state) {
+      var box = tileBox(state.coords).map(function (n) { return n.toFixed(7); }).join(",");
+      return G.getJSON(config.api.points + "?bbox=" + box + "&limit=" + config.limits.point_limit)
+        .then(function (collection) {
+          if (state.unloaded) { return; }
+          collection.features.forEach(function (f) {
+            var marker = markersById[f.properties.id];
+            if (marker && marker.tileState === state) { detail(marker, f); }
+          });
+          state.detailed = true;
+        }).catch(failed);
+    }
+
+    function detail(marker, feature) {
+      var p = feature.properties;
+      var c = feature.geometry.coordinates;
+      marker.feature = feature;
+      marker.detailed = true;
+      marker.setLatLng([c[1], c[0]]);
+      marker.setIcon(pointIcon(p));
+      marker.options.title = marker.options.alt = markerTitle(p);
+      if (marker._icon) { marker._icon.title = marker.options.title; }
+      if (p.kind === "kiosk" && p.capacity != null) { marker.liveBadge = p.free_places + "|" + isStale(p); }
+      if (p.kind === "night_market" && p.opening_hours && !marker.getTooltip()) {
+        marker.bindTooltip(el("span", {}, formatHours(p.opening_hours)), {
+          permanent: true, direction: "bottom", offset: [0, 14], className: "night-hours"
+        });
+      }
+      if (marker.isPopupOpen()) { marker.setPopupContent(pointPopup(p, marker)); }
+    }
+
+    /* A single point of a clustered tile: its record is asked when its popup opens (a point-sized box). */
+    function detailOne(marker) {
+      var at = marker.getLatLng(), d = 2e-6;
+      var box = [at.lng - d, at.lat - d, at.lng + d, at.lat + d].map(function (n) { return n.toFixed(7); }).join(",");
+      G.getJSON(config.api.points + "?bbox=" + box).then(function (collection) {
+        var hit = collection.features.filter(function (f) { return f.properties.id === marker.feature.id; })[0];
+        if (hit) { detail(marker, hit); }
+      }).catch(failed);
+    }
+
+    function makePointTiles() {
+      var PointTiles = L.GridLayer.extend({
+        createTile: function (coords, done) {
+          var tile = document.createElement("div");
+          var state = tile.geoservice = { coords: coords, group: L.layerGroup(), ids: [], clustered: false };
+          tileStates[coords.x + ":" + coords.y + ":" + coords.z] = state;
+          loadPointTile(state).then(function () { done(null, tile); }, function (err) {
+            failed(err);
+            done(err, tile);
+          });
+          return tile;
+        }
+      });
+      // Tiles are asked when a move ends (not while dragging), for the view only: a pan asks for the new tiles.
+      pointTiles = new PointTiles({ tileSize: 256, updateWhenIdle: true, updateWhenZooming: false, keepBuffer: 1,
+                                    noWrap: true, pane: ensurePane("pointTiles") });
+      pointTiles.on("tileunload", function (event) {
+        var state = event.tile.geoservice;
+        state.unloaded = true;
+        markers.removeLayer(state.group);
+        delete tileStates[state.coords.x + ":" + state.coords.y + ":" + state.coords.z];
+        state.ids.forEach(function (id) {
+          if (markersById[id] && markersById[id].tileState === state) { delete markersById[id]; }
+        });
+      });
+      pointTiles.addTo(map);
+      markers.addTo(map);
+    }
+
+    // Markers of the tiles of another zoom (kept by Leaflet until the new ones are in) leave at once.
+    function showTileZoom() {
+      var z = tileZoom();
+      Object.keys(tileStates).forEach(function (key) {
+        var state = tileStates[key];
+        if (state.coords.z === z) { markers.addLayer(state.group); } else { markers.removeLayer(state.group); }
+      });
+    }
+
+    function reloadPoints() {
+      if (viewHeld) { return; }
+      reloading = true;
+      markersById = {};
+      pointTiles.redraw();
+      reloading = false;
     }
 
     function isStale(p) {
@@ -312,8 +596,6 @@
       });
     }
 
-    var markersById = {};
-
     function pointMarker(feature) {
       var p = feature.properties;
       var coords = feature.geometry.coordinates;
@@ -323,49 +605,15 @@
       });
       marker.feature = feature;
       tag(marker, p.kind);
-      marker.bindPopup(function () { return pointPopup(marker.feature.properties, marker); },
-                       { maxWidth: 320, minWidth: 220 });
-      if (p.kind === "night_market" && p.opening_hours) {
-        marker.bindTooltip(el("span", {}, formatHours(p.opening_hours)), {
-          permanent: true, direction: "bottom", offset: [0, 14], className: "night-hours"
-        });
-      }
+      marker.bindPopup(function () {
+        if (!marker.detailed) {
+          detailOne(marker);
+          return el("div", { "class": "point-popup-loading" }, t("loading"));
+        }
+        return pointPopup(marker.feature.properties, marker);
+      }, { maxWidth: 320, minWidth: 220 });
       markersById[p.id] = marker;
       return marker;
-    }
-
-    function drawPoints(collection) {
-      lastPoints = collection;
-      markersById = {};
-      var byKind = {};
-      config.kinds.forEach(function (k) { byKind[k.code] = []; });
-      collection.features.forEach(function (f) { byKind[f.properties.kind].push(pointMarker(f)); });
-      config.kinds.forEach(function (k) {
-        clusters[k.code].clearLayers();
-        clusters[k.code].addLayers(byKind[k.code]);
-      });
-    }
-
-    function streetStyle(feature) {
-      var weights = { trunk: 5, primary: 4, secondary: 3.5, tertiary: 2.5, residential: 1.5 };
-      return { color: "#5f6a6a", weight: weights[feature.properties["class"]] || 1.2, opacity: 0.85 };
-    }
-
-    function drawStreets(collection) {
-      groups.streets.clearLayers();
-      groups.streets.addLayer(L.geoJSON(collection, {
-        pane: ensurePane("streets"), style: streetStyle, pmIgnore: true,  // a grid's corner snaps to grids only
-        onEachFeature: function (f, layer) {
-          tag(layer, "streets");
-          layer.bindPopup(function () {
-            var box = el("div", { "class": "street-popup" });
-            box.appendChild(el("strong", {}, f.properties.name));
-            box.appendChild(el("br"));
-            box.appendChild(document.createTextNode(t("street_class") + ": " + f.properties["class"]));
-            return box;
-          });
-        }
-      }));
     }
 
     // Whichever view load finishes first completes the initial load (a user may move before it answers).
@@ -375,55 +623,43 @@
       document.body.setAttribute("data-view", "ready");
       if (firstViewPending) {
         firstViewPending = false;
-        initialDone();
+        if (statusKey === "loading") { setStatus(null); }
+        document.body.setAttribute("data-layers-loaded", "true");
+        document.dispatchEvent(new CustomEvent("geoservice:drawn", { detail: { first: true } }));
+      } else {
+        document.dispatchEvent(new CustomEvent("geoservice:drawn", { detail: { first: false } }));
       }
     }
 
     // While an editor drags a marker the drawn markers stay (a reload would replace the one in hand).
     var viewHeld = false;
 
-    function loadView(force) {
-      if (viewHeld) { return; }
-      updateGrids();
-      if (map.getZoom() < config.limits.data_min_zoom) {
-        setHint("zoom_in_for_data");
-        viewLoaded();
-        return;
-      }
-      var bounds = map.getBounds();
-      if (force !== true && view.bounds && view.bounds.contains(bounds) && !view.truncated) {
-        setHint(null);
-        viewLoaded();
-        return;
-      }
-      // A margin around the view: small pans and zooming in need no new request.
-      var padded = bounds.pad(0.25);
-      var bbox = G.bbox(padded);
-      if (controller) { controller.abort(); }
-      controller = new AbortController();
+    /* A view is drawn when the points tiles for it are in (and their markers added) and MapLibre is idle (its
+       tiles drawn): what the page's tests and bench/bench_map_paint.py wait for ("geoservice:drawn"). */
+    function awaitView() {
+      var move = view.move = (view.move || 0) + 1;
+      var pending = 3;
       document.body.setAttribute("data-view", "loading");
-      Promise.all([
-        G.getJSON(config.api.points + "?bbox=" + bbox + "&limit=" + config.limits.point_limit,
-                  { signal: controller.signal }),
-        G.getJSON(config.api.streets + "?bbox=" + bbox + "&limit=" + config.limits.street_limit,
-                  { signal: controller.signal })
-      ]).then(function (results) {
-        drawPoints(results[0]);
-        drawStreets(results[1]);
-        view.bounds = padded;
-        view.truncated = Boolean(results[0].truncated || results[1].truncated);
-        setHint(view.truncated ? "truncated" : null);
-        if (statusKey === "error_network") { setStatus(null); }
-        viewLoaded();
-      }).catch(function (err) {
-        failed(err);
-        if (!err || err.name !== "AbortError") { viewLoaded(); }
-      });
+      function part(name) {
+        if (name) { performance.mark("geoservice:" + name + ":" + move); }
+        pending -= 1;
+        if (pending === 0 && move === view.move) { viewLoaded(); }
+      }
+      if (pointTiles.isLoading()) {
+        pointTiles.once("load", function () { part("points"); });
+      } else { part("points"); }
+      updateGrids().then(function () { part(null); });
+      // The binding moves MapLibre on a throttle (32 ms): ask for a frame after that, then wait for idle.
+      window.setTimeout(function () {
+        gl.once("idle", function () { part("vector"); });
+        gl.triggerRepaint();
+      }, 40);
     }
 
-    function scheduleView() {
-      window.clearTimeout(timer);
-      timer = window.setTimeout(loadView, DEBOUNCE_MS);
+    function moved() {
+      writeHash();
+      showTileZoom();
+      awaitView();
     }
 
     // -- live occupancy, status and notices ------------------------------------------------------------------
@@ -434,10 +670,11 @@
        drawn: a change before they were read is in what was read). */
     function liveQuery() {
       if (liveSince === null) {
-        if (!lastPoints || !lastPoints.features.length) { return null; }
-        liveSince = Math.max.apply(null, lastPoints.features.map(function (f) {
-          return Date.parse(f.properties.live_updated_at) || 0;
-        }));
+        var times = Object.keys(markersById).map(function (id) {
+          return Date.parse(markersById[id].feature.properties.live_updated_at) || 0;
+        }).filter(Boolean);
+        if (!times.length) { return null; }
+        liveSince = Math.max.apply(null, times);
       }
       return "since=" + encodeURIComponent(new Date(liveSince).toISOString());
     }
@@ -474,8 +711,12 @@
         box = box && box.querySelector(".point-popup > .live");
         if (box) { G.live.render(box, p); }
       });
-      // Whether a point is open now depends on its hours too, which only the server reads: ask for the view.
-      if (statusChanged) { loadView(true); }
+      // Whether a point is open now depends on its hours too, which only the server reads: ask for the records.
+      if (statusChanged) {
+        Object.keys(tileStates).forEach(function (key) {
+          if (tileStates[key].detailed) { loadDetails(tileStates[key]); }
+        });
+      }
       document.body.setAttribute("data-live", answer.now);
     }
 
@@ -612,7 +853,9 @@
     }
 
     // -- layers and their control -----------------------------------------------------------------------------
-    // One group per layer of the control: districts, grids, streets and one per point kind.
+    // One entry per layer of the control: districts, grids, streets (MapLibre layers shown or hidden; the grids'
+    // entry also holds the close-up outlines and labels) and one per point kind (the points tiles asked again
+    // with ?kinds= for the kinds on).
     function addLayerControl() {
       var overlays = {};
       LAYER_KEYS.forEach(function (key) {
@@ -620,18 +863,27 @@
         overlays["<span data-i18n=\"layer_" + key + "\">" + escapeHtml(t("layer_" + key)) + "</span>"] = groups[key];
       });
       config.kinds.forEach(function (kind) {
-        groups[kind.code] = tag(L.featureGroup().addTo(map), kind.code);
+        activeKinds[kind.code] = true;
+        groups[kind.code] = tag(L.layerGroup().addTo(map), kind.code);
         overlays[kindSwatch(kind.code) + "<span data-kind-label=\"" + kind.code + "\">" +
                  escapeHtml(kindLabel(kind.code)) + "</span>"] = groups[kind.code];
       });
       L.control.layers(null, overlays, { collapsed: false, position: "topright" }).addTo(map);
+      map.on("overlayadd overlayremove", function (event) {
+        var key = event.layer.options.geoserviceLayer, on = event.type === "overlayadd";
+        if (VECTOR_LAYERS[key]) {
+          setVectorVisible(key, on);
+        } else if (Object.prototype.hasOwnProperty.call(activeKinds, key)) {
+          activeKinds[key] = on;
+          reloadPoints();
+        }
+      });
     }
 
     // -- start ------------------------------------------------------------------------------------------------
     addLayerControl();
     // Controls first in the tab order: otherwise a keyboard user tabs through every marker to reach them.
     map.getContainer().insertBefore(map._controlContainer, map.getContainer().firstChild);
-    makeClusters();
     addLocate();
     addPanel();
     addLegend();
@@ -639,27 +891,28 @@
     writeHash();
     applyLanguage();
     setStatus("loading");
-    loadDistricts();
-    loadGrids();
-    loadView();
-    map.on("moveend", function () { writeHash(); scheduleView(); });
+    addVectorLayers();
+    makePointTiles();
+    groups.grids.addLayer(gridLabels);
+    map.on("moveend", moved);
+    map.on("click", vectorClick);
+    awaitView();
+    gl.once("load", loadCoverage);
     window.addEventListener("hashchange", restoreHash);
     G.live.start(liveQuery, applyLive);
     G.city = {
-      map: map, groups: groups, clusters: clusters, hooks: hooks, setStatus: setStatus,
+      map: map, gl: gl, groups: groups, markers: markers, pointTiles: pointTiles, hooks: hooks,
+      setStatus: setStatus, tileStates: tileStates,
       marker: function (id) { return markersById[id]; },
-      reloadView: function () { loadView(true); },
+      reloadView: reloadPoints,
       holdView: function (held) {
         viewHeld = held;
-        window.clearTimeout(timer);
-        if (held && controller) { controller.abort(); }  // an answer on its way would replace the markers too
-        if (!held) { loadView(true); }
+        if (!held) { reloadPoints(); }
       },
       reloadGrids: function () {
-        if (gridLayer) { groups.grids.removeLayer(gridLayer); gridLayer = null; }
-        coverageLoaded = false;
-        initialPending += 1;
-        loadGrids();
+        gl.getSource("grids").setTiles([tileUrl("grids")]);
+        updateGrids(true);
+        loadCoverage();
       }
     };
   }
