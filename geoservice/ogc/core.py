@@ -29,7 +29,8 @@ MAX_LIMIT = 10_000
 MAX_OFFSET = 1_000_000_000
 NUMBER_MATCHED_MAX = 10_000
 """``numberMatched`` is given when at most this many features match (counted with a LIMIT, so a count never reads
-more than this many rows); beyond it, it is left out — never estimated, as GDAL and QGIS show it as the count."""
+more than this many rows); beyond it, it is left out — never estimated, as GDAL and QGIS show it as the count. Pages
+reached by key (``after``, ``before``) leave it out: the first page of the walk gave it."""
 COORDINATE_DECIMALS = 7  # about 1 cm at Xuchang's latitude
 
 COLLECTIONS: dict[str, Table] = dict(catalogue.FEATURE_TABLES)
@@ -191,8 +192,8 @@ def items(conn: Connection, collection: Table, query: ItemsQuery, *, show_hidden
 
     A page after (or before) a key starts at that key in the primary-key index, so a deep page costs what the first
     does; ``offset`` reads and skips every row before the page. One row more than the page is read to tell whether
-    another page follows. ``numberMatched`` is a count capped at :data:`NUMBER_MATCHED_MAX` (exact below it, left
-    out above), and is not counted at all when a first page holds every match.
+    another page follows. ``numberMatched`` (:data:`NUMBER_MATCHED_MAX`) is counted for a first page (or an offset
+    page) with a cap, not at all when a first page holds every match, and left out of pages reached by key.
 
     Rows the public does not see (planned points) are left out unless ``show_hidden`` (planners and admins).
     """
@@ -215,13 +216,31 @@ def items(conn: Connection, collection: Table, query: ItemsQuery, *, show_hidden
     if query.backwards:
         rows.reverse()
     features = [_feature(collection, row) for row in rows]
-    if not more and not query.by_key and query.offset == 0:
-        matched: int | None = len(features)
+    if query.by_key:
+        matched = None  # the walk's first page said it; every page after it would count the same rows again
+    elif not more and query.offset == 0:
+        matched = len(features)
     else:
-        matched = conn.execute(sa.text(f"SELECT count(*) FROM (SELECT 1 FROM {collection.name} t{where} "
-                                       "LIMIT :cap) x"), {**params, "cap": NUMBER_MATCHED_MAX + 1}).scalar_one()
-        matched = matched if matched <= NUMBER_MATCHED_MAX else None
+        selective = query.bbox is not None or bool(query.filters) or query.datetime is not None
+        matched = _number_matched(conn, collection, where, params, selective=selective)
     return ItemsPage(features, matched, more)
+
+
+def _number_matched(conn: Connection, collection: Table, where: str, params: dict, *, selective: bool) -> int | None:
+    """The count of the rows ``where`` selects if at most :data:`NUMBER_MATCHED_MAX`, else None.
+
+    The count stops one row past the cap. Without a selection, a table the planner's statistics put at more than
+    twice the cap is not counted at all: the answer would be None anyway (the statistics only ever leave the number
+    out, they never give it).
+    """
+    capped = f"(SELECT count(*) FROM (SELECT 1 FROM {collection.name} t{where} LIMIT :cap) x)"
+    if not selective:
+        # An uncorrelated subquery in a CASE branch (an InitPlan) runs only if that branch is taken.
+        capped = (f"CASE WHEN (SELECT c.reltuples FROM pg_class c WHERE c.oid = CAST(:table AS regclass)) > 2 * :cap "
+                  f"THEN NULL ELSE {capped} END")
+    matched = conn.execute(sa.text(f"SELECT {capped}"),
+                           {**params, "cap": NUMBER_MATCHED_MAX + 1, "table": collection.name}).scalar_one()
+    return matched if matched is not None and matched <= NUMBER_MATCHED_MAX else None
 
 
 def parse_feature_id(collection: Table, raw: str) -> str | int:

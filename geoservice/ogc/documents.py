@@ -38,7 +38,8 @@ DESCRIPTION = ("The city's convenience points (便民点), street segments, unit
                "longitude/latitude (CRS84). Open it in QGIS or with GDAL: "
                "ogr2ogr -f GPKG out.gpkg OAPIF:<this URL> points.")
 NUMBER_MATCHED_RULE = (f"numberMatched is given when at most {NUMBER_MATCHED_MAX:,} features match, counted "
-                       "exactly; beyond that it is left out (never estimated).")
+                       "exactly; beyond that it is left out (never estimated), and pages reached by id (after, "
+                       "before) leave it out: the first page gave it.")
 PAGING_RULES = ("Items come in id order; the next link of a page asks for the features after its last id (after=), "
                 "so a deep page costs what the first does (offset= still works, but reads every feature before the "
                 f"page). {NUMBER_MATCHED_RULE} datetime (an instant, a date or an interval, RFC 3339) selects "
