@@ -30,14 +30,17 @@ timeout; tiles below a layer's minimum zoom are empty without a query.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from geoservice.catalogue import DISTRICT, GRID, POINT, STREET, Table
 from geoservice.errors import InvalidParameter, NotFound
 from geoservice.params import parse_list
+from geoservice.results_cache import data_version
 from geoservice.spatial import without_jit
 from geoservice.vocab import KIND_CODES, POINT_KINDS, STREET_CLASSES
 
@@ -55,6 +58,14 @@ MAX_POINTS = 2_000
 """A tile at or past CLUSTER_MAX_ZOOM with more points than this is clustered instead (never cut short)."""
 MAX_FEATURES = 10_000
 """At most this many streets, grids or districts in one tile: the most important first (street class, then key)."""
+CELLS_MAX_ZOOM = 14
+"""Point tiles up to this zoom are summed from the city's cells kept in memory (:class:`PointCells`), deeper ones
+are read from the table: a zoom-11 tile of a million-point city holds a quarter of it (1 s to read and group), a
+zoom-14 tile a few thousand points (tens of ms)."""
+CELLS_MAX_ROWS = 1_000_000
+"""A city with more (cell, kind) groups than this at the finest kept level is read from the table at every zoom."""
+CELLS_WORK_MEM = "64MB"
+"""Memory the whole-city pass reading the kept cells may use for its grouping (PostgreSQL's work_mem)."""
 GRID_MIN_ZOOM = 10
 """Grids are drawn from this zoom on: below it a city's thousands of grids are smaller than a pixel."""
 STREET_CLASS_MIN_ZOOM: dict[str, int] = {
@@ -66,6 +77,11 @@ STREET_CLASS_MIN_ZOOM: dict[str, int] = {
 # The Web Mercator sphere (EPSG:3857): x = R·λ, y = R·ln tan(π/4 + φ/2); R·π is the half-width of the world.
 _EARTH_RADIUS = 6378137.0
 _HALF_WORLD = _EARTH_RADIUS * 3.141592653589793
+_CELL_BITS = CLUSTER_CELLS.bit_length() - 1  # CLUSTER_CELLS is a power of two: cells nest from zoom to zoom
+_FINE_LEVEL = CELLS_MAX_ZOOM + _CELL_BITS  # the kept cells: 2^_FINE_LEVEL per side of the world
+# A point's Web Mercator position (mx, my) from its lon/lat, as a LATERAL of the point table aliased t.
+_MERCATOR = ("LATERAL (SELECT ST_X(t.geom) * :half / 180 AS mx, "
+             "ln(tan(radians(45 + ST_Y(t.geom) / 2))) * :r AS my) m")
 
 
 @dataclass(frozen=True)
@@ -175,7 +191,7 @@ def parse_kinds(values: list[str]) -> tuple[str, ...] | None:
 
 
 def tile(conn: Connection, layer: TileLayer, address: TileAddress, *, kinds: tuple[str, ...] | None = None,
-         show_hidden: bool = False) -> bytes:
+         show_hidden: bool = False, cells: PointCellsCache | None = None) -> bytes:
     """The Mapbox Vector Tile of ``layer`` at ``address``; ``b""`` when it holds no feature.
 
     Args:
@@ -184,10 +200,15 @@ def tile(conn: Connection, layer: TileLayer, address: TileAddress, *, kinds: tup
         address: the tile.
         kinds: points only: keep these kinds (None: every kind).
         show_hidden: points only: include planned points (planners and admins).
+        cells: points only: the process's kept cells; tiles to zoom :data:`CELLS_MAX_ZOOM` are summed from them
+            (None: every tile is read from the table).
     """
     if address.z < layer.minzoom:
         return b""
-    if layer.table is POINT:
+    kept = cells.get(conn) if cells is not None and layer.table is POINT and address.z <= CELLS_MAX_ZOOM else None
+    if kept is not None:
+        statement, params = kept.tile_statement(address, kinds=kinds, show_hidden=show_hidden)
+    elif layer.table is POINT:
         statement, params = _points_statement(address, kinds=kinds, show_hidden=show_hidden)
     else:
         statement, params = _area_statement(layer, address)
@@ -196,8 +217,18 @@ def tile(conn: Connection, layer: TileLayer, address: TileAddress, *, kinds: tup
     return bytes(body or b"")
 
 
+def _lonlat_box(margin: str) -> str:
+    """SQL of the tile's lon/lat box grown by ``margin`` (a fraction of the tile), for the geometry index.
+
+    The grown box is cut to the Mercator world first: past its east or west edge a longitude would wrap around
+    (a zoom-1 tile's buffer would become a box over the whole other hemisphere, or none).
+    """
+    return (f"ST_Transform(ST_ClipByBox2D(ST_TileEnvelope(:z, :x, :y, margin => {margin}), "
+            f"ST_MakeEnvelope(-:half, -:half, :half, :half, 3857)), 4326)")
+
+
 def _envelope_params(address: TileAddress) -> dict:
-    return {"z": address.z, "x": address.x, "y": address.y, "extent": EXTENT, "buffer": BUFFER}
+    return {"z": address.z, "x": address.x, "y": address.y, "extent": EXTENT, "buffer": BUFFER, "half": _HALF_WORLD}
 
 
 def _area_statement(layer: TileLayer, address: TileAddress) -> tuple[str, dict]:
@@ -216,7 +247,7 @@ def _area_statement(layer: TileLayer, address: TileAddress) -> tuple[str, dict]:
     statement = f"""
         WITH box AS (
             SELECT ST_TileEnvelope(:z, :x, :y) AS e,
-                   ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :margin), {table.geometry.srid}) AS q
+                   {_lonlat_box(":margin")} AS q
         )
         SELECT ST_AsMVT(f, '{layer.id}', :extent, 'geom') FROM (
             SELECT {', '.join(f'f."{name}"' for name in names)},
@@ -249,16 +280,14 @@ def _points_statement(address: TileAddress, *, kinds: tuple[str, ...] | None,
     statement = f"""
         WITH box AS (
             SELECT e, ST_XMin(e) AS x0, ST_YMax(e) AS y0, ST_XMax(e) - ST_XMin(e) AS w,
-                   ST_Transform(ST_TileEnvelope(:z, :x, :y, margin => :pad), 4326) AS q
+                   {_lonlat_box(":pad")} AS q
             FROM ST_TileEnvelope(:z, :x, :y) AS e
         ), p AS (
             -- A point is in the tile when its Mercator position is: west and north edges in, east and south out.
             SELECT t.id, t.kind, m.mx, m.my,
                    least(floor((m.mx - box.x0) / box.w * :cells), :cells - 1)::int AS cx,
                    least(floor((box.y0 - m.my) / box.w * :cells), :cells - 1)::int AS cy
-            FROM box, point t,
-                 LATERAL (SELECT ST_X(t.geom) * :half / 180 AS mx,
-                                 ln(tan(radians(45 + ST_Y(t.geom) / 2))) * :r AS my) m
+            FROM box, point t, {_MERCATOR}
             WHERE t.geom && box.q AND {' AND '.join(conditions)}
               AND m.mx >= box.x0 AND m.mx < box.x0 + box.w AND m.my > box.y0 - box.w AND m.my <= box.y0
         ), g AS (
@@ -276,6 +305,131 @@ def _points_statement(address: TileAddress, *, kinds: tuple[str, ...] | None,
         ) f
     """
     return statement, params
+
+
+# -- the city's points in cells, kept in memory ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PointCells:
+    """The city's points summed per kept cell, kind and visibility, at one data version.
+
+    The kept cells are those of the clustering at zoom :data:`CELLS_MAX_ZOOM`. Cells nest: a cell at zoom z is
+    4^(CELLS_MAX_ZOOM − z) kept cells, so any tile to CELLS_MAX_ZOOM is a sum of kept rows — counts and coordinate
+    sums add, the smallest id of a one-point cell is its point. The arrays are one entry per (cell, kind, hidden)
+    group: ``fx``/``fy`` the cell's column and row (north first), ``kind`` an index into ``KIND_CODES``, ``hidden``
+    the catalogue's hidden rule (planned), ``n`` the points, ``sx``/``sy`` their Web Mercator sums, ``first`` the
+    smallest id.
+    """
+
+    version: int
+    fx: np.ndarray
+    fy: np.ndarray
+    kind: np.ndarray
+    hidden: np.ndarray
+    n: np.ndarray
+    sx: np.ndarray
+    sy: np.ndarray
+    first: np.ndarray
+
+    @classmethod
+    def read(cls, conn: Connection) -> PointCells | None:
+        """Every point summed per kept cell, in one pass over the table; None for a city with too many groups."""
+        version = data_version(conn)
+        side = 2**_FINE_LEVEL
+        # One integer key per (cell, kind, hidden), grouped in a hash table: the planner cannot know that a million
+        # points fall in a few ten thousand keys and, expecting a million groups, would sort them on disk instead
+        # (3-4x slower); the memory this transaction may use for it is raised so that the hash is its choice.
+        conn.execute(sa.text("SELECT set_config('work_mem', :mem, true)"), {"mem": CELLS_WORK_MEM})
+        rows = conn.execute(sa.text(f"""
+            SELECT p.key, count(*), sum(p.mx), sum(p.my), min(p.id)
+            FROM (SELECT t.id, m.mx, m.my,
+                         ((floor((m.mx + :half) / (2 * :half) * :side)::bigint * :side
+                           + floor((:half - m.my) / (2 * :half) * :side)::bigint) * :kinds
+                          + array_position(CAST(:kind_codes AS text[]), t.kind) - 1) * 2
+                         + ({POINT.hidden})::int AS key
+                  FROM point t, {_MERCATOR}) p
+            GROUP BY p.key LIMIT :most
+        """), {"half": _HALF_WORLD, "r": _EARTH_RADIUS, "side": side, "kinds": len(KIND_CODES),
+               "kind_codes": list(KIND_CODES), "most": CELLS_MAX_ROWS + 1}).all()
+        if len(rows) > CELLS_MAX_ROWS:
+            return None
+        key, n, sx, sy, first = (np.array(c) for c in zip(*rows, strict=True)) if rows else [np.zeros(0)] * 5
+        key = key.astype(np.int64)
+        hidden, key = (key & 1).astype(bool), key >> 1
+        kind, key = key % len(KIND_CODES), key // len(KIND_CODES)
+        return cls(version, key // side, key % side, kind, hidden, n.astype(np.int64), sx.astype(np.float64),
+                   sy.astype(np.float64), first.astype(np.int64))
+
+    def tile_statement(self, address: TileAddress, *, kinds: tuple[str, ...] | None,
+                       show_hidden: bool) -> tuple[str, dict]:
+        """The statement encoding the clustered tile at ``address`` (zoom ≤ CELLS_MAX_ZOOM) from the kept cells."""
+        shift = _FINE_LEVEL - (address.z + _CELL_BITS)
+        cx, cy = self.fx >> shift, self.fy >> shift
+        keep = ((cx >> _CELL_BITS) == address.x) & ((cy >> _CELL_BITS) == address.y)
+        if not show_hidden:
+            keep &= ~self.hidden
+        shown = kinds or KIND_CODES
+        if kinds is not None:
+            keep &= np.isin(self.kind, [KIND_CODES.index(k) for k in kinds])
+        mask = CLUSTER_CELLS - 1
+        cell = ((cx[keep] & mask) * CLUSTER_CELLS + (cy[keep] & mask))
+        size = CLUSTER_CELLS * CLUSTER_CELLS
+        n = self.n[keep]
+        count = np.bincount(cell, weights=n, minlength=size).astype(np.int64)
+        sx = np.bincount(cell, weights=self.sx[keep], minlength=size)
+        sy = np.bincount(cell, weights=self.sy[keep], minlength=size)
+        first = np.full(size, np.iinfo(np.int64).max)
+        np.minimum.at(first, cell, self.first[keep])
+        per_kind = np.bincount(cell * len(KIND_CODES) + self.kind[keep], weights=n,
+                               minlength=size * len(KIND_CODES)).astype(np.int64).reshape(size, len(KIND_CODES))
+        full = np.flatnonzero(count)
+        params: dict = {**_envelope_params(address), "count": count[full].tolist(),
+                        "mx": (sx[full] / count[full]).tolist(), "my": (sy[full] / count[full]).tolist(),
+                        "first": first[full].tolist()}
+        for kind in shown:
+            column = per_kind[full, KIND_CODES.index(kind)]
+            params[f"n_{kind}"] = [int(v) or None for v in column]
+        arrays = ", ".join(f"CAST(:n_{kind} AS bigint[])" for kind in shown)
+        statement = f"""
+            SELECT ST_AsMVT(f, 'points', :extent, 'geom') FROM (
+                SELECT s.id, s.kind, s.name, s.status, u.count, {', '.join(f'u.n_{kind}' for kind in shown)},
+                       ST_AsMVTGeom(ST_SetSRID(ST_MakePoint(u.mx, u.my), 3857), ST_TileEnvelope(:z, :x, :y),
+                                    :extent, :buffer, false) AS geom
+                FROM unnest(CAST(:count AS bigint[]), CAST(:mx AS float8[]), CAST(:my AS float8[]),
+                            CAST(:first AS bigint[]), {arrays})
+                     AS u(count, mx, my, first, {', '.join(f'n_{kind}' for kind in shown)})
+                LEFT JOIN point s ON u.count = 1 AND s.id = u.first
+            ) f
+        """
+        return statement, params
+
+
+class PointCellsCache:
+    """The process's :class:`PointCells`, read again when the data version moves; safe to share between threads.
+
+    One thread reads the cells while the others asking at the same version wait for them (one pass over the table
+    per change, not one per request).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cells: PointCells | None = None
+        self._too_big_at: int | None = None
+
+    def get(self, conn: Connection) -> PointCells | None:
+        """The cells at the version ``conn`` sees; None when the city has too many of them."""
+        version = data_version(conn)
+        with self._lock:
+            if self._too_big_at == version:
+                return None
+            if self._cells is None or self._cells.version != version:
+                with without_jit(conn):
+                    cells = PointCells.read(conn)
+                if cells is None:
+                    self._too_big_at = version
+                    return None
+                self._cells = cells
+            return self._cells
 
 
 # -- TileJSON ---------------------------------------------------------------------------------------------------

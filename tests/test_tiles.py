@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from pyproj import Transformer
 
+from geoservice.tiles import CELLS_MAX_ZOOM, LAYERS, PointCellsCache, TileAddress, tile
 from geoservice.vocab import KIND_CODES
 from tests.accounts_helpers import add_user
 
@@ -164,8 +165,8 @@ def test_from_the_cluster_max_zoom_every_point_is_a_feature(client, conn, z):
         assert abs(py - (HALF_WORLD - y * size - my) / size * EXTENT) <= 1
 
 
-def test_kinds_keep_only_those_kinds(client, conn):
-    z = 14
+@pytest.mark.parametrize("z", [12, 15])
+def test_kinds_keep_only_those_kinds(client, conn, z):
     x, y = tile_of(*CENTRE, z)
     kinds = ("kiosk", "toilet")
     by_kind = Counter(p["kind"] for p in points_in_tile(conn, z, x, y, kinds=kinds))
@@ -258,8 +259,8 @@ def test_streets_in_a_tile_are_those_that_meet_it(client, conn):
         assert feature["geometry"]["type"] in ("LineString", "MultiLineString")
 
 
-def test_low_zoom_street_tiles_carry_only_the_major_classes(client, conn):
-    z = 11
+@pytest.mark.parametrize("z", [6, 9, 11])
+def test_low_zoom_street_tiles_carry_only_the_major_classes(client, conn, z):
     x, y = tile_of(*CENTRE, z)
     classes = {f["properties"]["class"] for f in features(client, f"/tiles/streets/{z}/{x}/{y}.mvt", "streets")}
     assert classes and classes <= {"trunk", "primary"}
@@ -377,3 +378,43 @@ def test_bad_requests_are_json_errors_naming_what_is_allowed(client, url, status
     assert response.status_code == status
     body = response.get_json()
     assert set(body) == {"code", "description"} and says in body["description"]
+
+
+@pytest.mark.parametrize("z", range(0, CELLS_MAX_ZOOM + 1))
+def test_tiles_summed_from_the_kept_cells_equal_tiles_read_from_the_table(conn, z):
+    """Both ways of making a clustered tile agree: the process's kept cells and the table read for the tile."""
+    cache = PointCellsCache()
+    x, y = tile_of(*CENTRE, z)
+    for kinds, hidden in ((None, False), (("toilet", "kiosk"), False), (None, True)):
+        address = TileAddress(z, x, y)
+        read = decode(tile(conn, LAYERS["points"], address, kinds=kinds, show_hidden=hidden))["points"]["features"]
+        summed = decode(tile(conn, LAYERS["points"], address, kinds=kinds, show_hidden=hidden, cells=cache)
+                        )["points"]["features"]
+        assert cache.get(conn) is not None
+
+        def key(feature):
+            return cell_of(feature), tuple(sorted(feature["properties"].items()))
+
+        assert [key(f) for f in sorted(read, key=key)] == [key(f) for f in sorted(summed, key=key)]
+        for a, b in zip(sorted(read, key=key), sorted(summed, key=key), strict=True):
+            assert all(abs(p - q) <= 1 for p, q in zip(a["geometry"]["coordinates"], b["geometry"]["coordinates"],
+                                                       strict=True))
+
+
+def test_kept_cells_follow_a_change_of_the_data(client, conn, engine):
+    z = 12
+    x, y = tile_of(*CENTRE, z)
+    url = f"/tiles/points/{z}/{x}/{y}.mvt"
+    before = sum(f["properties"]["count"] for f in features(client, url, "points"))
+    with engine.begin() as c:
+        point_id = c.execute(sa.text(
+            "INSERT INTO point (name, kind, geom) VALUES ('新厕所（瓦片测试）', 'toilet', "
+            "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) RETURNING id"), dict(zip(("lon", "lat"), CENTRE, strict=True))
+        ).scalar_one()
+    try:
+        after = features(client, url, "points")
+        assert sum(f["properties"]["count"] for f in after) == before + 1
+    finally:
+        with engine.begin() as c:
+            c.execute(sa.text("DELETE FROM point WHERE id = :id"), {"id": point_id})
+    assert sum(f["properties"]["count"] for f in features(client, url, "points")) == before

@@ -49,7 +49,9 @@ def tile(layer: str, z: str, x: str, y: str):
     tags = http_cache.validators(conn, "tile", tile_layer.id, address.z, address.x, address.y, kinds, hidden)
     if http_cache.is_fresh(tags):
         return http_cache.not_modified(tags, private=hidden)
-    body = tiles.tile(conn, tile_layer, address, kinds=kinds, show_hidden=hidden)
+    # The process's kept point cells, made on first use (create_app wires no tile state: nothing to do until asked).
+    cells = current_app.extensions.setdefault("geoservice_point_cells", tiles.PointCellsCache())
+    body = tiles.tile(conn, tile_layer, address, kinds=kinds, show_hidden=hidden, cells=cells)
     response = Response(body, status=200, mimetype=MEDIA_TYPE) if body else Response(status=204)
     return http_cache.stamp(response, tags, private=hidden)
 
