@@ -166,10 +166,10 @@ def _where(collection: Table, query: ItemsQuery, show_hidden: bool) -> tuple[str
     return " WHERE " + " AND ".join(conditions), params
 
 
-def _select(collection: Table) -> str:
+def _select(collection: Table, extra: str = "") -> str:
     columns = ", ".join(f'{p.select_sql} AS "{p.name}"' for p in collection.properties)
     geometry = f"ST_AsGeoJSON(t.{collection.geometry.column}, {COORDINATE_DECIMALS})"
-    return f"SELECT {columns}, {geometry} AS geometry_geojson FROM {collection.name} t"
+    return f"SELECT {columns}, {geometry} AS geometry_geojson{extra} FROM {collection.name} t"
 
 
 def _json_value(value):
@@ -199,48 +199,56 @@ def items(conn: Connection, collection: Table, query: ItemsQuery, *, show_hidden
     """
     where, params = _where(collection, query, show_hidden)
     key = f"t.{collection.key}"
-    page_where, page_params = where, {**params, "limit": query.limit + 1, "offset": query.offset}
+    page_where = where
+    page_params = {**params, "limit": query.limit + 1, "offset": query.offset, "cap": NUMBER_MATCHED_MAX + 1,
+                   "table": collection.name}
     if query.after is not None:
         page_where += f" AND {key} > :after"
         page_params["after"] = query.after
     if query.before is not None:
         page_where += f" AND {key} < :before"
         page_params["before"] = query.before
+    # The count rides along with the page (one statement, planned once); a page reached by key has none: the walk's
+    # first page said it, and every page after it would count the same rows again.
+    count = "" if query.by_key else f", {_capped_count_sql(collection, where, _selective(query))} AS number_matched"
     # A page before a key is read downwards from it, then put back in key order.
     order = f"{key} DESC" if query.backwards else key
     rows = conn.execute(
-        sa.text(f"{_select(collection)}{page_where} ORDER BY {order} LIMIT :limit OFFSET :offset"), page_params,
+        sa.text(f"{_select(collection, count)}{page_where} ORDER BY {order} LIMIT :limit OFFSET :offset"),
+        page_params,
     ).all()
     more = len(rows) > query.limit
+    if query.by_key:
+        matched = None
+    elif not more and query.offset == 0:
+        matched = len(rows)
+    else:
+        # No row, no count with it (an offset past the end): asked on its own.
+        counted = rows[0].number_matched if rows else conn.execute(
+            sa.text(f"SELECT {_capped_count_sql(collection, where, _selective(query))}"), page_params).scalar_one()
+        matched = counted if counted is not None and counted <= NUMBER_MATCHED_MAX else None
     rows = rows[:query.limit]
     if query.backwards:
         rows.reverse()
-    features = [_feature(collection, row) for row in rows]
-    if query.by_key:
-        matched = None  # the walk's first page said it; every page after it would count the same rows again
-    elif not more and query.offset == 0:
-        matched = len(features)
-    else:
-        selective = query.bbox is not None or bool(query.filters) or query.datetime is not None
-        matched = _number_matched(conn, collection, where, params, selective=selective)
-    return ItemsPage(features, matched, more)
+    return ItemsPage([_feature(collection, row) for row in rows], matched, more)
 
 
-def _number_matched(conn: Connection, collection: Table, where: str, params: dict, *, selective: bool) -> int | None:
-    """The count of the rows ``where`` selects if at most :data:`NUMBER_MATCHED_MAX`, else None.
+def _selective(query: ItemsQuery) -> bool:
+    return query.bbox is not None or bool(query.filters) or query.datetime is not None
 
-    The count stops one row past the cap. Without a selection, a table the planner's statistics put at more than
-    twice the cap is not counted at all: the answer would be None anyway (the statistics only ever leave the number
-    out, they never give it).
+
+def _capped_count_sql(collection: Table, where: str, selective: bool) -> str:
+    """SQL of the count of the rows ``where`` selects, stopping one row past the cap (bind ``:cap``, ``:table``).
+
+    Without a selection, a table the planner's statistics put at more than twice the cap is not counted at all
+    (NULL): the number would be left out anyway — the statistics only ever leave the number out, never give it.
     """
     capped = f"(SELECT count(*) FROM (SELECT 1 FROM {collection.name} t{where} LIMIT :cap) x)"
-    if not selective:
-        # An uncorrelated subquery in a CASE branch (an InitPlan) runs only if that branch is taken.
-        capped = (f"CASE WHEN (SELECT c.reltuples FROM pg_class c WHERE c.oid = CAST(:table AS regclass)) > 2 * :cap "
-                  f"THEN NULL ELSE {capped} END")
-    matched = conn.execute(sa.text(f"SELECT {capped}"),
-                           {**params, "cap": NUMBER_MATCHED_MAX + 1, "table": collection.name}).scalar_one()
-    return matched if matched is not None and matched <= NUMBER_MATCHED_MAX else None
+    if selective:
+        return capped
+    # An uncorrelated subquery in a CASE branch (an InitPlan) runs only if that branch is taken.
+    return (f"CASE WHEN (SELECT c.reltuples FROM pg_class c WHERE c.oid = CAST(:table AS regclass)) > 2 * :cap "
+            f"THEN NULL ELSE {capped} END")
 
 
 def parse_feature_id(collection: Table, raw: str) -> str | int:
