@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from pyproj import Transformer
 
 from geoservice.tiles import CELLS_MAX_ZOOM, LAYERS, PointCellsCache, TileAddress, tile
-from geoservice.vocab import KIND_CODES
+from geoservice.vocab import KIND_CODES, STREET_CLASSES
 from tests.accounts_helpers import add_user
 
 EXTENT = 4096
@@ -418,3 +418,32 @@ def test_kept_cells_follow_a_change_of_the_data(client, conn, engine):
         with engine.begin() as c:
             c.execute(sa.text("DELETE FROM point WHERE id = :id"), {"id": point_id})
     assert sum(f["properties"]["count"] for f in features(client, url, "points")) == before
+
+
+def test_a_deep_tile_with_more_points_than_the_cap_is_clustered_not_cut(conn, monkeypatch):
+    import geoservice.tiles
+
+    z = 17
+    rows = conn.execute(sa.text("SELECT ST_X(geom), ST_Y(geom) FROM point WHERE status <> 'planned'"))
+    (x, y), n = Counter(tile_of(lon, lat, z) for lon, lat in rows).most_common(1)[0]
+    assert n >= 2
+    monkeypatch.setattr(geoservice.tiles, "MAX_POINTS", n - 1)
+    got = decode(tile(conn, LAYERS["points"], TileAddress(z, x, y)))["points"]["features"]
+    assert sum(f["properties"]["count"] for f in got) == n
+    assert all(any(k.startswith("n_") for k in f["properties"]) for f in got)
+    assert len(got) < n or any(f["properties"]["count"] == 1 and "id" in f["properties"] for f in got)
+
+
+def test_a_street_tile_at_the_cap_keeps_the_major_classes(conn, monkeypatch):
+    import geoservice.tiles
+
+    z = 14
+    x, y = tile_of(*CENTRE, z)
+    every = decode(tile(conn, LAYERS["streets"], TileAddress(z, x, y)))["streets"]["features"]
+    monkeypatch.setattr(geoservice.tiles, "MAX_FEATURES", 5)
+    capped = decode(tile(conn, LAYERS["streets"], TileAddress(z, x, y)))["streets"]["features"]
+    assert len(capped) <= 5 < len(every)
+    order = STREET_CLASSES
+    worst_kept = max(order.index(f["properties"]["class"]) for f in capped)
+    assert all(order.index(f["properties"]["class"]) >= worst_kept for f in every
+               if f["properties"]["id"] not in {c["properties"]["id"] for c in capped})
