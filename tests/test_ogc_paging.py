@@ -10,14 +10,17 @@ import dataclasses
 import gzip
 import json
 import re
+import subprocess
 from datetime import UTC, date, datetime
 from urllib.parse import parse_qs, quote, urlsplit
 
+import pyogrio
 import pytest
 import sqlalchemy as sa
 
 from geoservice import db
 from geoservice.ogc import core, documents, temporal
+from tests.conftest import ARTIFACTS, TEST_DB_NAME, serving
 from tests.test_ogc import get_json, links_by_rel, local
 
 GEOJSON = "application/geo+json"
@@ -147,6 +150,34 @@ def test_a_page_by_key_says_which_ids_it_holds_in_html(client, conn):
     html = client.get(f"{ITEMS}?f=html&limit=3&after={ids[4]}").get_data(as_text=True)
     assert f"Features with ids {ids[5]}–{ids[7]}" in html
     assert f'href="http://localhost/ogc/collections/points/items?limit=3&amp;after={ids[7]}&amp;f=html"' in html
+
+
+@pytest.fixture(scope="module")
+def served_with_a_log(settings, app_database_url, engine):
+    """The app served as ``geoservice serve`` serves it, with an access log of its own: its base URL and the log."""
+    name = f"serve_ogc_paging_{TEST_DB_NAME}.log"
+    with serving({"DATABASE_URL": settings.database_url, "GEOSERVICE_APP_DATABASE_URL": app_database_url},
+                 log_name=name) as base:
+        yield base, ARTIFACTS / name
+
+
+def test_ogr2ogr_copies_every_collection_through_the_next_links(served_with_a_log, conn, tmp_path):
+    served, log = served_with_a_log
+    out, start = tmp_path / "city.gpkg", log.stat().st_size
+    # Small pages, so that every collection but the districts is read over several pages.
+    subprocess.run(["ogr2ogr", "-f", "GPKG", str(out), f"OAPIF:{served}/ogc", "-oo", "PAGE_SIZE=37", *TABLES],
+                   capture_output=True, text=True, timeout=600, check=True)
+    for collection, (table, key) in TABLES.items():
+        copied = pyogrio.read_dataframe(out, layer=collection, read_geometry=False, columns=[key])
+        assert sorted(copied[key].tolist()) == listing(conn, table, key), collection
+    asked = re.findall(r'"GET (/ogc/collections/(\w+)/items\?[^ ]*) HTTP', log.read_text(encoding="utf-8")[start:])
+    for collection, (table, key) in TABLES.items():
+        pages = [path for path, name in asked if name == collection]
+        ids = listing(conn, table, key)
+        assert pages and all("offset=" not in path for path in pages), collection
+        # GDAL followed every next link: after each full page's last id, and nothing else
+        followed = {query_of({"href": path}).get("after", [None])[0] for path in pages} - {None}
+        assert followed == {str(ids[37 * k - 1]) for k in range(1, (len(ids) - 1) // 37 + 1)}, collection
 
 
 # --- numberMatched ----------------------------------------------------------------------------------------------

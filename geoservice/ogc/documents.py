@@ -7,6 +7,7 @@ render these same documents, so both formats always say the same thing.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
@@ -137,10 +138,10 @@ def _paging_links(href: str, fmt: str, params: Params, query: ItemsQuery, page: 
 
     A page between two keys (``after`` and ``before``) keeps its upper bound in ``next``, so a walk ends there.
     """
-    if not page.features:
+    if not page.ids:
         return []
     media_type = GEOJSON if fmt == "json" else HTML
-    first, last = page.features[0]["id"], page.features[-1]["id"]
+    first, last = page.ids[0], page.ids[-1]
     has_next = query.backwards or page.more
     has_prev = page.more if query.backwards else (query.after is not None or query.offset > 0)
     bound = [("before", str(query.before))] if query.before is not None and not query.backwards else []
@@ -163,6 +164,21 @@ def items(base: str, fmt: str, coll: Table, query: ItemsQuery, page: ItemsPage, 
     carry live fields and the answer is tagged by its bytes, so it has no ``timeStamp`` (which would make every
     answer differ).
     """
+    return {"type": "FeatureCollection", "features": page.features,
+            **_items_envelope(base, fmt, coll, query, page, params, live=live)}
+
+
+def items_text(base: str, fmt: str, coll: Table, query: ItemsQuery, page: ItemsPage, params: Params, *,
+               live: bool = False) -> str:
+    """:func:`items` as JSON text, the features spliced in as PostgreSQL wrote them."""
+    envelope = json.dumps(_items_envelope(base, fmt, coll, query, page, params, live=live), ensure_ascii=False,
+                          separators=(",", ":"))
+    return '{"type":"FeatureCollection","features":[' + ",".join(page.feature_texts) + "]," + envelope[1:]
+
+
+def _items_envelope(base: str, fmt: str, coll: Table, query: ItemsQuery, page: ItemsPage, params: Params, *,
+                    live: bool) -> dict:
+    """What an items document holds besides its type and features, in the order it is written."""
     href = f"{base}/collections/{coll.id}/items"
     paging = [("limit", str(query.limit))]
     if query.offset:
@@ -170,10 +186,10 @@ def items(base: str, fmt: str, coll: Table, query: ItemsQuery, page: ItemsPage, 
     for name, value in (("after", query.after), ("before", query.before)):
         if value is not None:
             paging.append((name, str(value)))
-    doc: dict = {"type": "FeatureCollection", "features": page.features}
+    doc: dict = {}
     if page.number_matched is not None:
         doc["numberMatched"] = page.number_matched
-    doc["numberReturned"] = len(page.features)
+    doc["numberReturned"] = len(page.ids)
     if not live:
         doc["timeStamp"] = timestamp()
     doc["links"] = [

@@ -149,6 +149,11 @@ def items(collection_id: str):
     def render():
         page = core.items(budget.connection("layer"), coll, query, show_hidden=sees_hidden())
         others = [(k, v) for k, v in request.args.items(multi=True) if k not in PAGING]
+        if fmt == "json":
+            response = Response(documents.items_text(_base(), fmt, coll, query, page, others, live=live),
+                                content_type=GEOJSON)
+            response.vary.add("Accept")
+            return response
         doc = documents.items(_base(), fmt, coll, query, page, others, live=live)
         return _respond(doc, fmt, "ogc_items.html", GEOJSON, collection=coll, query=query,
                         number_matched_max=core.NUMBER_MATCHED_MAX)
