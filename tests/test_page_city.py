@@ -7,6 +7,7 @@ own bookkeeping: what is drawn is counted from Leaflet's map (the layers actuall
 from __future__ import annotations
 
 import json
+import math
 import re
 import urllib.request
 from datetime import datetime
@@ -29,18 +30,74 @@ SANBA = "三八路便民服务点"
 KIND_CODES = [t.code for t in POINT_KINDS]
 LAYER_KEYS = ["districts", "grids", "streets", *KIND_CODES]
 
-# Leaflet layers on the map (what is drawn), per layer of the layer control. Paths and markers only: a cluster
-# marker stands for its group's layer.
+VECTOR_KEYS = {"districts": "districts-line", "grids": "grids-fill", "streets": "streets-line"}
+
+# What is drawn, counted from the map itself: Leaflet's markers (a cluster stands for its count, per kind from its
+# n_<kind>) and the features MapLibre rendered in each vector layer (distinct keys; hidden layers render none).
 DRAWN_JS = """() => {
-  const map = window.geoservice.city.map;
-  const counts = {};
-  map.eachLayer(l => {
-    if (!(l instanceof L.Path || l instanceof L.Marker)) return;
-    const key = l.options.geoserviceLayer || (l._group && l._group.options.geoserviceLayer);
-    if (key) counts[key] = (counts[key] || 0) + 1;
+  const city = window.geoservice.city;
+  const out = {points: 0, clusters: 0, kinds: {}, singles: [], vector: {}};
+  city.markers.eachLayer(group => group.eachLayer(m => {
+    if (m.cluster) {
+      out.clusters += 1; out.points += m.cluster.count;
+      Object.entries(m.cluster.kinds).forEach(([k, n]) => { out.kinds[k] = (out.kinds[k] || 0) + n; });
+    } else {
+      const p = m.feature.properties; out.points += 1; out.singles.push(p.id);
+      out.kinds[p.kind] = (out.kinds[p.kind] || 0) + 1;
+    }
+  }));
+  const keys = {"districts-line": "code", "grids-fill": "code", "streets-line": "id"};
+  Object.entries(keys).forEach(([layer, key]) => {
+    out.vector[layer] = [...new Set(city.gl.queryRenderedFeatures({layers: [layer]}).map(f => f.properties[key]))];
   });
-  return counts;
+  return out;
 }"""
+CLUSTERS_JS = """() => { const out = [];
+  window.geoservice.city.markers.eachLayer(group => group.eachLayer(m => { if (m.cluster) out.push({
+    count: m.cluster.count, kinds: m.cluster.kinds, lat: m.getLatLng().lat, lon: m.getLatLng().lng,
+    tile: [m.tileState.coords.z, m.tileState.coords.x, m.tileState.coords.y]}); }));
+  return out; }"""
+TILE_PATH = re.compile(r"^/tiles/(points|streets|grids|districts)/(\d+)/(\d+)/(\d+)\.mvt$")
+
+
+def tile_requests(urls: list[str], layer: str) -> list[tuple[int, int, int, str]]:
+    """(z, x, y, query) of each request for ``layer``'s tiles, in order."""
+    out = []
+    for url in urls:
+        parts = urlparse(url)
+        m = TILE_PATH.match(parts.path)
+        if m and m.group(1) == layer:
+            out.append((int(m.group(2)), int(m.group(3)), int(m.group(4)), parts.query))
+    return out
+
+
+def tile_box(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    """The lon/lat box of Web Mercator tile z/x/y, by hand: (west, south, east, north)."""
+    n = 2 ** z
+
+    def lat(row: float) -> float:
+        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * row / n))))
+
+    return x / n * 360 - 180, lat(y + 1), (x + 1) / n * 360 - 180, lat(y)
+
+
+def tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
+    """The tile at zoom z a point falls in (its west and north edges included), by hand."""
+    n = 2 ** z
+    row = (1 - math.log(math.tan(math.radians(lat)) + 1 / math.cos(math.radians(lat))) / math.pi) / 2 * n
+    return int(math.floor((lon + 180) / 360 * n)), int(math.floor(row))
+
+
+def points_in_tiles(conn, tiles: set[tuple[int, int, int]], kinds: list[str] | None = None) -> dict[str, int]:
+    """Points per kind whose tile is one of ``tiles`` (plain SQL for the rows, the tile by hand)."""
+    rows = conn.execute(sa.text("SELECT kind, ST_X(geom), ST_Y(geom) FROM point WHERE status <> 'planned'")).all()
+    counts: dict[str, int] = {}
+    for kind, lon, lat in rows:
+        if kinds is not None and kind not in kinds:
+            continue
+        if any((z, *tile_of(lon, lat, z)) in tiles for z in {t[0] for t in tiles}):
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 KEYBOARD_TARGET_JS = """(() => {
@@ -85,41 +142,63 @@ def sanba(conn) -> dict:
         "WHERE name = :name"), {"name": SANBA}).mappings().one())
 
 
-def test_city_map_loads_by_view_with_no_errors_and_no_foreign_requests(page, served, conn):
+def test_first_paint_draws_points_and_grids_from_tiles_with_no_errors_and_no_foreign_requests(page, served, conn):
     html = open_map(page, served)
-    # Every point the page holds came from a bbox request: count the database's points in that bbox.
-    point_requests = [u for u in page.requested if urlparse(u).path == "/api/v1/layers/points"]
-    assert len(point_requests) == 1
-    bbox = [float(v) for v in parse_qs(urlparse(point_requests[0]).query)["bbox"][0].split(",")]
-    expected = conn.execute(sa.text(
-        "SELECT count(*) FROM point WHERE ST_X(geom) BETWEEN :a AND :c AND ST_Y(geom) BETWEEN :b AND :d"),
-        dict(zip("abcd", bbox, strict=True))).scalar_one()
-    held = page.evaluate("Object.values(window.geoservice.city.clusters).reduce((n, c) => n + c.getLayers().length, 0)")
-    assert held == expected > 100
+    hosts = {urlparse(url).hostname for url in page.requested if not url.startswith("data:")}
+    assert hosts == {"127.0.0.1"}, hosts
+    # Data comes from the tiles and the API only (no whole-city layer: at this zoom nothing is asked by view).
+    data = {urlparse(u).path for u in page.requested} - {"/"}
+    data = {p for p in data if not p.startswith("/static/")}
+    assert data and all(p.startswith(("/tiles/", "/api/v1/")) for p in data), data
+    assert not [p for p in data if p.startswith("/api/v1/layers/")]
+    # The markers and clusters hold exactly the points of the points tiles asked (counted in SQL, tiles by hand).
+    asked = {(z, x, y) for z, x, y, _ in tile_requests(page.requested, "points")}
     drawn = page.evaluate(DRAWN_JS)
-    assert drawn["grids"] == conn.execute(sa.text("SELECT count(*) FROM grid")).scalar_one()
-    assert drawn["districts"] == 1
-    assert drawn["streets"] > 1000
+    expected = points_in_tiles(conn, asked)
+    assert drawn["kinds"] == expected
+    assert drawn["points"] == sum(expected.values()) > 100
+    assert drawn["clusters"] > 10  # at the start zoom most points are clustered
+    # The demo city is in view: every grid and the district drawn by MapLibre from the grids and districts tiles.
+    assert tile_requests(page.requested, "grids") and tile_requests(page.requested, "districts")
+    assert set(drawn["vector"]["grids-fill"]) == set(conn.execute(sa.text("SELECT code FROM grid")).scalars())
+    assert drawn["vector"]["districts-line"] == ["411002"]
+    assert len(drawn["vector"]["streets-line"]) > 100
     assert page.locator(".leaflet-control-scale").count() == 1
     assert re.fullmatch(r"\d+ k?m", page.locator(".leaflet-control-scale-line").inner_text())  # metric only
     assert page.locator(".leaflet-control-locate a").get_attribute("aria-label")
     assert SANBA not in html  # the data is fetched, never inlined
     assert page.console_errors == []
-    hosts = {urlparse(url).hostname for url in page.requested if not url.startswith("data:")}
-    assert hosts == {"127.0.0.1"}, hosts
     page.wait_for_selector("body[data-coverage-loaded='true']", state="attached", timeout=60_000)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "city-map.png"))
 
 
-def test_grids_are_coloured_by_their_street_coverage(page, served):
+GRID_FILLS_JS = """() => { const out = {};
+  window.geoservice.city.gl.queryRenderedFeatures({layers: ['grids-fill']}).forEach(f => {
+    const c = f.layer.paint['fill-color'];
+    out[f.properties.code] = [f.layer.paint['fill-opacity'],
+      '#' + [c.r, c.g, c.b].map(v => Math.round(v * 255).toString(16).padStart(2, '0')).join('')]; });
+  return out; }"""
+
+
+def test_grids_are_drawn_before_their_coverage_and_coloured_by_it_after(page, served):
+    # The coverage answer is held back: the map is drawn without it (outlines only), and filled once it comes.
+    held = []
+
+    def hold(route):  # Playwright reads the handler's signature: a bound builtin (held.append) has none
+        held.append(route)
+
+    page.route("**/api/v1/coverage/grids", hold)
     open_map(page, served)
+    assert held and page.evaluate("document.body.dataset.coverageLoaded") is None
+    before = page.evaluate(GRID_FILLS_JS)
+    assert before and {opacity for opacity, _ in before.values()} == {0}
+    held[0].continue_()
     page.wait_for_selector("body[data-coverage-loaded='true']", state="attached", timeout=60_000)
+    page.wait_for_timeout(100)  # the next frame
     with urllib.request.urlopen(served + "/api/v1/coverage/grids") as response:
         grids = json.load(response)["grids"]
-    fills = page.evaluate("""(() => { const out = {};
-        window.geoservice.city.map.eachLayer(l => { if (l.options.geoserviceLayer === 'grids' && l.feature)
-          out[l.feature.properties.code] = l.options.fillColor; }); return out; })()""")
+    fills = page.evaluate(GRID_FILLS_JS)
     assert len(fills) == len(grids)
 
     def expected(pct):  # the legend's classes, by hand
@@ -128,26 +207,121 @@ def test_grids_are_coloured_by_their_street_coverage(page, served):
         return "#1a9850" if pct >= 90 else "#91cf60" if pct >= 70 else "#d9ef8b" if pct >= 50 else \
             "#fdae61" if pct >= 25 else "#d73027"
 
-    assert {g["code"]: expected(g["covered_pct"]) for g in grids} == fills
-    assert len(set(fills.values())) >= 4  # the demo city has weak and strong grids
+    assert {g["code"]: [0.5, expected(g["covered_pct"])] for g in grids} == fills
+    assert len({colour for _, colour in fills.values()}) >= 4  # the demo city has weak and strong grids
 
 
-def test_toggling_each_layer_changes_what_is_drawn(page, served):
+def test_toggling_each_layer_changes_what_is_drawn(page, served, conn):
     open_map(page, served)
     before = page.evaluate(DRAWN_JS)
-    assert set(before) >= set(LAYER_KEYS), before
+    assert set(before["kinds"]) == set(KIND_CODES) and all(before["vector"].values()), before
     labels = page.locator(".leaflet-control-layers-overlays label")
     assert labels.count() == len(LAYER_KEYS)
     for index, key in enumerate(LAYER_KEYS):
         checkbox = labels.nth(index).locator("input")
+        serial = view_serial(page)
         checkbox.click()
+        wait_for_view(page, serial)
         hidden = page.evaluate(DRAWN_JS)
-        assert key not in hidden, key
-        assert {k: v for k, v in hidden.items() if k != key} == {k: v for k, v in before.items() if k != key}, key
-        if key in KIND_CODES:
+        if key in VECTOR_KEYS:
+            assert hidden["vector"][VECTOR_KEYS[key]] == [], key
+            assert {k: v for k, v in hidden["vector"].items() if k != VECTOR_KEYS[key]} == \
+                {k: v for k, v in before["vector"].items() if k != VECTOR_KEYS[key]}, key
+            assert hidden["kinds"] == before["kinds"]
+        else:
+            assert key not in hidden["kinds"], key
+            assert hidden["kinds"] == {k: v for k, v in before["kinds"].items() if k != key}, key
             assert page.locator(f".leaflet-marker-icon.kind-{key}").count() == 0
+            assert hidden["vector"] == before["vector"]
+        serial = view_serial(page)
         checkbox.click()
-        assert page.evaluate(DRAWN_JS) == before, key
+        wait_for_view(page, serial)
+        after = page.evaluate(DRAWN_JS)
+        assert after["kinds"] == before["kinds"] and after["vector"] == before["vector"], key
+    assert page.console_errors == []
+
+
+def test_a_kind_toggle_asks_the_points_tiles_again_for_the_kinds_on(page, served, conn):
+    open_map(page, served)
+    first = tile_requests(page.requested, "points")
+    assert first and all(query == "" for *_, query in first)  # every kind on: no filter
+    labels = page.locator(".leaflet-control-layers-overlays label")
+    for key in ("kiosk", "toilet"):
+        serial = view_serial(page)
+        page.requested.clear()
+        labels.nth(LAYER_KEYS.index(key)).locator("input").click()
+        wait_for_view(page, serial)
+    on = [k for k in KIND_CODES if k not in ("kiosk", "toilet")]
+    again = tile_requests(page.requested, "points")
+    assert again and {parse_qs(query)["kinds"][0] for *_, query in again} == {",".join(on)}
+    assert {(z, x, y) for z, x, y, _ in again} == {(z, x, y) for z, x, y, _ in first}
+    drawn = page.evaluate(DRAWN_JS)
+    assert drawn["kinds"] == points_in_tiles(conn, {(z, x, y) for z, x, y, _ in again}, on)
+    assert page.console_errors == []
+
+
+def test_a_cluster_counts_its_cell_by_kind_and_zooms_in_when_pressed(page, served, conn):
+    open_map(page, served)
+    clusters = page.evaluate(CLUSTERS_JS)
+    assert clusters
+    biggest = max(clusters, key=lambda c: c["count"])
+    # Its cell, by hand: the tile cut into 8 × 8 cells (32 px of 256), the cell its position falls in.
+    z, x, y = biggest["tile"]
+    n = 2 ** z
+    wx = (biggest["lon"] + 180) / 360 * n - x
+    lat = math.radians(biggest["lat"])
+    wy = (1 - math.log(math.tan(lat) + 1 / math.cos(lat)) / math.pi) / 2 * n - y
+    cx, cy = int(wx * 8), int(wy * 8)
+    west, _, east, north = tile_box(z, x, y)
+    lon_of = lambda i: west + (east - west) * i / 8  # noqa: E731
+    lat_of = lambda j: math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * (y + j / 8) / n))))  # noqa: E731
+    rows = conn.execute(sa.text(
+        "SELECT kind, count(*) FROM point WHERE status <> 'planned' AND ST_X(geom) >= :w AND ST_X(geom) < :e "
+        "AND ST_Y(geom) <= :n AND ST_Y(geom) > :s GROUP BY kind"),
+        {"w": lon_of(cx), "e": lon_of(cx + 1), "n": lat_of(cy), "s": lat_of(cy + 1)}).all()
+    assert dict(rows) == biggest["kinds"] and sum(biggest["kinds"].values()) == biggest["count"] > 1
+    # Its icon says the count and the count of each kind; pressing it zooms in two steps on it.
+    zoom = page.evaluate("window.geoservice.city.map.getZoom()")
+    serial = view_serial(page)
+    title = page.evaluate("""([lat, lon]) => { let title = null;
+      window.geoservice.city.markers.eachLayer(g => g.eachLayer(m => {
+        if (m.cluster && m.getLatLng().lat === lat && m.getLatLng().lng === lon) {
+          title = m.getElement().title; m.getElement().click(); } }));
+      return title; }""", [biggest["lat"], biggest["lon"]])
+    labels = {k.code: k.zh for k in POINT_KINDS}
+    assert title.startswith(f"{biggest['count']} · ")
+    assert sorted(title.split(" · ")[1].split("，")) == sorted(f"{labels[k]} {n}" for k, n in biggest["kinds"].items())
+    wait_for_view(page, serial)
+    assert page.evaluate("window.geoservice.city.map.getZoom()") == zoom + 2
+    centre = page.evaluate("window.geoservice.city.map.getCenter()")
+    assert (centre["lat"], centre["lng"]) == (pytest.approx(biggest["lat"], abs=1e-6),
+                                              pytest.approx(biggest["lon"], abs=1e-6))
+    assert page.console_errors == []
+
+
+def test_a_pan_asks_only_for_the_tiles_newly_in_view(page, served, conn):
+    point = sanba(conn)
+    open_map(page, served, f"#15/{point['lat']}/{point['lon']}")
+    before = {layer: tile_requests(page.requested, layer) for layer in ("points", "streets", "grids")}
+    assert all(before.values())
+    pixel_bounds = ("(() => { const b = window.geoservice.city.map.getPixelBounds(); "
+                    "return [b.min.x, b.min.y, b.max.x, b.max.y]; })()")
+
+    def tiles_of(bounds):  # Leaflet's tile range for pixel bounds, by hand (256-px tiles)
+        return {(15, x, y) for x in range(int(bounds[0] // 256), int(math.ceil(bounds[2] / 256)))
+                for y in range(int(bounds[1] // 256), int(math.ceil(bounds[3] / 256)))}
+
+    old = tiles_of(page.evaluate(pixel_bounds))
+    page.requested.clear()
+    serial = view_serial(page)
+    page.evaluate("void window.geoservice.city.map.panBy([400, 0], {animate: false})")
+    wait_for_view(page, serial)
+    new = tiles_of(page.evaluate(pixel_bounds))
+    after = {layer: tile_requests(page.requested, layer) for layer in ("points", "streets", "grids")}
+    assert {(z, x, y) for z, x, y, _ in after["points"]} == new - old != set()
+    for layer in ("streets", "grids"):  # MapLibre keeps what it has: nothing asked twice
+        assert not {t[:3] for t in after[layer]} & {t[:3] for t in before[layer]}, layer
+    assert len(after["points"]) == len(new - old)  # each new tile asked once
     assert page.console_errors == []
 
 
@@ -316,9 +490,9 @@ def test_page_html_stays_small_on_the_demo_city(served):
     assert SANBA.encode() not in html
 
 
-def test_a_100k_point_city_gets_the_same_small_page_and_small_views(browser, served, engine, demo_city):
-    """The page does not depend on the data: on a 100,000-point city it is the demo's page, and the map asks only
-    for its view (capped, with a hint to zoom in) — never the whole city."""
+def test_a_100k_point_city_gets_the_same_small_page_and_every_point_of_the_view(browser, served, engine, demo_city):
+    """The page does not depend on the data: on a 100,000-point city it is the demo's page, and the map draws every
+    point of its view from the points tiles (clustered on the server) — no cap, no "zoom in"."""
     with urllib.request.urlopen(served + "/") as response:
         demo_html = response.read()
     big = generate_city(scaled_spec(blocks=48, points=100_000))
@@ -340,22 +514,28 @@ def test_a_100k_point_city_gets_the_same_small_page_and_small_views(browser, ser
                 status=200, content_type="application/json", body='{"grids": []}'))
             page.console_errors = []
             page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
-            # The whole city in view: the page gets at most its cap and says so.
+            requested = []
+            page.on("request", lambda request: requested.append(request.url))
+            visible = [p for p in big.points if p.get("status") != "planned"]
+
+            def expected(tiles):  # the generator's points whose tile (by hand) was asked
+                (z,) = {t[0] for t in tiles}
+                return sum(1 for p in visible if (z, *tile_of(p["geom"].x, p["geom"].y, z)) in tiles)
+
             open_map(page, served)
-            held = page.evaluate(
-                "Object.values(window.geoservice.city.clusters).reduce((n, c) => n + c.getLayers().length, 0)")
-            assert held == 5000
-            assert "请放大" in page.locator("#map-status").inner_text()
-            # Close up: exactly the points in the requested bbox (counted by shapely in the generator's rows).
+            asked = {(z, x, y) for z, x, y, _ in tile_requests(requested, "points")}
+            drawn = page.evaluate(DRAWN_JS)
+            assert drawn["points"] == expected(asked) > 50_000
+            assert drawn["clusters"] > 50
+            assert page.locator("#map-status").is_hidden()
+            # Close up: every point of the view's tiles is a marker of its own.
             centre = big.points[0]["geom"]
+            requested.clear()
             set_view(page, centre.y, centre.x, 17)
-            request = [u for u in page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
-                       if urlparse(u).path == "/api/v1/layers/points"][-1]
-            minx, miny, maxx, maxy = (float(v) for v in parse_qs(urlparse(request).query)["bbox"][0].split(","))
-            inside = sum(1 for p in big.points if minx <= p["geom"].x <= maxx and miny <= p["geom"].y <= maxy)
-            held = page.evaluate(
-                "Object.values(window.geoservice.city.clusters).reduce((n, c) => n + c.getLayers().length, 0)")
-            assert 0 < held == inside < 5000
+            asked = {(z, x, y) for z, x, y, _ in tile_requests(requested, "points")}
+            drawn = page.evaluate(DRAWN_JS)
+            assert drawn["clusters"] == 0
+            assert 0 < drawn["points"] == expected(asked) == len(drawn["singles"])
             assert page.locator("#map-status").is_hidden()
             assert page.console_errors == []
         finally:

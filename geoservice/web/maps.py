@@ -14,8 +14,8 @@ from typing import Any
 
 from flask import render_template, url_for
 
-from geoservice.accounts import OFFICER_POINT_FIELDS, User
 from geoservice import tiles
+from geoservice.accounts import OFFICER_POINT_FIELDS, User
 from geoservice.catalogue import GRID, POINT, Table
 from geoservice.config import Settings
 from geoservice.vocab import AMENITIES, POINT_KINDS, POINT_STATUSES
@@ -110,6 +110,7 @@ def city_map(settings: Settings, user: User | None = None) -> str:
         "coverage_classes": [list(c) for c in COVERAGE_CLASSES], "no_streets_colour": NO_STREETS_COLOUR,
         "grid_label_min_zoom": GRID_LABEL_MIN_ZOOM, "editor": editor,
         "tiles": {"url": TILES, "maxzoom": VECTOR_MAX_ZOOM, "grids_minzoom": tiles.GRID_MIN_ZOOM,
+                  "cluster_max_zoom": tiles.CLUSTER_MAX_ZOOM,
                   # MapLibre's worker as our own file (the CSP build): the pages' policy allows no blob: workers.
                   "worker": url_for("static", filename="vendor/maplibre/maplibre-gl-csp-worker.js")},
     }, editor=editor is not None)

@@ -287,7 +287,8 @@
     /* A click on the map (no marker under it): the street under the pointer, else the grid. Grids close up are
        Leaflet outlines with their own popups (below). */
     function vectorClick(event) {
-      if (!gl) { return; }
+      // A planner drawing with Leaflet-Geoman clicks corners, not grids.
+      if (!gl || (map.pm && map.pm.globalDrawModeEnabled())) { return; }
       var at = gl.project([event.latlng.lng, event.latlng.lat]);
       var near = [[at.x - 4, at.y - 4], [at.x + 4, at.y + 4]];
       var streets = vectorVisible("streets") ? gl.queryRenderedFeatures(near, { layers: ["streets-line"] }) : [];
@@ -381,7 +382,8 @@
     // Clusters (count > 1) are one marker with the count and the share of each kind, and zoom in when pressed.
     // Single points are today's markers; what their popups, badges and night-market hours show (hours,
     // amenities, grid and squad, free places, open now) is not in the tile: close up (a tile of single points
-    // only) the points layer is asked for the tile's box once; elsewhere a popup asks for its point when opened.
+    // only, from the tiles' cluster_max_zoom on) the points layer is asked for the tile's box once; elsewhere a popup
+    // asks for its point when opened.
     var markersById = {};
     var activeKinds = {};
     var pointTiles = null;
@@ -459,7 +461,9 @@
             var p = f.properties;
             if (p.count > 1) {
               state.clustered = true;
-              state.group.addLayer(clusterMarker(p, [lonlat[1], lonlat[0]]));
+              var cluster = clusterMarker(p, [lonlat[1], lonlat[0]]);
+              cluster.tileState = state;
+              state.group.addLayer(cluster);
               return;
             }
             singles += 1;
@@ -472,7 +476,7 @@
           state.bytes = body.byteLength;
           if (coords.z === tileZoom()) { markers.addLayer(state.group); }
           // The tile counts as loaded once its points' records are in: popups and badges are then complete.
-          if (singles && !state.clustered) { return loadDetails(state); }
+          if (singles && !state.clustered && coords.z >= config.tiles.cluster_max_zoom) { return loadDetails(state); }
         });
     }
 
@@ -560,10 +564,11 @@
 
     function reloadPoints() {
       if (viewHeld) { return; }
-      reloading = true;
+      reloading = true;  // revalidated with the server: an edit changes the data version, so the tile
       markersById = {};
       pointTiles.redraw();
       reloading = false;
+      awaitView();
     }
 
     function isStale(p) {
@@ -873,6 +878,7 @@
         var key = event.layer.options.geoserviceLayer, on = event.type === "overlayadd";
         if (VECTOR_LAYERS[key]) {
           setVectorVisible(key, on);
+          awaitView();
         } else if (Object.prototype.hasOwnProperty.call(activeKinds, key)) {
           activeKinds[key] = on;
           reloadPoints();
