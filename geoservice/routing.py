@@ -91,36 +91,58 @@ class Snap:
 
 # The nearest edge in metres: `<->` on lon/lat geometry ranks by degrees, which stretch east-west by 1/cos(lat),
 # so the metric nearest is among the edges within (degree distance of the degree-nearest) / cos(lat).
-_SNAP = sa.text("""
-    WITH spot AS (
-        SELECT t.key, ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326) AS g,
-               1.02 / greatest(cos(radians(abs(t.lat))), 0.01) AS stretch
-        FROM unnest(CAST(:keys AS bigint[]), CAST(:lons AS float8[]), CAST(:lats AS float8[])) AS t(key, lon, lat)
-    )
-    SELECT spot.key, e.id AS edge_id, e.source, e.target, e.length_m, leg.offset_m,
+def snap_sql(positions: str) -> str:
+    """A SELECT snapping each row of the relation ``positions`` onto its nearest routable street edge.
+
+    ``positions`` has the columns ``key`` and ``g`` (a lon/lat point); the SELECT gives the fields of :class:`Snap`
+    (``key, edge_id, source, target, length_m, offset_m, fraction, inside``). It binds ``:srid`` (the metric CRS),
+    ``:exclude`` (edges the position keyed 0 — a walk's spot — may not be snapped onto) and the box
+    ``:x0, :y0, :x1, :y1`` (or NULLs) that ``inside`` is about.
+    """
+    avoid = f"NOT ({positions}.key = 0 AND s.id = ANY(CAST(:exclude AS bigint[])))"
+    return f"""
+    SELECT {positions}.key, e.id AS edge_id, e.source, e.target, e.length_m, leg.offset_m,
            ST_LineLocatePoint(e.gm, e.pm) AS fraction,
            (CAST(:x0 AS float8) IS NULL
             OR e.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)) AS inside
-    FROM spot
+    FROM {positions}
     CROSS JOIN LATERAL (
-        SELECT ST_Distance(s.geom, spot.g) AS d FROM street s
-        WHERE s.source IS NOT NULL AND s.target IS NOT NULL AND NOT s.id = ANY(CAST(:exclude AS bigint[]))
-        ORDER BY s.geom <-> spot.g LIMIT 1
+        SELECT ST_Distance(s.geom, {positions}.g) AS d,
+               1.02 / greatest(cos(radians(abs(ST_Y({positions}.g)))), 0.01) AS stretch
+        FROM street s
+        WHERE s.source IS NOT NULL AND s.target IS NOT NULL AND {avoid}
+        ORDER BY s.geom <-> {positions}.g LIMIT 1
     ) AS first
     CROSS JOIN LATERAL (
         SELECT s.id, s.source, s.target, s.length_m, s.geom, m.gm, m.pm
         FROM street s
-        CROSS JOIN LATERAL (SELECT ST_Transform(s.geom, :srid) AS gm, ST_Transform(spot.g, :srid) AS pm) AS m
-        WHERE ST_DWithin(s.geom, spot.g, first.d * spot.stretch + 1e-9)
-          AND s.source IS NOT NULL AND s.target IS NOT NULL AND NOT s.id = ANY(CAST(:exclude AS bigint[]))
+        CROSS JOIN LATERAL (SELECT ST_Transform(s.geom, :srid) AS gm, ST_Transform({positions}.g, :srid) AS pm) AS m
+        WHERE ST_DWithin(s.geom, {positions}.g, first.d * first.stretch + 1e-9)
+          AND s.source IS NOT NULL AND s.target IS NOT NULL AND {avoid}
         ORDER BY ST_Distance(m.gm, m.pm), s.id
         LIMIT 1
     ) AS e
-    -- The access leg is measured on the spheroid, from the spot to the foot of the perpendicular.
+    -- The access leg is measured on the spheroid, from the position to the foot of the perpendicular.
     CROSS JOIN LATERAL (
-        SELECT ST_Distance(ST_Transform(ST_ClosestPoint(e.gm, e.pm), 4326)::geography, spot.g::geography) AS offset_m
+        SELECT ST_Distance(ST_Transform(ST_ClosestPoint(e.gm, e.pm), 4326)::geography, {positions}.g::geography)
+               AS offset_m
     ) AS leg
+    """
+
+
+_SNAP = sa.text(f"""
+    WITH spot AS (
+        SELECT t.key, ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326) AS g
+        FROM unnest(CAST(:keys AS bigint[]), CAST(:lons AS float8[]), CAST(:lats AS float8[])) AS t(key, lon, lat)
+    )
+    {snap_sql("spot")}
 """)
+
+
+def snap_from_row(row) -> Snap:
+    """A :class:`Snap` from a row of :func:`snap_sql`."""
+    return Snap(key=row["key"], edge_id=row["edge_id"], fraction=row["fraction"], source=row["source"],
+                target=row["target"], length_m=row["length_m"], offset_m=row["offset_m"], inside=row["inside"])
 
 
 def snap_points(conn: Connection, positions: Sequence[tuple[int, float, float]], *, srid: int,
@@ -134,7 +156,8 @@ def snap_points(conn: Connection, positions: Sequence[tuple[int, float, float]],
         positions: the positions, keyed by the caller's ids.
         srid: SRID of the metric CRS the distances and fractions are measured in.
         bbox: optional lon/lat box; each snap says whether its edge touches it (``inside``).
-        exclude: street edges not to snap onto (a separate piece of the network the spot should leave).
+        exclude: street edges the position keyed 0 — a walk's spot — is not snapped onto (a separate piece of the
+            network the spot should leave); other positions may lie on them.
 
     Returns:
         Snaps by key; empty when there are no streets at all.
@@ -144,9 +167,7 @@ def snap_points(conn: Connection, positions: Sequence[tuple[int, float, float]],
     keys, lons, lats = zip(*positions, strict=True)
     rows = conn.execute(_SNAP, {"keys": list(keys), "lons": list(lons), "lats": list(lats), "srid": srid,
                                 "exclude": list(exclude), **box_params(bbox)}).mappings()
-    return {r["key"]: Snap(key=r["key"], edge_id=r["edge_id"], fraction=r["fraction"], source=r["source"],
-                           target=r["target"], length_m=r["length_m"], offset_m=r["offset_m"], inside=r["inside"])
-            for r in rows}
+    return {r["key"]: snap_from_row(r) for r in rows}
 
 
 def _routing_fraction(fraction: float) -> float:
@@ -181,18 +202,44 @@ def _points_params(snaps: Sequence[tuple[int, Snap]]) -> dict:
 
 # One-to-many with details: every step is (node, edge); a node is a routing vertex (> 0) or a point (-pid). The
 # step's piece of street runs from the node's position on the edge to the next node's; positions are fractions
-# in the metric CRS, so the pieces are cut there.
-_ROUTES = sa.text(f"""
-    WITH pts AS (
-        SELECT * FROM unnest(CAST(:pids AS bigint[]), CAST(:pfractions AS float8[])) AS t(pid, fraction)
+# in the metric CRS, so the pieces are cut there. The points come from the CTE `pts` (pid, edge_id, fraction —
+# nudged off the vertices —, offset_m; pid 1 is the spot), handed to pgRouting as arrays quoted into its SQL.
+def _routes_sql(pts: str) -> sa.TextClause:
+    return sa.text(f"""
+    WITH pts AS ({pts}),
+    given AS (
+        SELECT array_agg(pid ORDER BY pid) AS pids, array_agg(edge_id ORDER BY pid) AS edges,
+               array_agg(fraction ORDER BY pid) AS fractions, array_agg(DISTINCT edge_id) AS edge_ids,
+               array_agg(-pid ORDER BY pid) FILTER (WHERE pid <> 1) AS ends
+        FROM pts
     ),
     route AS (
         SELECT r.end_pid, r.path_seq, r.node, r.edge, r.agg_cost,
                lead(r.node) OVER (PARTITION BY r.end_pid ORDER BY r.path_seq) AS next_node
-        FROM pgr_withPoints({_EDGES_SQL}, {_POINTS_SQL}, CAST(:start AS bigint), CAST(:ends AS bigint[]),
-                            directed := false, driving_side := 'b', details := true) AS r
+        FROM given CROSS JOIN LATERAL pgr_withPoints(
+            format('SELECT id, source, target, length_m AS cost, length_m AS reverse_cost FROM street
+                    WHERE source IS NOT NULL AND target IS NOT NULL
+                      AND (geom && ST_MakeEnvelope(%L::float8, %L::float8, %L::float8, %L::float8, 4326)
+                           OR id = ANY(%L::bigint[]))',
+                   CAST(:x0 AS float8), CAST(:y0 AS float8), CAST(:x1 AS float8), CAST(:y1 AS float8),
+                   given.edge_ids),
+            format('SELECT pid, edge_id, fraction, %L::char AS side
+                    FROM unnest(%L::bigint[], %L::bigint[], %L::float8[]) AS t(pid, edge_id, fraction)',
+                   'b', given.pids, given.edges, given.fractions),
+            -1::bigint, given.ends, directed := false, driving_side := 'b', details := true) AS r
+        WHERE given.ends IS NOT NULL
     ),
-    totals AS (SELECT end_pid, max(agg_cost) AS distance_m FROM route GROUP BY end_pid),
+    totals AS (
+        SELECT end_pid, max(agg_cost) AS distance_m FROM route GROUP BY end_pid HAVING max(agg_cost) <= :max_distance
+    ),
+    -- The route's line only for the `keep` best walks, access legs counted (all without `keep`).
+    kept AS (
+        SELECT t.end_pid FROM (
+            SELECT totals.end_pid, rank() OVER (ORDER BY totals.distance_m + pts.offset_m) AS place
+            FROM totals JOIN pts ON pts.pid = -totals.end_pid
+        ) AS t
+        WHERE CAST(:keep AS int) IS NULL OR t.place <= :keep
+    ),
     steps AS (
         SELECT r.end_pid, r.path_seq, s.geom,
                CASE WHEN r.node < 0 THEN pa.fraction WHEN r.node = s.source THEN 0.0 ELSE 1.0 END AS fa,
@@ -201,7 +248,7 @@ _ROUTES = sa.text(f"""
         JOIN street s ON s.id = r.edge
         LEFT JOIN pts pa ON pa.pid = -r.node
         LEFT JOIN pts pb ON pb.pid = -r.next_node
-        WHERE r.next_node IS NOT NULL
+        WHERE r.next_node IS NOT NULL AND r.end_pid IN (SELECT end_pid FROM kept)
     ),
     pieces AS (
         SELECT end_pid, path_seq,
@@ -209,13 +256,38 @@ _ROUTES = sa.text(f"""
                     ELSE ST_Reverse(ST_LineSubstring(ST_Transform(geom, :srid), fb, fa)) END AS g
         FROM steps
         WHERE fa <> fb
+    ),
+    lines AS (
+        SELECT end_pid, ST_AsGeoJSON(ST_Transform(ST_MakeLine(g ORDER BY path_seq), 4326), 7) AS geometry
+        FROM pieces GROUP BY end_pid
     )
-    SELECT t.end_pid, t.distance_m,
-           ST_AsGeoJSON(ST_Transform(ST_MakeLine(p.g ORDER BY p.path_seq), 4326), 7) AS geometry
-    FROM totals t LEFT JOIN pieces p ON p.end_pid = t.end_pid
-    WHERE t.distance_m <= :max_distance
-    GROUP BY t.end_pid, t.distance_m
+    SELECT pts.*, t.distance_m, l.geometry
+    FROM pts LEFT JOIN totals t ON t.end_pid = -pts.pid LEFT JOIN lines l ON l.end_pid = -pts.pid
+    WHERE pts.pid <> 1
 """)
+
+
+_ROUTES = _routes_sql("""
+    SELECT * FROM unnest(CAST(:pids AS bigint[]), CAST(:pedges AS bigint[]), CAST(:pfractions AS float8[]),
+                         CAST(:poffsets AS float8[])) AS t(pid, edge_id, fraction, offset_m)
+""")
+
+# Targets snapped in the same statement (as snap_sql does); pid 1 is the spot, snapped already (its snap bound).
+_ROUTES_SNAPPING = _routes_sql(f"""
+    WITH positions AS (
+        SELECT t.key, ST_SetSRID(ST_MakePoint(t.lon, t.lat), 4326) AS g
+        FROM unnest(CAST(:keys AS bigint[]), CAST(:lons AS float8[]), CAST(:lats AS float8[])) AS t(key, lon, lat)
+    ),
+    snapped AS ({snap_sql("positions")})
+    SELECT 1::bigint AS pid, NULL::bigint AS key, CAST(:spot_edge AS bigint) AS edge_id,
+           CAST(:spot_fraction AS float8) AS fraction, CAST(:spot_offset AS float8) AS offset_m,
+           NULL::float8 AS snapped_fraction, NULL::bigint AS source, NULL::bigint AS target, NULL::float8 AS length_m
+    UNION ALL
+    SELECT 1 + row_number() OVER (ORDER BY key), key, edge_id, least(greatest(fraction, {_FRACTION_EPS}),
+           1 - {_FRACTION_EPS}), offset_m, fraction, source, target, length_m
+    FROM snapped
+""")
+
 
 _ALONG_EDGE = sa.text("""
     SELECT t.key, ST_AsGeoJSON(ST_Transform(
@@ -292,24 +364,57 @@ def walk_routes(conn: Connection, *, lon: float, lat: float, targets: Sequence[t
         return {}
     bbox = box_around(lon, lat, limit + spot.offset_m + BOX_MARGIN_M)
     snapped = snap_points(conn, targets, srid=srid, bbox=bbox)
+    return routes_between(conn, spot, {key: snap for key, snap in snapped.items() if snap.inside}, bbox=bbox,
+                          srid=srid, limit=limit)
+
+
+def routes_between(conn: Connection, spot: Snap, targets: dict[int, Snap], *, bbox: BBox, srid: int, limit: float,
+                   keep: int | None = None) -> dict[int, WalkRoute]:
+    """Walking routes from an already snapped spot to already snapped targets (by the caller's ids), within ``limit``.
+
+    The graph is the edges touching ``bbox`` (it must hold the disc of radius ``limit`` + the spot's access leg
+    around the spot for the routes to be the shortest) and the targets' own edges. With ``keep``, only the ``keep``
+    best walks (access legs counted, ties kept) get their line (``geometry`` None for the others): the caller
+    ranks all and shows a few.
+    """
     # pid 1 is the spot; targets are 2, 3, … in the order given (their own ids may be anything).
-    pid_of = {key: n for n, key in enumerate((t[0] for t in targets), start=2)}
-    reachable = [(pid_of[key], snap) for key, snap in snapped.items() if snap.inside]
-    routes = _network_routes(conn, spot, reachable, bbox=bbox, srid=srid, limit=limit) if reachable else {}
+    pid_of = {key: n for n, key in enumerate(targets, start=2)}
+    reachable = [(pid_of[key], snap) for key, snap in targets.items()]
+    routes = _network_routes(conn, spot, reachable, bbox=bbox, srid=srid, limit=limit,
+                             keep=keep) if reachable else {}
     routes.update(_along_own_edge(conn, spot, reachable, routes, srid=srid, limit=limit))
     key_of = {pid: key for key, pid in pid_of.items()}
-    return {key_of[pid]: replace(route, spot_offset_m=spot.offset_m, target_offset_m=snapped[key_of[pid]].offset_m)
+    return {key_of[pid]: replace(route, spot_offset_m=spot.offset_m, target_offset_m=targets[key_of[pid]].offset_m)
+            for pid, route in sorted(routes.items())}
+
+
+def routes_to_positions(conn: Connection, spot: Snap, targets: Sequence[tuple[int, float, float]], *, bbox: BBox,
+                        srid: int, limit: float, keep: int | None = None) -> dict[int, WalkRoute]:
+    """Like :func:`routes_between`, with the targets ``(id, lon, lat)`` snapped in the same statement as the routing.
+
+    Ids must be unique and not 0.
+    """
+    if not targets:
+        return {}
+    keys, lons, lats = zip(*targets, strict=True)
+    rows = conn.execute(_ROUTES_SNAPPING, {
+        "keys": list(keys), "lons": list(lons), "lats": list(lats), "spot_edge": spot.edge_id,
+        "spot_fraction": _routing_fraction(spot.fraction), "spot_offset": spot.offset_m, "exclude": [],
+        "srid": srid, "max_distance": limit, "keep": keep, **box_params(bbox)}).mappings().all()
+    snaps = {r["pid"]: Snap(key=r["key"], edge_id=r["edge_id"], fraction=r["snapped_fraction"], source=r["source"],
+                            target=r["target"], length_m=r["length_m"], offset_m=r["offset_m"]) for r in rows}
+    routes = {r["pid"]: _route(r["distance_m"], r["geometry"]) for r in rows if r["distance_m"] is not None}
+    routes.update(_along_own_edge(conn, spot, list(snaps.items()), routes, srid=srid, limit=limit))
+    return {snaps[pid].key: replace(route, spot_offset_m=spot.offset_m, target_offset_m=snaps[pid].offset_m)
             for pid, route in sorted(routes.items())}
 
 
 def _network_routes(conn: Connection, spot: Snap, reachable: list[tuple[int, Snap]], *, bbox: BBox, srid: int,
-                    limit: float) -> dict[int, WalkRoute]:
-    params = {**box_params(bbox), **_points_params([(1, spot), *reachable]), "start": -1,
-              "ends": [-pid for pid, _ in reachable], "srid": srid, "max_distance": limit}
-    routes = {}
-    for end_pid, distance, geometry in conn.execute(_ROUTES, params):
-        routes[-end_pid] = _route(distance, geometry)
-    return routes
+                    limit: float, keep: int | None = None) -> dict[int, WalkRoute]:
+    params = {**box_params(bbox), **_points_params([(1, spot), *reachable]), "srid": srid, "max_distance": limit,
+              "keep": keep, "poffsets": [spot.offset_m] + [snap.offset_m for _, snap in reachable]}
+    return {r["pid"]: _route(r["distance_m"], r["geometry"])
+            for r in conn.execute(_ROUTES, params).mappings() if r["distance_m"] is not None}
 
 
 def _along_own_edge(conn: Connection, spot: Snap, reachable: list[tuple[int, Snap]], routes: dict[int, WalkRoute],
