@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyproj import Geod
 
-from geoservice import crs
+from geoservice import crs, query
 from geoservice.hours import is_open
 from geoservice.nearest import NearestQuery, nearest_points
+from geoservice.vocab import KIND_CODES as POINT_KIND_CODES
 from tests.conftest import DEMO_METRIC_CRS
 
 nearest = partial(nearest_points, metric_crs=DEMO_METRIC_CRS)
@@ -150,3 +151,108 @@ def test_nearest_api_answers_geojson(client):
     distances = [f["properties"]["distance_m"] for f in body["features"]]
     assert distances == sorted(distances)
     assert {f["properties"]["kind"] for f in body["features"]} <= {"kiosk", "rest_station"}
+
+
+# -- one statement against a brute force --------------------------------------------------------------------------
+
+REST_KINDS = {"kiosk", "rest_station", "vendor_point", "melon_point"}  # DESIGN: kinds that receive people
+REST_AMENITIES = {"drinking_water", "hot_water", "seating", "shade", "overnight", "tent"}
+
+
+def brute_force(conn, spot, *, kinds=(), amenities=(), vacancy=False, rest=False, within=None, k=5) -> list[int]:
+    """Every point read, filtered in Python, ranked by pyproj's geodesic distance (then id)."""
+    wanted = []
+    for p in all_points(conn):
+        if p["status"] != "open" or (kinds and p["kind"] not in kinds):
+            continue
+        if not set(amenities) <= set(p["amenities"]):
+            continue
+        if vacancy and not ("overnight" in p["amenities"] and p["capacity"] > (p["occupancy"] or 0)):
+            continue
+        if rest and not (p["kind"] in REST_KINDS and REST_AMENITIES & set(p["amenities"])):
+            continue
+        distance = geodesic(*spot, p)
+        if within is None or distance <= within:
+            wanted.append((distance, p["id"]))
+    return [pid for _, pid in sorted(wanted)[:k]]
+
+
+@pytest.mark.parametrize("spot", SPOTS + [(113.60, 34.02), (114.05, 33.90)])  # two far outside the city
+@pytest.mark.parametrize("question", [
+    {},
+    {"kinds": ("toilet",)},
+    {"kinds": ("kiosk", "night_market", "parking")},
+    {"kinds": tuple(POINT_KIND_CODES)},  # every kind named: no kind filter at all
+    {"amenities": ("drinking_water",)},
+    {"amenities": ("umbrella", "drinking_water"), "k": 12},
+    {"kinds": ("vendor_point", "melon_point"), "amenities": ("shade",)},
+    {"vacancy": True, "k": 20},
+    {"rest": True, "k": 9},
+    {"rest": True, "kinds": ("toilet", "kiosk")},  # toilets are never rest points
+    {"within": 600.0, "k": 50},
+    {"kinds": ("kiosk",), "within": 50.0},
+    {"k": 1}, {"k": 50},
+])
+def test_straight_nearest_equals_a_brute_force(conn, spot, question):
+    question = dict(question)
+    within = question.pop("within", None)
+    query = NearestQuery(lon=spot[0], lat=spot[1], max_distance_m=within, **question)
+    got = nearest(conn, query, now=NOON)["features"]
+    expected = brute_force(conn, spot, within=within, **question)
+    assert [f["id"] for f in got] == expected
+    by_id = {p["id"]: p for p in all_points(conn)}
+    for feature in got:
+        assert feature["properties"]["distance_m"] == pytest.approx(geodesic(*spot, by_id[feature["id"]]), abs=0.1)
+
+
+def test_open_now_with_a_distance_limit_equals_a_brute_force(conn):
+    evening = datetime(2026, 7, 3, 22, 30)
+    spot = (113.83, 34.03)
+    got = nearest(conn, NearestQuery(lon=spot[0], lat=spot[1], open_now=True, k=50, max_distance_m=1500),
+                  now=evening)["features"]
+    expected = sorted((geodesic(*spot, p), p["id"]) for p in all_points(conn)
+                      if p["status"] == "open" and is_open(p["opening_hours"], p["season"], evening)
+                      and geodesic(*spot, p) <= 1500)
+    assert [f["id"] for f in got] == [pid for _, pid in expected][:50]
+    assert all(f["properties"]["open_now"] is True for f in got)
+
+
+def _add_point(conn, lon, lat, kind="toilet") -> int:
+    return conn.execute(sa.text(
+        "INSERT INTO point (name, kind, geom) VALUES ('边界公厕', :kind, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) "
+        "RETURNING id"), {"lon": lon, "lat": lat, "kind": kind}).scalar_one()
+
+
+def test_the_nearest_point_may_lie_across_the_antimeridian(conn):
+    # 111 m east across ±180° against 222 m west on the same side: the search box wraps.
+    across = _add_point(conn, -179.9995, -16.5)
+    same_side = _add_point(conn, 179.9975, -16.5)
+    spot = (179.9995, -16.5)
+    got = nearest(conn, NearestQuery(lon=spot[0], lat=spot[1], kinds=("toilet",), k=2), now=NOON)["features"]
+    assert [f["id"] for f in got] == [across, same_side]
+    assert got[0]["properties"]["distance_m"] == pytest.approx(GEOD.inv(*spot, -179.9995, -16.5)[2], abs=0.1)
+
+
+def test_the_nearest_point_near_a_pole(conn):
+    # At 89.99° a degree of longitude is about 19 m: a point 180° of longitude away is the nearest.
+    over = _add_point(conn, -170.0, 89.995)
+    beside = _add_point(conn, 10.5, 89.985)
+    spot = (10.0, 89.995)
+    got = nearest(conn, NearestQuery(lon=spot[0], lat=spot[1], kinds=("toilet",), k=2), now=NOON)["features"]
+    expected = sorted([(GEOD.inv(*spot, -170.0, 89.995)[2], over), (GEOD.inv(*spot, 10.5, 89.985)[2], beside)])
+    assert [f["id"] for f in got] == [pid for _, pid in expected]
+
+
+@pytest.mark.parametrize(("lon", "lat"), [(113.8, 34.0), (179.99, 10.0), (-179.999, -45.0), (0.0, 0.0),
+                                          (45.0, 88.9), (-120.0, -89.5), (179.9999, 60.0)])
+@pytest.mark.parametrize("metres", [1.0, 300.0, 5000.0, 150_000.0])
+def test_the_distance_box_holds_every_position_within_the_distance(conn, lon, lat, metres):
+    boxes = conn.execute(sa.text(f"""
+        WITH box AS MATERIALIZED ({query.distance_box_sql("CAST(:m AS float8)")})
+        SELECT ST_XMin(a), ST_YMin(a), ST_XMax(a), ST_YMax(a), ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b)
+        FROM box"""), {"lon": lon, "lat": lat, "m": metres}).one()
+    inside = [boxes[:4]] + ([boxes[4:]] if boxes[4] is not None else [])
+    for azimuth in range(0, 360, 3):
+        for share in (0.5, 0.999):
+            x, y, _ = GEOD.fwd(lon, lat, azimuth, metres * share)
+            assert any(x0 <= x <= x1 and y0 <= y <= y1 for x0, y0, x1, y1 in inside), (azimuth, share, x, y, inside)

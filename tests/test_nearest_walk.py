@@ -15,6 +15,7 @@ import shapely
 from pyproj import Geod
 from shapely.geometry import Point, shape
 
+from geoservice import nearest
 from tests.test_network import StreetGraph, open_points
 
 GEOD = Geod(ellps="WGS84")
@@ -84,3 +85,30 @@ def test_a_spot_far_from_every_street_is_told_the_whole_walk(client, streets, po
     assert p["walk_access_m"] > 15_000
     assert p["walk_distance_m"] >= p["distance_m"] - TOLERANCE_M
     assert p["walk_distance_m"] == pytest.approx(p["walk_access_m"] + p["walk_network_m"], abs=0.2)
+
+
+@pytest.mark.parametrize(("reach", "slack", "first_routed"), [
+    (0.2, 1.0, 0),  # a radius far too small: the search must widen (several times) and still be exact
+    (1.0, 0.0, 0),  # the k-th straight distance itself: widening or a second routing on almost every spot
+    (5.0, 500.0, 10),  # far too large: everything routed at once
+])
+@pytest.mark.parametrize("spot", SPOTS[:5])
+def test_walking_nearest_is_exact_however_the_search_starts(client, streets, points, monkeypatch, spot, reach, slack,
+                                                              first_routed):
+    monkeypatch.setattr(nearest, "_WALK_REACH", reach)
+    monkeypatch.setattr(nearest, "_WALK_SLACK_M", slack)
+    monkeypatch.setattr(nearest, "_WALK_FIRST_ROUTED", first_routed)
+    candidates = [(pid, lon, lat) for pid, lon, lat, kind in points if kind in ("kiosk", "toilet")]
+    network = streets.walk_distances(spot, candidates, cutoff=8000)
+    spot_offset = streets.snap(*spot)[2]
+    total = {pid: spot_offset + network[pid] + streets.snap(lon, lat)[2] for pid, lon, lat in candidates
+             if pid in network}
+    expected = sorted(total.values())[:4]
+    body = client.get(f"/api/v1/nearest?lon={spot[0]}&lat={spot[1]}&mode=walk&k=4&kind=kiosk&kind=toilet").get_json()
+    found = [f["properties"] for f in body["features"]]
+    assert [p["walk_distance_m"] for p in found] == pytest.approx(expected, abs=TOLERANCE_M)
+    for p in found:
+        assert p["walk_distance_m"] == pytest.approx(total[p["id"]], abs=TOLERANCE_M)
+        route = shape(p["route"])
+        lons, lats = zip(*route.coords, strict=True)
+        assert GEOD.line_length(lons, lats) == pytest.approx(p["walk_distance_m"], abs=1.0, rel=2e-3)
