@@ -229,7 +229,9 @@ def wrk(port: int, paths: list[str], *, seconds: int, connections: int = 8, thre
                      "  return wrk.format('GET', paths[i], {['Accept'] = 'application/geo+json'})\n"
                      "end\n")
     try:
-        out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+        # A long timeout: a deep offset page takes seconds, and wrk leaves out of its latencies what it gave up on.
+        out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "60s",
+                              "--latency", "-s",
                               script.name, f"http://127.0.0.1:{port}"], capture_output=True, text=True,
                              check=True).stdout
     finally:
