@@ -239,7 +239,6 @@
           { id: "districts-line", type: "line", source: "districts", "source-layer": "districts",
             paint: { "line-color": "#17202a", "line-width": 3.5 } },
           { id: "streets-line", type: "line", source: "streets", "source-layer": "streets",
-            layout: { "line-cap": "round", "line-join": "round" },
             paint: { "line-color": "#5f6a6a", "line-opacity": 0.85,
                      "line-width": ["match", ["get", "class"], "trunk", 5, "primary", 4, "secondary", 3.5,
                                     "tertiary", 2.5, "residential", 1.5, 1.2] } }
@@ -252,7 +251,10 @@
       maplibregl.addProtocol(PROTOCOL, fetchVectorTile);
       vector = L.maplibreGL({
         pane: ensurePane("vector"), style: vectorStyle(), interactive: false, fadeDuration: 0,
-        renderWorldCopies: false
+        renderWorldCopies: false,
+        // No margin around the view: without a GPU (SwiftShader, old phones) every pixel of the canvas costs, and
+        // MapLibre follows a pan as it happens anyway.
+        padding: 0
       }).addTo(map);
       gl = vector.getMaplibreMap();
       gl.on("error", function (event) {
