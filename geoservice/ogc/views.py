@@ -86,17 +86,18 @@ def api_definition():
 
 
 def _versioned(render, fmt: str, kind: str) -> Response:
-    """``render()``, or an empty 304 when the client holds this answer at the current data version.
+    """``render(conn)``, or an empty 304 when the client holds this answer at the current data version.
 
     For answers that read only what the data version covers. The answer is selected by the address, the format (the
     Accept header may choose it), the API root its links carry and whether the caller sees planned points; the
-    check comes before any work.
+    check comes before any work, on the connection the answer is then read from.
     """
     hidden = sees_hidden()
-    tags = http_cache.validators(budget.connection(kind), "ogc", request.full_path, fmt, _base(), hidden)
+    conn = budget.connection(kind)
+    tags = http_cache.validators(conn, "ogc", request.full_path, fmt, _base(), hidden)
     if http_cache.is_fresh(tags):
         return http_cache.not_modified(tags, private=hidden)
-    return http_cache.stamp(render(), tags, private=hidden)
+    return http_cache.stamp(render(conn), tags, private=hidden)
 
 
 @bp.get("/ogc/collections")
@@ -104,8 +105,8 @@ def collections():
     """All feature collections, with their extents."""
     fmt = _format()
 
-    def render():
-        extents = core.spatial_extents(budget.connection("layer"), show_hidden=sees_hidden())
+    def render(conn):
+        extents = core.spatial_extents(conn, show_hidden=sees_hidden())
         return _respond(documents.collections(_base(), fmt, extents), fmt, "ogc_collections.html")
 
     return _versioned(render, fmt, "layer")
@@ -117,8 +118,8 @@ def collection(collection_id: str):
     coll = core.get_collection(collection_id)
     fmt = _format()
 
-    def render():
-        extent = core.spatial_extent(budget.connection("lookup"), coll, show_hidden=sees_hidden())
+    def render(conn):
+        extent = core.spatial_extent(conn, coll, show_hidden=sees_hidden())
         return _respond(documents.collection(_base(), fmt, coll, extent), fmt, "ogc_collection.html",
                         collection=coll)
 
@@ -146,8 +147,8 @@ def items(collection_id: str):
     query = _items_query(coll)
     live = any(p.name in LIVE_FIELDS for p in coll.properties)
 
-    def render():
-        page = core.items(budget.connection("layer"), coll, query, show_hidden=sees_hidden())
+    def render(conn):
+        page = core.items(conn, coll, query, show_hidden=sees_hidden())
         others = [(k, v) for k, v in request.args.items(multi=True) if k not in PAGING]
         if fmt == "json":
             response = Response(documents.items_text(_base(), fmt, coll, query, page, others, live=live),
@@ -160,7 +161,7 @@ def items(collection_id: str):
 
     if live:
         # Points carry occupancy and notices, which the data version does not cover: tagged by content.
-        return http_cache.body_tag(render())
+        return http_cache.body_tag(render(budget.connection("layer")))
     return _versioned(render, fmt, "layer")
 
 
