@@ -55,7 +55,7 @@ DRAWN_JS = """() => {
 CLUSTERS_JS = """() => { const out = [];
   window.geoservice.city.markers.eachLayer(group => group.eachLayer(m => { if (m.cluster) out.push({
     count: m.cluster.count, kinds: m.cluster.kinds, lat: m.getLatLng().lat, lon: m.getLatLng().lng,
-    tile: [m.tileState.coords.z, m.tileState.coords.x, m.tileState.coords.y]}); }));
+    tile: [m.tileState.address.z, m.tileState.address.x, m.tileState.address.y]}); }));
   return out; }"""
 TILE_PATH = re.compile(r"^/tiles/(points|streets|grids|districts)/(\d+)/(\d+)/(\d+)\.mvt$")
 
@@ -265,7 +265,7 @@ def test_a_cluster_counts_its_cell_by_kind_and_zooms_in_when_pressed(page, serve
     clusters = page.evaluate(CLUSTERS_JS)
     assert clusters
     biggest = max(clusters, key=lambda c: c["count"])
-    # Its cell, by hand: the tile cut into 8 × 8 cells (32 px of 256), the cell its position falls in.
+    # Its cell, by hand: its tile cut into 8 × 8 cells (32 px of 256), the cell its position falls in.
     z, x, y = biggest["tile"]
     n = 2 ** z
     wx = (biggest["lon"] + 180) / 360 * n - x
@@ -307,14 +307,14 @@ def test_a_pan_asks_only_for_the_tiles_newly_in_view(page, served, conn):
     pixel_bounds = ("(() => { const b = window.geoservice.city.map.getPixelBounds(); "
                     "return [b.min.x, b.min.y, b.max.x, b.max.y]; })()")
 
-    def tiles_of(bounds):  # Leaflet's tile range for pixel bounds, by hand (256-px tiles)
-        return {(15, x, y) for x in range(int(bounds[0] // 256), int(math.ceil(bounds[2] / 256)))
-                for y in range(int(bounds[1] // 256), int(math.ceil(bounds[3] / 256)))}
+    def tiles_of(bounds):  # the tiles of pixel bounds at 15, by hand: zoom-14 tiles shown 512 px wide below 17
+        return {(14, x, y) for x in range(int(bounds[0] // 512), int(math.ceil(bounds[2] / 512)))
+                for y in range(int(bounds[1] // 512), int(math.ceil(bounds[3] / 512)))}
 
     old = tiles_of(page.evaluate(pixel_bounds))
     page.requested.clear()
     serial = view_serial(page)
-    page.evaluate("void window.geoservice.city.map.panBy([400, 0], {animate: false})")
+    page.evaluate("void window.geoservice.city.map.panBy([1000, 0], {animate: false})")
     wait_for_view(page, serial)
     new = tiles_of(page.evaluate(pixel_bounds))
     after = {layer: tile_requests(page.requested, layer) for layer in ("points", "streets", "grids")}

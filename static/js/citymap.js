@@ -220,8 +220,7 @@
     function vectorStyle() {
       var close = glZoom(config.grid_label_min_zoom);
       var source = function (layer, extra) {
-        return L.extend({ type: "vector", tiles: [tileUrl(layer)], maxzoom: config.tiles.maxzoom,
-                          bounds: config.tiles.bounds || undefined }, extra || {});
+        return L.extend({ type: "vector", tiles: [tileUrl(layer)], maxzoom: config.tiles.maxzoom }, extra || {});
       };
       return {
         version: 8,
@@ -400,15 +399,25 @@
       return "kinds=" + on.join(",");
     }
 
-    function pointTileUrl(coords) {
+    // Below the tiles' cluster_max_zoom a points tile is shown 512 px wide (the tile of the zoom above, as MapLibre
+    // shows its tiles): a quarter of the requests for a view, clusters on 64-px cells. From it on, the map's own
+    // zoom at 256 px: every point a marker of its own.
+    function pointTileSize(zoom) { return zoom < config.tiles.cluster_max_zoom ? 512 : 256; }
+
+    function pointTileAddress(coords) {
+      var z = pointTileSize(coords.z) === 512 ? coords.z - 1 : coords.z;
+      return { z: z, x: coords.x, y: coords.y };
+    }
+
+    function pointTileUrl(address) {
       var query = kindsQuery();
-      return config.tiles.url + "/points/" + coords.z + "/" + coords.x + "/" + coords.y + ".mvt" +
+      return config.tiles.url + "/points/" + address.z + "/" + address.x + "/" + address.y + ".mvt" +
         (query ? "?" + query : "");
     }
 
-    function tileBox(coords) {
-      var nw = G.mvt.toLonLat(coords.z, coords.x, coords.y, 1, 0, 0);
-      var se = G.mvt.toLonLat(coords.z, coords.x, coords.y, 1, 1, 1);
+    function tileBox(address) {
+      var nw = G.mvt.toLonLat(address.z, address.x, address.y, 1, 0, 0);
+      var se = G.mvt.toLonLat(address.z, address.x, address.y, 1, 1, 1);
       return [nw[0], se[1], se[0], nw[1]];
     }
 
@@ -444,9 +453,9 @@
     }
 
     function loadPointTile(state) {
-      var coords = state.coords;
+      var address = state.address;
       if (!config.kinds.some(function (k) { return activeKinds[k.code]; })) { return Promise.resolve(); }
-      var url = pointTileUrl(coords);
+      var url = pointTileUrl(address);
       state.url = url;
       return fetch(url, { headers: { Accept: "application/vnd.mapbox-vector-tile" },
                           cache: reloading ? "no-cache" : "default" })
@@ -459,7 +468,7 @@
           var decoded = G.mvt.points(body, "points");
           var singles = 0;
           decoded.features.forEach(function (f) {
-            var lonlat = G.mvt.toLonLat(coords.z, coords.x, coords.y, decoded.extent, f.x, f.y);
+            var lonlat = G.mvt.toLonLat(address.z, address.x, address.y, decoded.extent, f.x, f.y);
             var p = f.properties;
             if (p.count > 1) {
               state.clustered = true;
@@ -476,9 +485,11 @@
             state.group.addLayer(marker);
           });
           state.bytes = body.byteLength;
-          if (coords.z === tileZoom()) { markers.addLayer(state.group); }
+          if (state.coords.z === tileZoom()) { markers.addLayer(state.group); }
           // The tile counts as loaded once its points' records are in: popups and badges are then complete.
-          if (singles && !state.clustered && coords.z >= config.tiles.cluster_max_zoom) { return loadDetails(state); }
+          if (singles && !state.clustered && address.z >= config.tiles.cluster_max_zoom) {
+            return loadDetails(state);
+          }
         });
     }
 
@@ -486,7 +497,7 @@
 
     /* The full records of a close-up tile's points (the points layer for the tile's box), into its markers. */
     function loadDetails(state) {
-      var box = tileBox(state.coords).map(function (n) { return n.toFixed(7); }).join(",");
+      var box = tileBox(state.address).map(function (n) { return n.toFixed(7); }).join(",");
       return G.getJSON(config.api.points + "?bbox=" + box + "&limit=" + config.limits.point_limit)
         .then(function (collection) {
           if (state.unloaded) { return; }
@@ -531,16 +542,23 @@
         createTile: function (coords, done) {
           var tile = document.createElement("div");
           var state = tile.geoservice = { coords: coords, group: L.layerGroup(), ids: [], clustered: false };
+          state.address = pointTileAddress(coords);
           tileStates[coords.x + ":" + coords.y + ":" + coords.z] = state;
           loadPointTile(state).then(function () { done(null, tile); }, function (err) {
             failed(err);
             done(err, tile);
           });
           return tile;
+        },
+        // By the zoom the grid is laid out for (Leaflet's own, during a zoom animation the new one): the tiles are
+        // empty boxes, only their addresses matter.
+        getTileSize: function () {
+          var size = pointTileSize(this._tileZoom !== undefined ? this._tileZoom : tileZoom());
+          return L.point(size, size);
         }
       });
       // Tiles are asked when a move ends (not while dragging), for the view only: a pan asks for the new tiles.
-      pointTiles = new PointTiles({ tileSize: 256, updateWhenIdle: true, updateWhenZooming: false, keepBuffer: 1,
+      pointTiles = new PointTiles({ updateWhenIdle: true, updateWhenZooming: false, keepBuffer: 1,
                                     noWrap: true, pane: ensurePane("pointTiles") });
       pointTiles.on("tileunload", function (event) {
         var state = event.tile.geoservice;
