@@ -30,7 +30,7 @@ from geoservice.query import (
     REST_KINDS,
     check_kinds,
     distance_box_sql,
-    in_box_sql,
+    in_distance_box_sql,
     responsible_join,
     rest_point_sql,
 )
@@ -133,7 +133,7 @@ def _straight_sql(*, of_kinds: bool) -> sa.TextClause:
         SELECT {_COLUMNS}, {_DISTANCE} AS distance_m
         FROM point p
         WHERE {_filters_sql(kind=_kinds_sql(of_kinds))}
-          AND {in_box_sql("p.geom", "box")} AND {_DISTANCE} <= (SELECT m FROM box)
+          AND {in_distance_box_sql("p.geom", "box")} AND {_DISTANCE} <= (SELECT m FROM box)
         ORDER BY distance_m, p.id
         LIMIT :k
     )
@@ -160,7 +160,8 @@ def _within_sql(*, of_kinds: bool) -> sa.TextClause:
     SELECT {_LIGHT_COLUMNS}, {_DISTANCE} AS distance_m
     FROM point p
     WHERE {_filters_sql(kind=_kinds_sql(of_kinds))}
-      AND {in_box_sql("p.geom", "box")} AND {_DISTANCE} <= :within AND NOT p.id = ANY(CAST(:exclude AS int[]))
+      AND {in_distance_box_sql("p.geom", "box")} AND {_DISTANCE} <= :within
+      AND NOT p.id = ANY(CAST(:exclude AS int[]))
     """)
 
 
@@ -268,7 +269,8 @@ def nearest_points(conn: Connection, query: NearestQuery, *, now: datetime, metr
                                                         metric_crs=metric_crs)
     else:
         chosen = _by_straight_distance(conn, query, now=now, within=within)
-    features = [_feature(query, row) for row in chosen]
+    places = navigation.links_to_each([(r["lon"], r["lat"], r["name"]) for r in chosen], origin=(query.lon, query.lat))
+    features = [_feature(query, row, place) for row, place in zip(chosen, places, strict=True)]
     return {"type": "FeatureCollection", "features": features, **extra,
             "query": {"lon": query.lon, "lat": query.lat, "mode": query.mode, "k": query.k,
                       "kinds": list(query.kinds), "amenities": list(query.amenities), "open_now": query.open_now,
@@ -388,7 +390,7 @@ def _walk_candidates_sql(*, of_kinds: bool) -> sa.TextClause:
     SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, {_LIGHT_COLUMNS}, {_DISTANCE}, NULL
     FROM point p
     WHERE {_filters_sql(kind=_kinds_sql(of_kinds))}
-      AND {in_box_sql("p.geom", "box")} AND {_DISTANCE} <= (SELECT m FROM box)
+      AND {in_distance_box_sql("p.geom", "box")} AND {_DISTANCE} <= (SELECT m FROM box)
 """)
 
 
@@ -477,7 +479,7 @@ def _walk_total(route) -> float:
     return route.spot_offset_m + route.distance_m + route.target_offset_m
 
 
-def _feature(query: NearestQuery, row: dict) -> dict:
+def _feature(query: NearestQuery, row: dict, navigation_links: dict) -> dict:
     kinds = {t.code: t for t in POINT_KINDS}
     amenity_terms = {t.code: t for t in AMENITIES}
     free = row["capacity"] - (row["occupancy"] or 0) if row["capacity"] is not None else None
@@ -493,8 +495,7 @@ def _feature(query: NearestQuery, row: dict) -> dict:
         "notice": row["notice"], "live_updated_at": row["live_updated_at"].isoformat(),
         "distance_m": round(row["distance_m"], 1),
         "grid": {c: row[c] for c in RESPONSIBLE_COLUMNS} if row["grid_code"] is not None else None,
-        "navigation": navigation.links(lon=row["lon"], lat=row["lat"], name=row["name"],
-                                       origin=(query.lon, query.lat)),
+        "navigation": navigation_links,
     }
     if "walk" in row:
         props.update(_walk_properties(row["walk"], spot=(query.lon, query.lat), point=(row["lon"], row["lat"])))

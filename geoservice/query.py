@@ -76,8 +76,8 @@ def distance_box_sql(metres: str) -> str:
     """A one-row query of lon/lat boxes holding every position within ``metres`` (SQL) of ``(:lon, :lat)``.
 
     Its columns: ``m`` (the metres), ``a`` and ``b`` (``b`` is the part beyond the antimeridian, else NULL). Use it
-    as a ``MATERIALIZED`` CTE and test rows with :func:`in_box_sql`: the boxes let a search run on a geometry GiST
-    index (lon/lat degrees), and an exact geodesic test on the few rows inside decides.
+    as a ``MATERIALIZED`` CTE and test rows with :func:`in_distance_box_sql`: the boxes let a search run on a
+    geometry GiST index (lon/lat degrees), and an exact geodesic test on the few rows inside decides.
 
     Why the boxes hold every such position: along a geodesic of length s the latitude moves at most s / M_min
     radians (M ≥ M_min), so it stays within |lat| + dlat of the equator, where a degree of longitude is at least
@@ -102,7 +102,7 @@ def distance_box_sql(metres: str) -> str:
     """
 
 
-def in_box_sql(geom: str, box: str) -> str:
+def in_distance_box_sql(geom: str, box: str) -> str:
     """The condition "``geom`` lies in the boxes of the CTE ``box``" (see :func:`distance_box_sql`), indexable."""
     return f"({geom} && (SELECT a FROM {box}) OR {geom} && (SELECT b FROM {box}))"
 
