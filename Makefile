@@ -62,7 +62,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,notebooks]'
 	touch $@
 
-# Leaflet and its plugins (marker cluster, locate control, Leaflet-Geoman for editing on the city map), MapLibre GL JS
+# Leaflet and its plugins (locate control, Leaflet-Geoman for editing on the city map), MapLibre GL JS
 # and its Leaflet binding (the city map's vector tiles; the CSP build with its worker as a file of ours) and ECharts
 # (the planner's charts and the coverage report) come from the npm registry (exact versions in package.json) and are
 # served from /static/vendor.
@@ -70,10 +70,9 @@ assets: static/vendor/.installed
 
 static/vendor/.installed: package.json
 	npm install --no-package-lock --no-audit --no-fund --silent
-	rm -rf static/vendor && mkdir -p static/vendor/leaflet static/vendor/markercluster static/vendor/locatecontrol \
+	rm -rf static/vendor && mkdir -p static/vendor/leaflet static/vendor/locatecontrol \
 	  static/vendor/geoman static/vendor/echarts static/vendor/maplibre static/vendor/maplibre-gl-leaflet
 	cp -r node_modules/leaflet/dist/. static/vendor/leaflet/
-	cp -r node_modules/leaflet.markercluster/dist/. static/vendor/markercluster/
 	cp -r node_modules/leaflet.locatecontrol/dist/. static/vendor/locatecontrol/
 	cp -r node_modules/@geoman-io/leaflet-geoman-free/dist/. static/vendor/geoman/
 	cp node_modules/echarts/dist/echarts.min.js static/vendor/echarts/
