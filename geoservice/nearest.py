@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from pyproj import Geod
 from sqlalchemy.engine import Connection
 
 from geoservice import hours, navigation
@@ -38,6 +39,7 @@ from geoservice.routing import WALK_SPEED_M_PER_MIN, routes_to_positions, snap_f
 from geoservice.spatial import BOX_MARGIN_M, box_around, box_params, metric_srid
 from geoservice.vocab import AMENITIES, AMENITY_CODES, KIND_CODES, POINT_KINDS
 
+_GEOD = Geod(ellps="WGS84")
 # Without max_distance, a walking search looks this far (straight) for candidates: about 1 h on foot.
 DEFAULT_WALK_SEARCH_M = 5000.0
 CANDIDATE_CAP = 500
@@ -387,7 +389,7 @@ def _walk_candidates_sql(*, of_kinds: bool) -> sa.TextClause:
            NULL::float8 AS distance_m, (SELECT m FROM box) AS radius_m
     FROM spot
     UNION ALL
-    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, {_LIGHT_COLUMNS}, {_DISTANCE}, NULL
+    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, {_LIGHT_COLUMNS}, {_DISTANCE}, NULL
     FROM point p
     WHERE {_filters_sql(kind=_kinds_sql(of_kinds))}
       AND {in_distance_box_sql("p.geom", "box")} AND {_DISTANCE} <= (SELECT m FROM box)
@@ -456,8 +458,16 @@ def _walks_within(conn: Connection, query: NearestQuery, *, now: datetime, radiu
     radius = next((r["radius_m"] for r in rows if r["key"] == 0), None)
     if spot is None or radius is None:
         return None
-    gathered = sorted(_open_only(query, _open_filter([dict(r) for r in rows if r["key"] is None], now)),
-                      key=_by_distance)
+    gathered = _open_only(query, _open_filter([dict(r) for r in rows if r["key"] is None], now))
+    # A lower bound of each walk: the straight line, and the access leg plus the straight line from where it meets
+    # the street (the rest of the walk is never shorter) — much the larger for a spot far from every street.
+    foot = next(r for r in rows if r["key"] == 0)
+    if gathered:
+        from_foot = _GEOD.inv([foot["foot_lon"]] * len(gathered), [foot["foot_lat"]] * len(gathered),
+                              [r["lon"] for r in gathered], [r["lat"] for r in gathered])[2]
+        for r, d in zip(gathered, from_foot, strict=True):
+            r["at_least_m"] = max(r["distance_m"], spot.offset_m + float(d)) - _BOUND_MARGIN_M
+    gathered.sort(key=lambda r: (r["at_least_m"], r["id"]))
     bbox = box_around(query.lon, query.lat, radius + spot.offset_m + BOX_MARGIN_M)
     routes: dict = {}
 
@@ -470,7 +480,7 @@ def _walks_within(conn: Connection, query: NearestQuery, *, now: datetime, radiu
     walks = sorted(_walk_total(r) for r in routes.values())
     rest = gathered[len(first):]
     if len(walks) >= query.k:  # only the points that may still walk less than the k-th
-        rest = [r for r in rest if r["distance_m"] <= walks[query.k - 1] + _BOUND_MARGIN_M]
+        rest = [r for r in rest if r["at_least_m"] <= walks[query.k - 1]]
     route(rest)
     return radius, routes
 

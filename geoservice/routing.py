@@ -95,14 +95,15 @@ def snap_sql(positions: str) -> str:
     """A SELECT snapping each row of the relation ``positions`` onto its nearest routable street edge.
 
     ``positions`` has the columns ``key`` and ``g`` (a lon/lat point); the SELECT gives the fields of :class:`Snap`
-    (``key, edge_id, source, target, length_m, offset_m, fraction, inside``). It binds ``:srid`` (the metric CRS),
+    (``key, edge_id, source, target, length_m, offset_m, fraction, inside``) and where the access leg meets the
+    street (``foot_lon, foot_lat``). It binds ``:srid`` (the metric CRS),
     ``:exclude`` (edges the position keyed 0 — a walk's spot — may not be snapped onto) and the box
     ``:x0, :y0, :x1, :y1`` (or NULLs) that ``inside`` is about.
     """
     avoid = f"NOT ({positions}.key = 0 AND s.id = ANY(CAST(:exclude AS bigint[])))"
     return f"""
     SELECT {positions}.key, e.id AS edge_id, e.source, e.target, e.length_m, leg.offset_m,
-           ST_LineLocatePoint(e.gm, e.pm) AS fraction,
+           ST_X(leg.foot) AS foot_lon, ST_Y(leg.foot) AS foot_lat, ST_LineLocatePoint(e.gm, e.pm) AS fraction,
            (CAST(:x0 AS float8) IS NULL
             OR e.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)) AS inside
     FROM {positions}
@@ -123,10 +124,8 @@ def snap_sql(positions: str) -> str:
         LIMIT 1
     ) AS e
     -- The access leg is measured on the spheroid, from the position to the foot of the perpendicular.
-    CROSS JOIN LATERAL (
-        SELECT ST_Distance(ST_Transform(ST_ClosestPoint(e.gm, e.pm), 4326)::geography, {positions}.g::geography)
-               AS offset_m
-    ) AS leg
+    CROSS JOIN LATERAL (SELECT ST_Transform(ST_ClosestPoint(e.gm, e.pm), 4326) AS foot) AS f
+    CROSS JOIN LATERAL (SELECT f.foot, ST_Distance(f.foot::geography, {positions}.g::geography) AS offset_m) AS leg
     """
 
 
