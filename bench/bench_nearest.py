@@ -138,14 +138,16 @@ def _ms(value: str, unit: str) -> float:
 
 def check_answers(engine, port: int, spots: list[tuple[float, float]]) -> int:
     """The served straight answers against a brute force over every row; the number of answers compared."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     compared = 0
     with engine.connect() as conn:
         for spot in spots[:CHECKED_SPOTS]:
             for _label, extra in FILTERS:
+                # A new connection each time: the brute force takes longer than gunicorn keeps an idle one.
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
                 connection.request("GET", nearest_path(spot, extra, k=5))
                 response = connection.getresponse()
                 body = json.loads(response.read())
+                connection.close()
                 assert response.status == 200, body
                 kinds = [v for k, v in extra if k == "kind"] or None
                 amenities = [v for k, v in extra if k == "amenity"]
