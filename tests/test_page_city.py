@@ -531,7 +531,7 @@ def test_a_100k_point_city_gets_the_same_small_page_and_every_point_of_the_view(
             # Close up: every point of the view's tiles is a marker of its own.
             centre = big.points[0]["geom"]
             requested.clear()
-            set_view(page, centre.y, centre.x, 17)
+            set_view(page, centre.y, centre.x, 18)
             asked = {(z, x, y) for z, x, y, _ in tile_requests(requested, "points")}
             drawn = page.evaluate(DRAWN_JS)
             assert drawn["clusters"] == 0

@@ -399,10 +399,11 @@
       return "kinds=" + on.join(",");
     }
 
-    // Below the tiles' cluster_max_zoom a points tile is shown 512 px wide (the tile of the zoom above, as MapLibre
-    // shows its tiles): a quarter of the requests for a view, clusters on 64-px cells. From it on, the map's own
-    // zoom at 256 px: every point a marker of its own.
-    function pointTileSize(zoom) { return zoom < config.tiles.cluster_max_zoom ? 512 : 256; }
+    // Up to the tiles' cluster_max_zoom a points tile is shown 512 px wide (the tile of the zoom above, as MapLibre
+    // shows its tiles): a quarter of the requests for a view, clusters on 64-px cells. Past it, the map's own zoom
+    // at 256 px: every point a marker of its own — from the zoom where a dense city (a million points) puts a few
+    // hundred markers in a view, not thousands (each marker is DOM the page builds).
+    function pointTileSize(zoom) { return zoom <= config.tiles.cluster_max_zoom ? 512 : 256; }
 
     function pointTileAddress(coords) {
       var z = pointTileSize(coords.z) === 512 ? coords.z - 1 : coords.z;
@@ -515,7 +516,9 @@
       marker.feature = feature;
       marker.detailed = true;
       marker.setLatLng([c[1], c[0]]);
-      marker.setIcon(pointIcon(p));
+      // Only a kiosk's icon changes with its record (the badge); a new icon is a new DOM node, and close up in a
+      // big city there are thousands.
+      if (p.kind === "kiosk" && p.free_places != null) { marker.setIcon(pointIcon(p)); }
       marker.options.title = marker.options.alt = markerTitle(p);
       if (marker._icon) { marker._icon.title = marker.options.title; }
       if (p.kind === "kiosk" && p.capacity != null) { marker.liveBadge = p.free_places + "|" + isStale(p); }
