@@ -19,7 +19,7 @@ from geoservice.results_cache import ResultsCache
 from geoservice.web import auth, static_versions
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-JSON_PREFIXES = ("/api", "/ogc", "/healthz")
+JSON_PREFIXES = ("/api", "/ogc", "/healthz", "/tiles")
 log = logging.getLogger(__name__)
 
 

@@ -372,6 +372,8 @@ def test_a_tile_revalidates_to_an_empty_304(client, engine, encoding):
     ("/tiles/roads.json", 404, "layers: points, streets, grids, districts"),
     ("/tiles/points.json?kinds=cafe", 400, "unknown kinds"),
     ("/tiles?x=1", 400, "accepts no parameters"),
+    ("/tiles/points/12/3343.mvt", 404, "not found"),  # no route at all: still the JSON shape
+    ("/tiles/points/12/3343/1635.png", 404, "not found"),
 ])
 def test_bad_requests_are_json_errors_naming_what_is_allowed(client, url, status, says):
     response = client.get(url)

@@ -3,24 +3,19 @@
 Tiles read only what the data version covers, so each is tagged by the version, the address, the kinds asked for
 and whether the caller sees planned points (``geoservice.http_cache``); a client revalidating a tile it holds gets an
 empty 304 before any tile is made — gzipped or not. Answers that depend on the caller (planners see planned points)
-are private. Errors are the API's one JSON shape (these paths are outside ``/api``, so the blueprint says so itself).
+are private. Errors are the API's one JSON shape (``/tiles`` is one of the app's JSON prefixes).
 """
 
 from __future__ import annotations
 
-import logging
-
-import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
 
 from geoservice import budget, http_cache, tiles
-from geoservice.errors import GeoserviceError, InvalidParameter
+from geoservice.errors import InvalidParameter
 from geoservice.spatial import box_around
 from geoservice.web.auth import sees_hidden
 
 bp = Blueprint("tiles", __name__)
-log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
 
@@ -83,35 +78,3 @@ def index():
         {"id": layer.id, "title": layer.table.title, "description": layer.description, "minzoom": layer.minzoom,
          "maxzoom": layer.maxzoom, "tilejson": f"{root}tiles/{layer.id}.json",
          "tiles": f"{root}tiles/{layer.id}/{{z}}/{{x}}/{{y}}.mvt"} for layer in tiles.LAYERS.values()]})
-
-
-# -- errors in the API's JSON shape ----------------------------------------------------------------------------
-
-def _error(status: int, body: dict, headers: dict | None = None) -> Response:
-    response = jsonify(body)
-    response.status_code = status
-    response.headers.update(headers or {})
-    return response
-
-
-@bp.errorhandler(GeoserviceError)
-def _geoservice_error(exc: GeoserviceError):
-    retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
-    return _error(exc.status, exc.to_dict(), retry)
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException):
-    return _error(exc.code or 500, {"code": exc.name.replace(" ", ""), "description": exc.description})
-
-
-@bp.errorhandler(sa.exc.DBAPIError)
-@bp.errorhandler(sa.exc.TimeoutError)
-def _database_error(exc: Exception):
-    from geoservice.app import database_error
-
-    error = database_error(exc)
-    if error is None:
-        log.exception("unhandled database error on %s", request.path)
-        return _error(500, {"code": "InternalError", "description": "an unexpected error occurred; it has been logged"})
-    return _geoservice_error(error)

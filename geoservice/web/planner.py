@@ -3,8 +3,8 @@
 The template ``planner.html`` holds the side panel: the controls (radius, kinds, mode), the summary, the export
 links and the per-grid table, and the map beside it. ``static/js/planner.js`` asks the API for everything drawn
 or listed — uncovered street portions, grid coverage, gaps and overlaps, and the grid outlines, streets and points
-of the current view (by bbox, with a limit) — so the page is a few kilobytes whatever the size of the city. The panel comes before
-the map in the document so that keyboard users reach the controls first.
+of the current view (by bbox, with a limit) — so the page is a few kilobytes whatever the size of the city. The
+panel comes before the map in the document so that keyboard users reach the controls first.
 
 The charts (ECharts, served from our ``/static/vendor/echarts``) show covered % against the radius (one call for the
 whole curve), per subdistrict and per community, and the street length by distance to the nearest point. The siting
