@@ -30,19 +30,17 @@ import http.client
 import json
 import os
 import random
-import re
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
 
-from bench.common import ROOT, bench_database, free_port, machine, serve, write_section
+from bench.common import ROOT, bench_database, free_port, machine, serve, write_section, wrk
 
 LOG_DIR = ROOT / "bench" / "out"
 CHECKED_SPOTS = 25
@@ -107,33 +105,6 @@ def serve_trivial(port: int, log: Path) -> subprocess.Popen:
 def nearest_path(spot: tuple[float, float], extra: tuple = (), **params) -> str:
     return "/api/v1/nearest?" + urlencode([("lon", f"{spot[0]:.6f}"), ("lat", f"{spot[1]:.6f}"),
                                            *params.items(), *extra])
-
-
-def wrk(port: int, paths: list[str], *, connections: int, threads: int, seconds: int) -> dict:
-    """wrk against ``paths`` in turn: req/s, latency percentiles (ms) and the count of non-2xx answers."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write("local paths = {" + ",".join(json.dumps(p) for p in paths) + "}\n"
-                     "local i = 0\n"
-                     "request = function()\n"
-                     "  i = i % #paths + 1\n"
-                     "  return wrk.format('GET', paths[i])\n"
-                     "end\n")
-    try:
-        out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
-                              script.name, f"http://127.0.0.1:{port}"], capture_output=True, text=True,
-                             check=True).stdout
-    finally:
-        os.unlink(script.name)
-    latency = {int(p): _ms(value, unit) for p, value, unit in
-               re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)}
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "latency": latency,
-            "bad": int(bad.group(1)) if bad else 0, "socket_errors": errors.group(1) if errors else None}
-
-
-def _ms(value: str, unit: str) -> float:
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def check_answers(engine, port: int, spots: list[tuple[float, float]]) -> int:

@@ -29,7 +29,6 @@ import http.client
 import json
 import os
 import random
-import re
 import shutil
 import statistics
 import subprocess
@@ -42,7 +41,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from bench.common import ROOT, bench_database, free_port, machine, serve, write_section
+from bench.common import ROOT, bench_database, free_port, machine, serve, write_section, wrk
 from geoservice.config import load_settings
 from geoservice.db.embedded import EmbeddedCluster
 
@@ -219,30 +218,6 @@ def check(engine, ours: int, before: int, theirs: int, deep_keyset: str, boxes: 
     return {"matched": (min(counts), sorted(counts)[len(counts) // 2], max(counts))}
 
 
-def wrk(port: int, paths: list[str], *, seconds: int, connections: int = 8, threads: int = 2) -> dict:
-    """wrk against ``paths`` in turn: req/s, p50/p99 latency (ms) and the count of non-2xx answers."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write("local paths = {" + ",".join(json.dumps(p) for p in paths) + "}\n"
-                     "local i = 0\n"
-                     "request = function()\n"
-                     "  i = i % #paths + 1\n"
-                     "  return wrk.format('GET', paths[i], {['Accept'] = 'application/geo+json'})\n"
-                     "end\n")
-    try:
-        # A long timeout: a deep offset page takes seconds, and wrk leaves out of its latencies what it gave up on.
-        out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "60s",
-                              "--latency", "-s",
-                              script.name, f"http://127.0.0.1:{port}"], capture_output=True, text=True,
-                             check=True).stdout
-    finally:
-        os.unlink(script.name)
-    latency = {int(p): float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[u] for p, v, u in
-               re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)}
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": latency.get(50),
-            "p99": latency.get(99), "bad": int(bad.group(1)) if bad else 0}
-
-
 def settle(measured: dict) -> None:
     """Wait for the requests wrk left running when it stopped (a deep offset page takes seconds) to finish, so the
     next measurement starts on an idle server."""
@@ -307,7 +282,7 @@ def main() -> None:
         results = [(request, server, []) for request, server, _, _ in runs]
         for number in range(args.rounds):
             for (request, server, port, paths), (_, _, rounds) in zip(runs, results, strict=True):
-                measured = wrk(port, paths, seconds=args.seconds)
+                measured = wrk(port, paths, seconds=args.seconds, headers={"Accept": "application/geo+json"})
                 settle(measured)
                 print(f"round {number + 1}: {request:48} {server:26} {measured['rps']:9.1f} req/s  "
                       f"p50 {measured['p50']} ms  p99 {measured['p99']} ms  non-2xx {measured['bad']}")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import platform
+import re
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -136,3 +139,35 @@ def serve(engine, *, database: str, port: int, log: Path, wait_s: float = 120.0)
             time.sleep(0.3)
     proc.terminate()
     raise RuntimeError(f"the app did not start; see {log}")
+
+
+def wrk(port: int, paths: list[str], *, seconds: int, connections: int = 8, threads: int = 2,
+        headers: dict[str, str] | None = None, timeout_s: int = 60) -> dict:
+    """wrk (Debian's ``wrk``) against ``paths`` in turn, one per request.
+
+    Returns:
+        ``rps``; ``latency`` (percentile → ms), ``p50`` and ``p99``; ``bad`` (non-2xx/3xx answers) and
+        ``socket_errors`` (wrk's line, or None). A long ``timeout_s``: wrk leaves out of its latencies what it gave
+        up on, so a slow answer must be waited for, not dropped.
+    """
+    header_table = "{" + ",".join(f"[{json.dumps(k)}] = {json.dumps(v)}" for k, v in (headers or {}).items()) + "}"
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write("local paths = {" + ",".join(json.dumps(p) for p in paths) + "}\n"
+                     "local i = 0\n"
+                     "request = function()\n"
+                     "  i = i % #paths + 1\n"
+                     f"  return wrk.format('GET', paths[i], {header_table})\n"
+                     "end\n")
+    try:
+        out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout",
+                              f"{timeout_s}s", "--latency", "-s", script.name, f"http://127.0.0.1:{port}"],
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    latency = {int(p): float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[u] for p, v, u in
+               re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)}
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "latency": latency,
+            "p50": latency.get(50), "p99": latency.get(99), "bad": int(bad.group(1)) if bad else 0,
+            "socket_errors": errors.group(1) if errors else None}
