@@ -179,3 +179,40 @@ def test_the_planner_page_draws_the_grids_of_its_view_only(browser, big_served, 
         assert [e for e in page.console_errors if "status of 503" not in e] == []
     finally:
         context.close()
+
+
+@pytest.mark.browser
+def test_the_city_map_draws_every_point_of_its_view_from_the_tiles(browser, big_served, big_engine):
+    """The city map on the million-point city: the markers and clusters of the first view and of a close-up hold
+    exactly the points of the tiles asked (rows from plain SQL, each point's tile worked out by hand), with no cap,
+    the grids and streets drawn by MapLibre, and no console error."""
+    from tests.conftest import recorded_page
+    from tests.test_page_city import DRAWN_JS, open_map, set_view, tile_of, tile_requests
+
+    with big_engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT id, ST_X(geom), ST_Y(geom) FROM point WHERE status <> 'planned'")).all()
+        lon, lat = _spot(big_engine)
+
+    def expected(tiles: set) -> set[int]:
+        (z,) = {t[0] for t in tiles}
+        return {i for i, x, y in rows if (z, *tile_of(x, y, z)) in tiles}
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN", bypass_csp=True)
+    try:
+        page = recorded_page(context)
+        open_map(page, big_served, f"#13/{lat}/{lon}")
+        asked = {(z, x, y) for z, x, y, _ in tile_requests(page.requested, "points")}
+        drawn = page.evaluate(DRAWN_JS)
+        assert drawn["points"] == len(expected(asked)) > 10_000
+        assert drawn["clusters"] > 50
+        assert drawn["vector"]["grids-fill"] and len(drawn["vector"]["streets-line"]) > 100
+        page.requested.clear()
+        set_view(page, lat, lon, 18)
+        asked = {(z, x, y) for z, x, y, _ in tile_requests(page.requested, "points")}
+        drawn = page.evaluate(DRAWN_JS)
+        assert drawn["clusters"] == 0
+        assert set(drawn["singles"]) == expected(asked) and drawn["singles"]
+        assert page.locator("#map-status").is_hidden()
+        assert page.console_errors == []
+    finally:
+        context.close()
