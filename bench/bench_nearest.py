@@ -40,7 +40,7 @@ from urllib.parse import urlencode
 
 import sqlalchemy as sa
 
-from bench.common import ROOT, bench_database, free_port, machine, serve, write_section, wrk
+from bench.common import ROOT, bench_database, free_port, machine, serve, wait_until_answering, write_section, wrk
 
 LOG_DIR = ROOT / "bench" / "out"
 CHECKED_SPOTS = 25
@@ -89,17 +89,7 @@ def serve_trivial(port: int, log: Path) -> subprocess.Popen:
                "--worker-class", "gthread", "--threads", "4", "--access-logfile", "-", "--error-logfile", "-",
                "bench.bench_nearest:trivial_app()"]
     proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/ping")
-            if connection.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError(f"the trivial app did not start; see {log}")
+    return wait_until_answering(proc, port=port, path="/ping", log=log, wait_s=60)
 
 
 def nearest_path(spot: tuple[float, float], extra: tuple = (), **params) -> str:

@@ -128,17 +128,23 @@ def serve(engine, *, database: str, port: int, log: Path, wait_s: float = 120.0)
            "GEOSERVICE_BASEMAP": "none"}
     proc = subprocess.Popen([sys.executable, "-m", "geoservice", "serve", "--host", "127.0.0.1", "--port", str(port)],
                             env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
+    return wait_until_answering(proc, port=port, path="/healthz", log=log, wait_s=wait_s)
+
+
+def wait_until_answering(proc: subprocess.Popen, *, port: int, path: str, log: Path,
+                         wait_s: float = 120.0) -> subprocess.Popen:
+    """``proc`` once ``path`` on ``port`` answers 200; stops it and raises RuntimeError if it does not in time."""
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/healthz")
+            connection.request("GET", path)
             if connection.getresponse().status == 200:
                 return proc
         except OSError:
             time.sleep(0.3)
     proc.terminate()
-    raise RuntimeError(f"the app did not start; see {log}")
+    raise RuntimeError(f"the server on port {port} did not start; see {log}")
 
 
 def wrk(port: int, paths: list[str], *, seconds: int, connections: int = 8, threads: int = 2,
