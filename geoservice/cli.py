@@ -380,6 +380,69 @@ def serve(ctx: click.Context, host: str, port: int, workers: int) -> None:
     run_server(_settings(ctx), host=host, port=port, workers=workers)
 
 
+# -- running it for a city: backups and the deployment check -------------------------------------------------------
+
+@main.group("backup")
+def backup_group() -> None:
+    """Back the database up, list the backups, restore one (pg_dump custom format, with retention)."""
+
+
+@backup_group.command("create")
+@click.pass_context
+@_one_line_errors
+def backup_create(ctx: click.Context) -> None:
+    """Write a new backup to GEOSERVICE_BACKUP_DIR, then keep only the newest GEOSERVICE_BACKUP_KEEP."""
+    from geoservice import backup
+
+    made = backup.create(_settings(ctx))
+    click.echo(backup.describe(made))
+
+
+@backup_group.command("list")
+@click.pass_context
+@_one_line_errors
+def backup_list(ctx: click.Context) -> None:
+    """The backups, newest first: name, time, schema revision, size."""
+    from geoservice import backup
+
+    for item in backup.list_backups(_settings(ctx)):
+        click.echo(backup.describe(item))
+
+
+@backup_group.command("restore")
+@click.argument("name")
+@click.option("--into", "into", default=None, metavar="URL_OR_NAME",
+              help="Restore into this new database (a URL, or a database name in the embedded cluster) instead "
+                   "of replacing the current one.")
+@click.option("--yes", is_flag=True, help="Replace the current database's data without asking.")
+@click.pass_context
+@_one_line_errors
+def backup_restore(ctx: click.Context, name: str, into: str | None, yes: bool) -> None:
+    """Restore the backup NAME (from `backup list`; `latest` for the newest)."""
+    from geoservice import backup
+
+    click.echo(backup.restore(_settings(ctx), name, into=into, replace=yes))
+
+
+@main.group("deploy")
+def deploy_group() -> None:
+    """Check a production deployment (deploy/ holds the layout: proxy, systemd units, settings, log rotation)."""
+
+
+@deploy_group.command("check")
+@click.pass_context
+@_one_line_errors
+def deploy_check(ctx: click.Context) -> None:
+    """Say what is missing or unsafe for serving the public; exit 1 when anything is."""
+    from geoservice import deploy
+
+    findings = deploy.check(_settings(ctx))
+    for finding in findings:
+        click.echo(str(finding))
+    if any(f.blocking for f in findings):
+        sys.exit(1)
+
+
 # -- reports ---------------------------------------------------------------------------------------------------------
 
 @main.group("report")

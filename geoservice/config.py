@@ -28,6 +28,23 @@ Settings (environment variable → meaning, default):
     as the owner, as before; README "Least privilege" says what an administrator runs to change that). The command
     line (migrations, imports, demo load, network rebuild) always uses the owner: ``DATABASE_URL`` or the embedded
     superuser.
+``GEOSERVICE_REPLICA_URLS``
+    SQLAlchemy URLs of read replicas (PostgreSQL streaming replicas of the primary), separated by spaces, each
+    connecting as the web app's role. Reads that may be slightly stale — maps, tiles, nearest, OGC items, the
+    public's pages — go to a replica (``geoservice.db.replicas``); every write, every login and every request of a
+    logged-in user or API token (so people read their own writes) goes to the primary, and so does any read while
+    no replica answers. A URL may list several hosts in libpq's form (``?host=a:5432&host=b:5432``). Default empty:
+    everything goes to the primary.
+``GEOSERVICE_REPLICA_RETRY_S``
+    Seconds a replica that failed to answer is left out before it is tried again. Default ``10``.
+``GEOSERVICE_PUBLIC_URL``
+    The address people use, e.g. ``https://map.city.gov.cn``: the reverse proxy's site (``deploy/Caddyfile``) and
+    what ``geoservice deploy check`` holds the deployment to (it must be ``https://``). Default empty (``make run``
+    on the machine itself).
+``GEOSERVICE_BACKUP_DIR``
+    Folder ``geoservice backup create`` writes to and ``backup list``/``restore`` read. Default ``var/backups``.
+``GEOSERVICE_BACKUP_KEEP``
+    How many backups ``backup create`` keeps: older ones are removed after a new one is complete. Default ``14``.
 ``GEOSERVICE_METRIC_CRS``
     Projected CRS (``EPSG:<code>``, in metres) for metric work: lengths, buffers, snapping, coverage. Unset (the
     default): chosen from ``GEOSERVICE_CITY_CENTER`` — the CGCS2000 3-degree Gauss-Kruger zone in China (EPSG:4547,
@@ -126,6 +143,11 @@ class Settings:
     pg_bin: Path = field(default_factory=lambda: Path("/usr/lib/postgresql/15/bin"))
     db_name: str = "geoservice"
     app_database_url: str | None = None
+    replica_urls: tuple[str, ...] = ()
+    replica_retry_s: float = 10.0
+    public_url: str | None = None
+    backup_dir: Path = field(default_factory=lambda: Path("var/backups"))
+    backup_keep: int = 14
     metric_crs: str | None = None
     city_center: tuple[float, float] = (113.826, 34.026)
     city_radius_km: float = 60.0
@@ -174,6 +196,13 @@ class Settings:
                      "login_window_minutes", "occupancy_stale_minutes", "siting_max_candidates"):
             if not 1 <= getattr(self, name) <= 100_000:
                 raise ConfigError(f"{name} must be between 1 and 100000, got {getattr(self, name)}")
+        if not 0 < self.replica_retry_s <= 3600:
+            raise ConfigError(f"replica_retry_s must be between 0 and 3600 seconds, got {self.replica_retry_s}")
+        if not 1 <= self.backup_keep <= 10_000:
+            raise ConfigError(f"backup_keep must be between 1 and 10000, got {self.backup_keep}")
+        if self.public_url is not None and not re.fullmatch(r"https?://[^/\s?#]+/?", self.public_url):
+            raise ConfigError(f"public_url must be a scheme and host such as https://map.city.gov.cn (no path), "
+                              f"got {self.public_url!r}")
         if not 0 < self.pg_port < 65536:
             raise ConfigError(f"pg_port must be between 1 and 65535, got {self.pg_port}")
 
@@ -230,6 +259,11 @@ ENV_NAMES = {
     "pg_bin": "GEOSERVICE_PG_BIN",
     "db_name": "GEOSERVICE_DB_NAME",
     "app_database_url": "GEOSERVICE_APP_DATABASE_URL",
+    "replica_urls": "GEOSERVICE_REPLICA_URLS",
+    "replica_retry_s": "GEOSERVICE_REPLICA_RETRY_S",
+    "public_url": "GEOSERVICE_PUBLIC_URL",
+    "backup_dir": "GEOSERVICE_BACKUP_DIR",
+    "backup_keep": "GEOSERVICE_BACKUP_KEEP",
     "metric_crs": "GEOSERVICE_METRIC_CRS",
     "city_center": "GEOSERVICE_CITY_CENTER",
     "city_radius_km": "GEOSERVICE_CITY_RADIUS_KM",
@@ -271,7 +305,9 @@ def _coerce(name: str, raw: Any) -> Any:
             lon, lat = (float(p) for p in parts)
             return (lon, lat)
         if kind == "tuple[str, ...]":
-            parts = raw.split(",") if isinstance(raw, str) else list(raw)
+            # URLs may hold commas (libpq's host lists): they are separated by spaces
+            separator = None if name.endswith("_urls") else ","
+            parts = raw.split(separator) if isinstance(raw, str) else list(raw)
             return tuple(str(p).strip() for p in parts if str(p).strip())
         return (str(raw) or None) if kind == "str | None" else str(raw)
     except (TypeError, ValueError) as exc:

@@ -143,8 +143,10 @@ def test_planner_page(watched, served, poisoned):
     page.wait_for_selector("body[data-planner-state='ready'][data-planner-static='ready']", timeout=90_000)
     page.evaluate("([lat, lon]) => { geoservicePlanner.map.setView([lat, lon], 16, {animate: false}); }",
                   [poisoned["lat"], poisoned["lon"]])
+    # streets and points are numbered separately, so a street can carry the point's id: match the point only
     opened = """(id) => { let hit = null; geoservicePlanner.map.eachLayer(l => {
-        if (l.feature && l.feature.properties.id === id && l.getPopup && l.getPopup()) hit = l; });
+        if (l.feature && l.feature.geometry.type === 'Point' && l.feature.properties.id === id
+            && l.getPopup && l.getPopup()) hit = l; });
       if (hit) hit.openPopup(); return !!hit; }"""
     page.wait_for_function(opened, arg=poisoned["id"], timeout=WAIT_MS)
     popup = page.locator(".leaflet-popup-content")
