@@ -11,12 +11,13 @@ PORT ?= 5000
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # What `make run` needs from the system (Chromium and the CJK fonts print the planner's coverage report as PDF — the
-# browser the page tests drive), and what the tests need on top: ogr2ogr, and a real OpenStreetMap extract far from
+# browser the page tests drive), and what the tests need on top: ogr2ogr, a real OpenStreetMap extract far from
 # both others the tests use (West Oakland, shipped as OSM XML by python-osmnx-doc; osmium-tool turns it into the
-# .osm.pbf our importer reads).
+# .osm.pbf our importer reads), Caddy (the production layout's reverse proxy, deploy/Caddyfile, which the HTTPS and
+# scale-out tests run) and wrk (their load).
 RUN_PACKAGES := postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting acl nodejs npm python3-venv chromium \
   fonts-noto-cjk
-TEST_PACKAGES := $(RUN_PACKAGES) gdal-bin python-osmnx-doc osmium-tool
+TEST_PACKAGES := $(RUN_PACKAGES) gdal-bin python-osmnx-doc osmium-tool caddy wrk
 
 .PHONY: run test test-scale lint system-run system-test venv assets db demo serve clean-db
 
