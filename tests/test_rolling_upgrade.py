@@ -24,11 +24,12 @@ import json
 import math
 import os
 import random
+import ssl
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -38,15 +39,16 @@ import sqlalchemy as sa
 
 from geoservice import db
 from geoservice.citygen import demo_spec
-from tests.conftest import ROOT, TEST_ANALYSIS_SLOTS, serving
+from tests.conftest import ROOT, TEST_ANALYSIS_SLOTS, serving, wait_for_http
+from tests.proxy import start_proxy
 
 NEWEST_INDEXES = ("point_kind_geom_idx", "point_hours_geom_idx")  # what 0005 makes
 BEFORE_NEWEST = "0004"
 LOAD_THREADS = 4
 ANSWERS_BEFORE = 150        # answers taken before the migration starts (the app warm, every path asked)
 ANSWERS_AFTER = 150         # and after it has finished
-MAX_ANSWERS = 5000          # the load's bound, whatever happens
-LOAD_DEADLINE_S = 120
+MAX_ANSWERS = 20000         # the load's bound, whatever happens
+LOAD_DEADLINE_S = 150
 
 
 def downgrade(connection: sa.Connection, revision: str) -> None:
@@ -110,10 +112,13 @@ class Answer:
 
 
 class Load:
-    """``threads`` clients on keep-alive connections asking ``paths`` in turn until told to stop (or the bound)."""
+    """``threads`` clients on keep-alive connections asking ``paths`` in turn until told to stop (or the bound).
 
-    def __init__(self, base: str, paths: list[str], *, threads: int) -> None:
-        self.host, self.port = urlsplit(base).hostname, urlsplit(base).port
+    ``connect`` makes a client's connection (plain HTTP to an app process, or TLS to the proxy).
+    """
+
+    def __init__(self, connect: Callable[[], http.client.HTTPConnection], paths: list[str], *, threads: int) -> None:
+        self.connect = connect
         self.paths = paths
         self.answers: list[Answer] = []
         self.lock = threading.Lock()
@@ -141,7 +146,7 @@ class Load:
         assert self.count() >= n, f"only {self.count()} answers within {LOAD_DEADLINE_S} s"
 
     def _client(self, index: int) -> None:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        connection = self.connect()
         i = index
         while not self.stopping.is_set() and time.monotonic() < self.deadline and self.count() < MAX_ANSWERS:
             path = self.paths[i % len(self.paths)]
@@ -153,7 +158,7 @@ class Load:
                 status, body = response.status, response.read()
             except (OSError, http.client.HTTPException):
                 connection.close()
-                connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
+                connection = self.connect()
                 status, body = None, b""
             with self.lock:
                 self.answers.append(Answer(path, started, time.monotonic(), status, body))
@@ -189,7 +194,9 @@ def test_upgrade_under_load(at_head_afterwards, settings, app_database_url):
         assert not index_names(conn) & set(NEWEST_INDEXES)
     env = {"DATABASE_URL": settings.database_url, "GEOSERVICE_APP_DATABASE_URL": app_database_url,
            "GEOSERVICE_ANALYSIS_SLOTS": str(TEST_ANALYSIS_SLOTS)}
-    with serving(env, log_name="rolling_upgrade.log") as base, Load(base, load_paths(), threads=LOAD_THREADS) as load:
+    with serving(env, log_name="rolling_upgrade.log") as base, Load(
+            lambda: http.client.HTTPConnection(urlsplit(base).hostname, urlsplit(base).port, timeout=60),
+            load_paths(), threads=LOAD_THREADS) as load:
         load.wait_for(ANSWERS_BEFORE)
         migration_started = time.monotonic()
         upgrade = subprocess.run([sys.executable, "-m", "geoservice", "db", "upgrade"], check=False,
@@ -218,6 +225,92 @@ def test_upgrade_under_load(at_head_afterwards, settings, app_database_url):
         for path, answer in checked.items():
             got = [f["properties"]["id"] for f in json.loads(answer.body)["features"]]
             assert got == nearest_by_brute_force(conn, path), path
+
+
+# -- the documented order, behind the proxy ------------------------------------------------------------------------
+
+APP_PORTS = (56401, 56402)          # H4's range (tests/contract): two app processes, as geoservice@56401/56402
+PROXY_PORTS = (56443, 56480)        # Caddy's https and plain http
+
+
+class AppProcesses:
+    """``geoservice serve --host 127.0.0.1 --port P --workers 2`` per port, as ``deploy/geoservice@.service`` starts
+    each; ``restart(port)`` is ``systemctl restart geoservice@P``: SIGTERM (gunicorn finishes what is in flight),
+    then the same command again, answering /healthz before the next is touched."""
+
+    def __init__(self, ports: tuple[int, ...], env: dict[str, str], log_dir) -> None:
+        self.ports, self.env, self.log_dir = ports, env, log_dir
+        self.processes: dict[int, subprocess.Popen] = {}
+
+    def start(self, port: int) -> None:
+        with open(self.log_dir / f"app-{port}.log", "a") as log:
+            self.processes[port] = subprocess.Popen(
+                [sys.executable, "-m", "geoservice", "serve", "--host", "127.0.0.1", "--port", str(port),
+                 "--workers", "2"], env={**os.environ, "GEOSERVICE_BASEMAP": "none", **self.env}, stdout=log,
+                stderr=subprocess.STDOUT, cwd=ROOT)
+        wait_for_http(f"http://127.0.0.1:{port}/healthz")
+
+    def stop(self, port: int) -> None:
+        process = self.processes.pop(port)
+        process.terminate()
+        process.wait(timeout=40)  # the unit's TimeoutStopSec
+
+    def restart(self, port: int) -> None:
+        self.stop(port)
+        self.start(port)
+
+    def __enter__(self) -> AppProcesses:
+        for port in self.ports:
+            self.start(port)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for port in list(self.processes):
+            self.stop(port)
+
+
+def test_documented_order_behind_the_proxy(at_head_afterwards, settings, app_database_url, tmp_path):
+    """docs/upgrading.md's order under a load through Caddy: backup, db upgrade, then each app process restarted in
+    turn. Bound: no failed request."""
+    engine = at_head_afterwards
+    with engine.begin() as conn:
+        downgrade(conn, BEFORE_NEWEST)
+    app_env = {"DATABASE_URL": settings.database_url, "GEOSERVICE_APP_DATABASE_URL": app_database_url,
+               "GEOSERVICE_ANALYSIS_SLOTS": str(TEST_ANALYSIS_SLOTS)}
+    cli_env = {**os.environ, "DATABASE_URL": settings.database_url, "GEOSERVICE_BACKUP_DIR": str(tmp_path / "backups")}
+    https_port, http_port = PROXY_PORTS
+    marks: dict[str, tuple[int, float]] = {}  # step → (answers so far, seconds it took)
+    with AppProcesses(APP_PORTS, app_env, tmp_path) as apps, \
+            start_proxy([f"127.0.0.1:{p}" for p in APP_PORTS], https_port=https_port, http_port=http_port,
+                        folder=tmp_path / "caddy") as proxy:
+        tls = ssl.create_default_context(cafile=str(proxy.ca_file))
+        with Load(lambda: http.client.HTTPSConnection(proxy.host, https_port, context=tls, timeout=60),
+                  load_paths(), threads=LOAD_THREADS) as load:
+            load.wait_for(ANSWERS_BEFORE)
+            for step in (["backup", "create"], ["db", "upgrade"]):
+                started = time.monotonic()
+                done = subprocess.run([sys.executable, "-m", "geoservice", *step], capture_output=True, text=True,
+                                      cwd=ROOT, env=cli_env, timeout=120, check=False)
+                assert done.returncode == 0, f"{step}: {done.stderr}"
+                marks[" ".join(step)] = (load.count(), time.monotonic() - started)
+            for port in APP_PORTS:
+                started = time.monotonic()
+                apps.restart(port)
+                marks[f"restart {port}"] = (load.count(), time.monotonic() - started)
+            load.wait_for(load.count() + ANSWERS_AFTER)
+    answers = list(load.answers)
+    failed = [(a.path, a.status) for a in answers if a.status is None or not 200 <= a.status < 300]
+    print(f"\ndocumented order behind Caddy: {len(answers)} answers, {len(failed)} failed; each step: answers so far, "
+          "seconds: " + "; ".join(f"{step} {n}, {s:.1f} s" for step, (n, s) in marks.items()))
+    assert failed == []  # the stated bound: 0 failed requests
+    counts = [n for n, _ in marks.values()]
+    assert counts == sorted(set(counts)) and counts[0] > ANSWERS_BEFORE  # the load ran through every step
+    from geoservice import backup
+
+    taken = backup.list_backups(settings.replace(backup_dir=tmp_path / "backups"))
+    assert [item.schema_revision for item in taken] == [BEFORE_NEWEST]  # the state to go back to, before the upgrade
+    with engine.connect() as conn:
+        assert db.current_revision(conn) == db.head_revision()
 
 
 # -- who waits for the migration ------------------------------------------------------------------------------------
