@@ -122,11 +122,16 @@ def db_upgrade(ctx: click.Context) -> None:
 
 def _upgrade(settings: Settings) -> None:
     engine = db.make_engine(db.database_url(settings))
-    with engine.begin() as conn:
-        before = db.current_revision(conn)
-        granted = db.upgrade(conn)
-        after = db.current_revision(conn)
-    engine.dispose()
+    try:
+        with engine.begin() as conn:
+            created = db.ensure_extensions(conn)
+            before = db.current_revision(conn)
+            granted = db.upgrade(conn)
+            after = db.current_revision(conn)
+    finally:
+        engine.dispose()
+    if created:
+        click.echo(f"extensions created: {', '.join(created)}")
     click.echo(f"schema at revision {after}" + ("" if before == after else f" (was {before or 'empty'})"))
     if granted:
         writes = "; ".join(f"{', '.join(p)} on {t}" for t, p in db.APP_WRITES.items()) or "nothing"

@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from geoservice import catalogue
 from geoservice.config import Settings
-from geoservice.db.embedded import APP_ROLE, EmbeddedCluster
+from geoservice.db.embedded import APP_ROLE, EXTENSIONS, EmbeddedCluster
+from geoservice.errors import GeoserviceError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -59,17 +60,76 @@ def make_engine(url: str, **kwargs) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
+class MissingExtension(GeoserviceError):
+    """PostGIS or pgRouting is not in the database and cannot be created by the connecting role (or server)."""
+
+    status = 503
+    code = "MissingExtension"
+
+
+def ensure_extensions(connection: Connection) -> tuple[str, ...]:
+    """Create the extensions geoservice needs (``postgis``, ``pgrouting``) in the database when they are missing.
+
+    On an external server the owner is often not a superuser, and PostGIS and pgRouting are not "trusted" extensions:
+    only a superuser may create them. Then nothing is created and the error names what an administrator must run.
+
+    Returns:
+        The extensions created now (empty when all were there).
+
+    Raises:
+        MissingExtension: an extension is not installed on the server, or the role may not create it.
+    """
+    present = set(connection.execute(sa.text("SELECT extname FROM pg_extension")).scalars())
+    missing = [name for name in EXTENSIONS if name not in present]
+    if not missing:
+        return ()
+    database = connection.execute(sa.text("SELECT current_database()")).scalar_one()
+    available = set(connection.execute(sa.text("SELECT name FROM pg_available_extensions")).scalars())
+    absent = [name for name in missing if name not in available]
+    if absent:
+        raise MissingExtension(
+            f"the database server has no {' or '.join(absent)} extension to create in database {database}: "
+            "install postgresql-15-postgis-3 and postgresql-15-pgrouting (Debian; the packages of the server's "
+            "PostgreSQL version) on the server, then run geoservice db upgrade again")
+    created = []
+    for position, name in enumerate(missing):
+        try:
+            # A savepoint: a refused CREATE would otherwise abort the caller's transaction.
+            with connection.begin_nested():
+                connection.execute(sa.text(f"CREATE EXTENSION IF NOT EXISTS {_quote(connection, name)} CASCADE"))
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "pgcode", None) != "42501":  # insufficient_privilege
+                raise
+            role = connection.execute(sa.text("SELECT current_user")).scalar_one()
+            refused = missing[position:]
+            statements = " ".join(f"CREATE EXTENSION {n};" for n in refused)
+            what = (f"extension {refused[0]} is missing" if len(refused) == 1 else
+                    f"extensions {', '.join(refused)} are missing")
+            raise MissingExtension(
+                f"{what} in database {database} and role {role} may not create {'it' if len(refused) == 1 else 'them'}"
+                f": a superuser must run `{statements}` in database {database} (e.g. sudo -u postgres psql -d "
+                f"{database} -c '{statements}'), then run geoservice db upgrade again") from None
+        created.append(name)
+    return tuple(created)
+
+
 def upgrade(connection: Connection, revision: str = "head") -> bool:
     """Apply the Alembic migrations up to ``revision`` on ``connection`` (committed by the caller).
 
-    At the head, the web app's role is then given exactly its privileges (:func:`grant_app_access`).
+    The extensions come first (:func:`ensure_extensions`): on a fresh external database the first migration would
+    otherwise fail on a type PostGIS defines. At the head, the web app's role is then given exactly its privileges
+    (:func:`grant_app_access`).
 
     Returns:
         Whether the app role exists here and was granted its privileges.
+
+    Raises:
+        MissingExtension: PostGIS or pgRouting is missing and cannot be created by this role.
     """
     from alembic import command
     from alembic.config import Config
 
+    ensure_extensions(connection)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
