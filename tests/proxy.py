@@ -211,3 +211,57 @@ def _wait_for_tls(proxy: Proxy) -> None:
             raise TimeoutError(f"caddy did not serve TLS on port {proxy.https_port} within {START_TIMEOUT_S} s: "
                                f"{proxy.log_file.read_text(errors='replace')[-2000:]}")
         time.sleep(0.2)
+
+
+# -- the deployment's other files, read as systemd reads them ---------------------------------------------------------
+
+DEPLOY = ROOT / "deploy"
+INSTALLED_PROGRAM = "/opt/geoservice/.venv/bin/geoservice"
+"""The ``geoservice`` the units run (README "Deploying": the code in /opt/geoservice, its virtualenv in .venv)."""
+
+
+def read_settings_file(path: Path = DEPLOY / "geoservice.env") -> dict[str, str]:
+    """``KEY=VALUE`` lines of an EnvironmentFile (comments and blank lines skipped, one layer of quotes removed)."""
+    values = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def unit_directives(path: Path) -> dict[str, dict[str, list[str]]]:
+    """Section → directive → values of a systemd unit file (a directive may repeat; an empty value resets it)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        key, _, value = line.partition("=")
+        values = current.setdefault(key.strip(), [])
+        if value.strip():
+            values.append(value.strip())
+        else:
+            values.clear()
+    return sections
+
+
+def unit_command(path: Path, instance: str = "", program: str | None = None) -> list[str]:
+    """The ExecStart of a unit as an argument list, ``%i`` replaced by ``instance`` and the installed program by
+    this checkout's (``program``, default the ``geoservice`` beside the running Python)."""
+    import shlex
+    import sys
+
+    (line,) = unit_directives(path)["Service"]["ExecStart"]
+    argv = shlex.split(line.replace("%i", instance))
+    local = program or str(Path(sys.executable).parent / "geoservice")
+    return [local if arg == INSTALLED_PROGRAM else arg for arg in argv]
