@@ -38,7 +38,8 @@ def create_app(settings: Settings | None = None, *, engine_options: dict[str, An
     app.config["GEOSERVICE_SETTINGS"] = settings
     app.json.ensure_ascii = False
     app.json.sort_keys = False
-    db.init_app(app, db.make_engine(db.app_database_url(settings), **(engine_options or {})))
+    db.init_app(app, db.make_engine(db.app_database_url(settings), **(engine_options or {})),
+                db.make_replica_set(settings, **(engine_options or {})))
     app.extensions["geoservice_results"] = ResultsCache()
 
     from geoservice.api import bp as api_bp

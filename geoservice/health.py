@@ -4,6 +4,12 @@
 keeps at hand: versions, the schema revision, the data version and each table's estimated row count from the
 planner's statistics (``pg_class.reltuples``, as of the last ANALYZE or autovacuum). Exact counts read every row of
 every table (a large city: tens of milliseconds per call) and are given only on request (``?counts=exact``).
+
+With read replicas (``geoservice.db.replicas``) it also tells, for each, whether it answers, whether it is in the
+app's rotation, the data version it has applied and how far its replay is behind the primary — in bytes of WAL (the
+primary's current position less the replica's replayed one) and in seconds (since the last transaction it replayed,
+0 when it has replayed everything it received). One statement per replica, none reading a table but the
+one-row ``data_version``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from geoservice.db.replicas import Replica, ReplicaSet
 from geoservice.errors import InvalidParameter
 from geoservice.models import TABLES
 from geoservice.params import parse_choice
@@ -93,17 +100,73 @@ class Unreachable(Exception):
     """The database did not answer; the message is safe to show (no URL, no password)."""
 
 
-def probe(engine: Engine, *, timeout_s: float, counts: str = "estimated") -> dict:
+def probe(engine: Engine, *, timeout_s: float, counts: str = "estimated", replicas: ReplicaSet | None = None) -> dict:
     """Connect, and report :func:`database_health` within ``timeout_s`` seconds of server time.
+
+    Args:
+        engine: the primary's engine.
+        timeout_s: statement timeout of each server's queries.
+        counts: see :func:`database_health`.
+        replicas: the app's read replicas, reported under ``replicas`` (:func:`replica_health`) when there are any.
 
     Raises:
         Unreachable: the connection or the queries failed.
     """
     try:
         with engine.connect() as conn:
-            conn.execute(sa.text("SELECT set_config('statement_timeout', :ms, true)"),
-                         {"ms": str(int(timeout_s * 1000))})
-            return database_health(conn, counts=counts)
+            _limit(conn, timeout_s)
+            report = database_health(conn, counts=counts)
+            if replicas:
+                primary_lsn = conn.execute(sa.text(
+                    "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END")).scalar()
     except sa.exc.SQLAlchemyError as exc:
-        reason = type(getattr(exc, "orig", exc) or exc).__name__
-        raise Unreachable(f"database not reachable ({reason})") from exc
+        raise Unreachable(f"database not reachable ({_reason(exc)})") from exc
+    if replicas:
+        report["replicas"] = [replica_health(replicas, replica, timeout_s=timeout_s, primary_lsn=primary_lsn)
+                              for replica in replicas]
+    return report
+
+
+_REPLICA_STATE = sa.text("""
+    SELECT pg_is_in_recovery() AS in_recovery,
+           (SELECT version FROM data_version) AS data_version,
+           CASE WHEN NOT pg_is_in_recovery() THEN NULL
+                WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0.0
+                ELSE round(extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::numeric, 3)
+           END AS replay_lag_s,
+           CASE WHEN pg_is_in_recovery()
+                THEN greatest(pg_wal_lsn_diff(CAST(:primary_lsn AS pg_lsn), pg_last_wal_replay_lsn()), 0)
+           END AS replay_lag_bytes,
+           CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END AS replay_paused
+""")
+
+
+def replica_health(replicas: ReplicaSet, replica: Replica, *, timeout_s: float, primary_lsn: str | None) -> dict:
+    """What one replica answers: reachable, in rotation, data version, replay lag (seconds and bytes), paused.
+
+    Args:
+        replicas: the set ``replica`` belongs to (whether it is in the rotation).
+        replica: one of ``replicas``.
+        timeout_s: statement timeout of its query.
+        primary_lsn: the primary's current WAL position (None: lag in bytes not known).
+    """
+    report: dict = {"server": replica.server, "in_rotation": replicas.in_rotation(replica)}
+    try:
+        with replica.engine.connect() as conn:
+            _limit(conn, timeout_s)
+            state = conn.execute(_REPLICA_STATE, {"primary_lsn": primary_lsn}).mappings().one()
+    except sa.exc.SQLAlchemyError as exc:
+        return {**report, "reachable": False, "error": f"replica not reachable ({_reason(exc)})"}
+    lag_bytes = state["replay_lag_bytes"]
+    return {**report, "reachable": True, "in_recovery": state["in_recovery"], "data_version": state["data_version"],
+            "replay_lag_s": float(state["replay_lag_s"]) if state["replay_lag_s"] is not None else None,
+            "replay_lag_bytes": int(lag_bytes) if lag_bytes is not None else None,
+            "replay_paused": state["replay_paused"]}
+
+
+def _limit(conn: Connection, timeout_s: float) -> None:
+    conn.execute(sa.text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(timeout_s * 1000))})
+
+
+def _reason(exc: Exception) -> str:
+    return type(getattr(exc, "orig", exc) or exc).__name__

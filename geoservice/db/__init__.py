@@ -3,8 +3,9 @@
 ``database_url(settings)`` is the one place that decides between ``DATABASE_URL`` and the embedded cluster: the
 owner, which the command line uses (migrations, imports, demo load, network rebuild). ``app_database_url(settings)``
 is what the web app connects with: the role ``APP_ROLE``, which may only read (``grant_app_access``).
-``init_app(app)`` wires the database into Flask: one engine per app, one connection per request on ``g``,
-returned to the pool at teardown.
+``init_app(app)`` wires the database into Flask: one engine per app (the primary) and the read replicas
+(``geoservice.db.replicas``), one connection per request on ``g`` — to a replica for the public's reads, else to the
+primary — returned to the pool at teardown.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context, request, session
 from sqlalchemy.engine import Connection, Engine
 
 from geoservice import catalogue
 from geoservice.config import Settings
 from geoservice.db.embedded import APP_ROLE, EXTENSIONS, EmbeddedCluster
+from geoservice.db.replicas import CONNECT_TIMEOUT_S, ReplicaSet, reads_from_replica
 from geoservice.errors import GeoserviceError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -58,6 +60,14 @@ def make_engine(url: str, **kwargs) -> Engine:
     connect_args.setdefault("connect_timeout", 10)
     connect_args.setdefault("application_name", "geoservice")
     return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+
+
+def make_replica_set(settings: Settings, **kwargs) -> ReplicaSet:
+    """The read replicas of ``settings.replica_urls`` (none: an empty set), with the engine options ``kwargs``."""
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, **kwargs.pop("connect_args", {})}
+    engines = [make_engine(_with_driver(url), connect_args=dict(connect_args), **kwargs)
+               for url in settings.replica_urls]
+    return ReplicaSet(engines, retry_s=settings.replica_retry_s)
 
 
 class MissingExtension(GeoserviceError):
@@ -229,22 +239,41 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(config).get_current_head()
 
 
-def init_app(app: Flask, engine: Engine) -> None:
-    """Attach ``engine`` to ``app`` and close each request's connection at teardown."""
+def init_app(app: Flask, engine: Engine, replicas: ReplicaSet | None = None) -> None:
+    """Attach the primary's ``engine`` and the read ``replicas`` to ``app``; close requests' connections at teardown."""
     app.extensions["geoservice.engine"] = engine
+    app.extensions["geoservice.replicas"] = replicas if replicas is not None else ReplicaSet((), retry_s=1)
     app.teardown_appcontext(_close_connection)
 
 
 def get_engine() -> Engine:
-    """The engine of the current app."""
+    """The current app's engine on the primary: what writes, logins and logged-in users use."""
     return current_app.extensions["geoservice.engine"]
 
 
+def get_replicas() -> ReplicaSet:
+    """The current app's read replicas (possibly none)."""
+    return current_app.extensions["geoservice.replicas"]
+
+
 def get_connection() -> Connection:
-    """The current request's connection, opened on first use."""
+    """The current request's connection, opened on first use.
+
+    To a replica when the request is the public's read (``geoservice.db.replicas``) and one connects, else to the
+    primary.
+    """
     if "db_connection" not in g:
-        g.db_connection = get_engine().connect()
+        g.db_connection = _connect_for_request()
     return g.db_connection
+
+
+def _connect_for_request() -> Connection:
+    replicas = get_replicas()
+    if replicas and has_request_context() and reads_from_replica(request.method, request.headers, session):
+        conn = replicas.connect()
+        if conn is not None:
+            return conn
+    return get_engine().connect()
 
 
 def _close_connection(_exc: BaseException | None = None) -> None:

@@ -1,0 +1,304 @@
+"""Read replicas: which server each request reads from, the fallback to the primary, and caches on a lagging replica.
+
+A primary (an embedded cluster of this module's own) with the demo city, and a streaming replica made from it with
+``pg_basebackup -R`` (tests/clusters.py). The app is built with the primary as its database and the replica in
+``replica_urls``. Which server a connection reached is asked of the server itself (``inet_server_port()``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from geoservice import db, health
+from geoservice.app import create_app
+from geoservice.db.replicas import ReplicaSet, reads_from_replica
+from geoservice.demo import load_city
+from tests.accounts_helpers import add_user
+from tests.clusters import clusters_folder, make_primary, make_replica
+from tests.conftest import DEMO_METRIC_CRS
+
+PRIMARY_PORT = 56310
+REPLICA_PORT = 56311
+RETRY_S = 1.0
+UA = "pytest-replicas/1.0"
+COVERAGE = "/api/v1/coverage/streets?mode=straight&radius=500"
+
+
+@pytest.fixture(scope="module")
+def folder():
+    """Where this module's clusters live; removed afterwards."""
+    path = clusters_folder("test-replicas")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def primary(base_settings, demo_city, folder):
+    """The primary with the demo city; stopped after the module."""
+    cluster = make_primary(base_settings.replace(db_name="geoservice", metric_crs=DEMO_METRIC_CRS),
+                           folder / "primary", PRIMARY_PORT)
+    engine = db.make_engine(cluster.url())
+    with engine.begin() as conn:
+        db.upgrade(conn)
+        load_city(conn, demo_city)
+    yield cluster
+    engine.dispose()
+    cluster.down()
+
+
+@pytest.fixture(scope="module")
+def owner(primary):
+    """The owner's engine on the primary (what the tests write with)."""
+    engine = db.make_engine(primary.url())
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def replica(primary, folder):
+    """A streaming replica of the primary (hot standby), caught up; stopped after the module."""
+    made = make_replica(primary, folder / "replica", REPLICA_PORT)
+    yield made
+    made.stop()
+
+
+@pytest.fixture(scope="module")
+def app(base_settings, primary, replica):
+    """The app on the primary, reading the public's requests from the replica."""
+    settings = base_settings.replace(
+        database_url=primary.url(), app_database_url=primary.app_url(), replica_urls=(replica.cluster.app_url(),),
+        replica_retry_s=RETRY_S, basemap="none", metric_crs=DEMO_METRIC_CRS)
+    app = create_app(settings)
+    yield app
+    db_replicas = app.extensions["geoservice.replicas"]
+    db_replicas.dispose()
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def tokens(owner):
+    """API tokens of an officer (sees what the public sees) and of a planner (creates points)."""
+    return {role: add_user(owner, role)[1] for role in ("officer", "planner")}
+
+
+@pytest.fixture()
+def replica_running(replica, primary, app):
+    """Every test starts with the replica running, replaying, caught up and in the app's rotation."""
+    if not replica.cluster.status().running:
+        replica.start()
+    replica.resume_replay()  # a test that failed while it was paused
+    replica.catch_up(primary)
+    for member in app.extensions["geoservice.replicas"]:
+        member.left_out_until = 0.0
+
+
+def server_port(app, *, method="GET", headers=None, uid=None) -> int:
+    """The port of the server a request's connection reaches (``db.get_connection`` inside that request)."""
+    with app.test_request_context("/api/v1/layers/grids", method=method, headers=headers or {}):
+        from flask import session
+
+        if uid is not None:
+            session["uid"] = uid
+        return db.get_connection().execute(sa.text("SELECT inet_server_port()")).scalar_one()
+
+
+# -- the rule ------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("method", "headers", "session", "expected"), [
+    ("GET", {}, {}, True),
+    ("HEAD", {}, {}, True),
+    ("OPTIONS", {}, {}, True),
+    ("get", {}, {}, True),
+    ("GET", {}, {"csrf": "x", "seen": 1}, True),            # a visitor with a login form's session, not logged in
+    ("GET", {"Authorization": "Bearer t"}, {}, False),     # an API token: reads its own writes
+    ("GET", {"Authorization": "Basic eA=="}, {}, False),   # any Authorization header: the primary answers the 401
+    ("GET", {}, {"uid": 7}, False),                         # a logged-in user
+    ("POST", {}, {}, False),
+    ("PUT", {}, {}, False),
+    ("PATCH", {}, {}, False),
+    ("DELETE", {}, {}, False),
+])
+def test_which_requests_may_read_from_a_replica(method, headers, session, expected):
+    assert reads_from_replica(method, headers, session) is expected
+
+
+@pytest.mark.usefixtures("replica_running")
+@pytest.mark.parametrize(("method", "headers", "uid", "reads_replica"), [
+    ("GET", {}, None, True),
+    ("HEAD", {}, None, True),
+    ("GET", {"Authorization": "Bearer whatever"}, None, False),
+    ("GET", {}, 1, False),
+    ("POST", {}, None, False),
+    ("DELETE", {}, None, False),
+])
+def test_each_request_connects_to_its_server(app, method, headers, uid, reads_replica):
+    expected = REPLICA_PORT if reads_replica else PRIMARY_PORT
+    assert server_port(app, method=method, headers=headers, uid=uid) == expected
+
+
+@pytest.mark.usefixtures("replica_running")
+def test_round_robin_over_the_replicas_in_rotation(replica):
+    # Two entries for the one replica and a third that refuses connections: the first two take turns, the third is
+    # left out after its one failure and the reads go on from the others.
+    refusing = db.make_engine(replica.cluster.app_url().replace(f":{REPLICA_PORT}/", f":{PRIMARY_PORT - 1}/"))
+    engines = [db.make_engine(replica.cluster.app_url()), refusing, db.make_engine(replica.cluster.app_url())]
+    now = [100.0]
+    replicas = ReplicaSet(engines, retry_s=10, clock=lambda: now[0])
+    reached = []
+    for _ in range(6):
+        with replicas.connect() as conn:
+            reached.append(conn.engine)
+    assert reached == [engines[0], engines[2], engines[0], engines[2], engines[0], engines[2]]
+    assert [replicas.in_rotation(r) for r in replicas] == [True, False, True]
+    now[0] += 10
+    assert replicas.in_rotation(replicas.replicas[1])  # tried again after retry_s
+    for engine in engines:
+        engine.dispose()
+
+
+# -- a replica that is down ----------------------------------------------------------------------------------------
+
+@pytest.mark.usefixtures("replica_running")
+def test_a_stopped_replica_is_left_out_and_reads_come_from_the_primary(app, client, replica):
+    before = client.get("/api/v1/layers/grids")
+    assert before.status_code == 200
+    replica.stop()
+    during = client.get("/api/v1/layers/grids")
+    assert during.status_code == 200
+    assert during.get_json() == before.get_json()
+    (member,) = app.extensions["geoservice.replicas"]
+    assert not app.extensions["geoservice.replicas"].in_rotation(member)
+    assert server_port(app) == PRIMARY_PORT
+    replica.start()
+    assert server_port(app) == PRIMARY_PORT  # still left out: no connection attempt before retry_s
+    time.sleep(RETRY_S)
+    assert server_port(app) == REPLICA_PORT
+
+
+@pytest.mark.usefixtures("replica_running")
+def test_every_replica_down_still_answers_every_read(app, client, replica):
+    replica.stop()
+    for path in ("/api/v1/layers/grids", "/api/v1/nearest?lon=113.826&lat=34.026&k=3", "/ogc/collections",
+                 "/tiles/points/13/6686/3272.mvt", COVERAGE):
+        assert client.get(path).status_code == 200, path
+
+
+# -- a replica that lags -------------------------------------------------------------------------------------------
+
+def _farthest_street_midpoint(owner) -> tuple[float, float]:
+    """The middle of the street farthest from every open point: a point there changes the uncovered streets."""
+    with owner.connect() as conn:
+        return tuple(conn.execute(sa.text("""
+            SELECT ST_X(m), ST_Y(m) FROM (
+                SELECT ST_LineInterpolatePoint(s.geom, 0.5) AS m,
+                       (SELECT min(ST_Distance(p.geom::geography, s.geom::geography)) FROM point p
+                        WHERE p.status = 'open') AS far
+                FROM street s) t
+            ORDER BY far DESC LIMIT 1""")).one())
+
+
+@pytest.mark.usefixtures("replica_running")
+def test_a_lagging_replica_answers_at_the_version_it_has_applied(client, owner, primary, replica, tokens):
+    officer = {"Authorization": f"Bearer {tokens['officer']}", "User-Agent": UA}
+    first = client.get(COVERAGE)
+    assert first.status_code == 200
+    version_before = replica_version(replica)
+    assert first.headers["ETag"].lstrip("W/").strip('"').startswith(f"v{version_before}-")
+
+    replica.pause_replay()
+    lon, lat = _farthest_street_midpoint(owner)
+    created = client.post("/api/v1/points", headers={"Authorization": f"Bearer {tokens['planner']}", "User-Agent": UA},
+                          json={"type": "Feature", "geometry": {"type": "Point", "coordinates": [lon, lat]},
+                                "properties": {"name": "复制测试点", "kind": "rest_station"}})
+    assert created.status_code == 201, created.get_json()  # written on the primary while the replica is paused
+    with owner.connect() as conn:
+        version_after = conn.execute(sa.text("SELECT version FROM data_version")).scalar_one()
+    assert version_after > version_before
+    assert replica_version(replica) == version_before
+
+    # The officer reads the primary: the new version's answer, computed now and kept in the results cache.
+    newer = client.get(COVERAGE, headers=officer)
+    assert newer.status_code == 200
+    assert newer.headers["ETag"].lstrip("W/").strip('"').startswith(f"v{version_after}-")
+    assert newer.get_json() != first.get_json()
+
+    # The public reads the paused replica: the old version's answer, byte for byte, though the newer one is kept;
+    # and the newer tag is no reason for a 304.
+    for _ in range(2):
+        stale = client.get(COVERAGE, headers={"If-None-Match": newer.headers["ETag"]})
+        assert stale.status_code == 200
+        assert stale.headers["ETag"] == first.headers["ETag"]
+        assert stale.get_data() == first.get_data()
+    assert client.get(COVERAGE, headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+
+    replica.resume_replay()
+    replica.catch_up(primary)
+    caught_up = client.get(COVERAGE)
+    assert caught_up.headers["ETag"] == newer.headers["ETag"]
+    assert caught_up.get_data() == newer.get_data()
+    with owner.begin() as conn:
+        conn.execute(sa.text("DELETE FROM point WHERE id = :id"), {"id": created.get_json()["id"]})
+
+
+def replica_version(replica) -> int:
+    from tests.clusters import sql
+
+    return sql(replica.cluster, "SELECT version FROM data_version", database="geoservice")[0][0]
+
+
+# -- what /healthz tells about the replicas ------------------------------------------------------------------------
+
+@pytest.mark.usefixtures("replica_running")
+def test_health_reports_each_replica_reachable_caught_up_or_lagging(app, owner, replica):
+    replicas = app.extensions["geoservice.replicas"]
+    report = health.probe(app.extensions["geoservice.engine"], timeout_s=3, replicas=replicas)
+    (state,) = report["replicas"]
+    assert state == {"server": f"127.0.0.1:{REPLICA_PORT}/geoservice", "in_rotation": True, "reachable": True,
+                     "in_recovery": True, "data_version": report["data_version"]["version"],
+                     "replay_lag_s": state["replay_lag_s"], "replay_lag_bytes": state["replay_lag_bytes"],
+                     "replay_paused": False}
+    # Caught up, but for what the primary may have written since (a checkpoint, autovacuum): no transaction.
+    assert 0 <= state["replay_lag_bytes"] < 65536
+    assert state["replay_lag_s"] >= 0
+
+    replica.pause_replay()
+    with owner.begin() as conn:
+        conn.execute(sa.text("UPDATE squad SET phone = phone WHERE id = (SELECT min(id) FROM squad)"))
+    lagging = health.probe(app.extensions["geoservice.engine"], timeout_s=3, replicas=replicas)["replicas"][0]
+    assert lagging["replay_paused"] is True
+    assert lagging["data_version"] < lagging_primary_version(owner)
+    assert lagging["replay_lag_bytes"] > 0
+    assert lagging["replay_lag_s"] > 0
+
+    replica.resume_replay()
+    replica.stop()
+    down = health.probe(app.extensions["geoservice.engine"], timeout_s=3, replicas=replicas)["replicas"][0]
+    assert down == {"server": f"127.0.0.1:{REPLICA_PORT}/geoservice", "in_rotation": True, "reachable": False,
+                    "error": "replica not reachable (OperationalError)"}
+
+
+def lagging_primary_version(owner) -> int:
+    with owner.connect() as conn:
+        return conn.execute(sa.text("SELECT version FROM data_version")).scalar_one()
+
+
+@pytest.mark.usefixtures("replica_running")
+def test_healthz_shows_the_replicas(client, replica):
+    body = client.get("/healthz").get_json()
+    assert body["status"] == "ok"
+    (state,) = body["database"]["replicas"]
+    assert state["server"] == f"127.0.0.1:{REPLICA_PORT}/geoservice"
+    assert state["reachable"] is True
+    assert state["in_recovery"] is True
+    replica.stop()
+    body = client.get("/healthz").get_json()
+    assert body["status"] == "ok"  # the primary answers every read meanwhile
+    assert body["database"]["replicas"][0]["reachable"] is False
