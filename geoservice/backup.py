@@ -32,6 +32,8 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +52,8 @@ PREFIX = "geoservice-"
 NAME_PATTERN = re.compile(r"geoservice-\d{8}T\d{6}Z")
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 SIDECAR_FORMAT = 1
+ABANDONED_AFTER_S = 24 * 3600
+"""A temporary file older than this is a backup that will never finish (deploy/geoservice-backup.service allows 6 h)."""
 """Version of the sidecar's layout, written into it."""
 
 # Restore-list entries left out: an extension's comment can only be set by the extension's owner (a superuser, when an
@@ -102,6 +106,11 @@ def create(settings: Settings) -> Backup:
     Raises:
         BackupError: pg_dump is missing or failed (its last line is in the message).
     """
+    with _database_errors("backup"):
+        return _create(settings)
+
+
+def _create(settings: Settings) -> Backup:
     pg_dump = _program(settings, "pg_dump")
     folder = _backup_dir(settings)
     created_at, name = _free_name(folder)
@@ -119,7 +128,6 @@ def create(settings: Settings) -> Backup:
             server_version = conn.execute(sa.text("SHOW server_version")).scalar_one()
             _run([pg_dump, "--format=custom", "--compress=6", f"--snapshot={snapshot}",
                             f"--file={partial_dump}"], url, what="pg_dump")
-        partial_dump.chmod(0o600)  # password hashes and tokens' hashes are in it
         size, digest = _size_and_sha256(partial_dump)
         made = Backup(name=name, created_at=created_at, schema_revision=revision, size_bytes=size, sha256=digest,
                       row_counts=counts, database=database, server_version=server_version, path=dump)
@@ -132,6 +140,7 @@ def create(settings: Settings) -> Backup:
         partial_dump.unlink(missing_ok=True)
         partial_sidecar.unlink(missing_ok=True)
     _apply_retention(settings)
+    _remove_abandoned(folder)
     return made
 
 
@@ -154,12 +163,21 @@ def _schema_revision(conn: Connection) -> str | None:
 
 
 def _free_name(folder: Path) -> tuple[datetime, str]:
-    """The time and name of a new backup; a backup made in the same second waits for the next one (names are times)."""
+    """The time and name of a new backup, reserved by creating its temporary dump (mode 0600).
+
+    Names are times: a backup started in the same second as another (the timer's and an administrator's) waits for
+    the next second.
+    """
     while True:
         now = datetime.now(UTC).replace(microsecond=0)
         name = PREFIX + now.strftime(TIME_FORMAT)
-        if not (folder / f"{name}.dump").exists() and not (folder / f"{name}.json").exists():
-            return now, name
+        if not (folder / f"{name}.dump").exists():
+            try:
+                # Exclusive creation: of two processes, one gets the name. Password hashes will be in it: 0600.
+                os.close(os.open(folder / f".{name}.dump.partial", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                return now, name
+            except FileExistsError:
+                pass
         time.sleep(1.05 - datetime.now(UTC).microsecond / 1e6)
 
 
@@ -170,6 +188,16 @@ def _apply_retention(settings: Settings) -> list[str]:
         old.path.with_suffix(".json").unlink(missing_ok=True)  # first: a dump without its sidecar is not a backup
         old.path.unlink(missing_ok=True)
         removed.append(old.name)
+    return removed
+
+
+def _remove_abandoned(folder: Path) -> list[str]:
+    """Remove temporary files older than ``ABANDONED_AFTER_S``: left by a backup that was killed or lost its machine."""
+    removed = []
+    for path in folder.glob(f".{PREFIX}*.partial"):
+        if time.time() - path.stat().st_mtime > ABANDONED_AFTER_S:
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
     return removed
 
 
@@ -236,6 +264,11 @@ def restore(settings: Settings, name: str, *, into: str | None = None, replace: 
         InvalidParameter: The target holds data, or replacing was not consented to.
         BackupError: The backup is damaged or from a newer schema, or pg_restore failed.
     """
+    with _database_errors("restore"):
+        return _restore(settings, name, into=into, replace=replace)
+
+
+def _restore(settings: Settings, name: str, *, into: str | None, replace: bool) -> str:
     item = find(settings, name)
     if into is None and not replace:
         current = make_url(db.database_url(settings)).database
@@ -431,20 +464,40 @@ def _swap_in(settings: Settings, scratch: str, current: str) -> None:
 
     The current database's sessions (app processes) are ended; their pools connect again to the restored one.
     """
-    # Dropping is done from the restored database; renaming it needs a third database to stand in.
-    _autocommit(scratch, f'DROP DATABASE IF EXISTS "{current}" WITH (FORCE)')
     scratch_name = make_url(scratch).database
+    drop = f'DROP DATABASE IF EXISTS "{current}" WITH (FORCE)'
     rename = f'ALTER DATABASE "{scratch_name}" RENAME TO "{current}"'
+    try:
+        # Dropping is done from the restored database; renaming it needs a third database to stand in.
+        _autocommit(scratch, drop)
+    except sa.exc.DBAPIError as exc:
+        raise BackupError(f"the backup is restored as database {scratch_name}, but {current} could not be dropped "
+                          f"({str(exc.orig).strip().splitlines()[0]}): its owner or a superuser must run `{drop}; "
+                          f"{rename};`") from None
     last_error = None
     for stand_in in ("postgres", "template1"):
         try:
             _autocommit(_url_with_database(scratch, stand_in), rename)
             return
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DBAPIError as exc:
             last_error = exc
+            if not isinstance(exc, sa.exc.OperationalError):  # connected, but refused: another stand-in won't do
+                break
     raise BackupError(f"the backup is restored as database {scratch_name} and {current} was dropped, but the "
                       f"rename failed ({str(last_error.orig).strip().splitlines()[0]}): an administrator must run "
                       f"`{rename};`")
+
+
+@contextmanager
+def _database_errors(what: str) -> Iterator[None]:
+    """A statement the server refused becomes one line (a connection that failed is the command line's to report)."""
+    try:
+        yield
+    except sa.exc.OperationalError:
+        raise
+    except sa.exc.DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise BackupError(f"{what} failed: {reason}") from None
 
 
 def _autocommit(url: str, statement: str) -> None:

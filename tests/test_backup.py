@@ -8,13 +8,19 @@ on the terminal are run as the administrator runs them: ``python -m geoservice``
 
 from __future__ import annotations
 
+import configparser
 import hashlib
+import itertools
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -230,11 +236,18 @@ def test_list_shows_complete_backups_only_newest_first(backups: Settings, made: 
 
 def test_retention_keeps_the_newest(backups: Settings, tmp_path: Path):
     keeping = backups.replace(backup_dir=tmp_path / "kept", backup_keep=2)
+    keeping.backup_dir.mkdir()
+    # What a backup killed two days ago left, and one running now (another process's).
+    abandoned, running = (keeping.backup_dir / ".geoservice-20200101T000000Z.dump.partial",
+                          keeping.backup_dir / ".geoservice-20990101T000000Z.dump.partial")
+    abandoned.write_bytes(b"PGDMP")
+    running.write_bytes(b"PGDMP")
+    os.utime(abandoned, (time.time() - 2 * 86400,) * 2)
     names = [backup.create(keeping).name for _ in range(3)]
     assert len(set(names)) == 3 and names == sorted(names)
     assert [b.name for b in backup.list_backups(keeping)] == names[:0:-1]
     assert sorted(p.name for p in keeping.backup_dir.iterdir()) == sorted(
-        f"{n}.{ext}" for n in names[1:] for ext in ("dump", "json"))
+        [running.name, *(f"{n}.{ext}" for n in names[1:] for ext in ("dump", "json"))])
 
 
 # -- restore --------------------------------------------------------------------------------------------------------
@@ -377,3 +390,53 @@ def test_an_older_backup_is_migrated_to_this_codes_schema(backups: Settings, mad
     before, after = table_checksums(older_url), table_checksums(migrated_url)
     assert {t: v for t, v in after.items() if t != "alembic_version"} == \
         {t: v for t, v in before.items() if t != "alembic_version"}
+
+
+# -- the nightly timer (deploy/) ----------------------------------------------------------------------------------
+
+DEPLOY = ROOT / "deploy"
+
+
+def unit(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str  # systemd's keys are case-sensitive
+    parser.read(path, encoding="utf-8")
+    return parser
+
+
+def test_the_nightly_timer_runs_backup_create_as_the_service_user(backups: Settings, tmp_path: Path):
+    service, timer = unit(DEPLOY / "geoservice-backup.service"), unit(DEPLOY / "geoservice-backup.timer")
+    assert service["Service"]["Type"] == "oneshot"
+    assert (service["Service"]["User"], service["Service"]["Group"]) == ("geoservice", "geoservice")
+    assert service["Service"]["EnvironmentFile"] == "/etc/geoservice/geoservice.env"
+    program, *args = shlex.split(service["Service"]["ExecStart"])
+    assert program.endswith("/bin/geoservice") and args == ["backup", "create"]
+    # The settings file's backup folder is one the unit may write.
+    settings_file = (DEPLOY / "geoservice.env").read_text(encoding="utf-8")
+    folder = Path(re.search(r"^GEOSERVICE_BACKUP_DIR=(\S+)$", settings_file, re.MULTILINE).group(1))
+    writable = [Path(p) for p in service["Service"]["ReadWritePaths"].split()]
+    assert any(folder.is_relative_to(p) for p in writable), (folder, writable)
+    assert service["Service"]["UMask"] == "0077"
+    # Every night, caught up after a night the machine was off, starting that service.
+    assert timer["Timer"]["Unit"] == "geoservice-backup.service"
+    assert timer["Timer"]["Persistent"] == "true" and timer["Install"]["WantedBy"] == "timers.target"
+    calendar = subprocess.run(["systemd-analyze", "calendar", "--iterations=3", timer["Timer"]["OnCalendar"]],
+                              capture_output=True, text=True, check=True).stdout
+    elapses = [datetime.strptime(" ".join(m.split()[1:3]), "%Y-%m-%d %H:%M:%S")
+               for m in re.findall(r"(?:Next elapse|Iter\. #\d): (.+?) \w+$", calendar, re.MULTILINE)]
+    assert len(elapses) == 3
+    assert {later - earlier for earlier, later in itertools.pairwise(elapses)} == {timedelta(days=1)}
+    # systemd accepts both (with the program where this checkout has it), and the command runs.
+    here = Path(sys.executable).parent / "geoservice"
+    for name in ("geoservice-backup.service", "geoservice-backup.timer"):
+        text = (DEPLOY / name).read_text(encoding="utf-8").replace(program, str(here))
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    verify = subprocess.run(["systemd-analyze", "verify", "geoservice-backup.service", "geoservice-backup.timer"],
+                            capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert verify.returncode == 0, verify.stderr
+    nightly = backups.replace(backup_dir=tmp_path / "nightly")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    ran = subprocess.run([str(here), *args], capture_output=True, text=True, cwd=ROOT, check=False, env={
+        **env, "DATABASE_URL": backups.database_url, "GEOSERVICE_BACKUP_DIR": str(nightly.backup_dir)})
+    assert ran.returncode == 0, ran.stderr
+    assert [b.name for b in backup.list_backups(nightly)] == [ran.stdout.split("\t")[0]]
