@@ -14,10 +14,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # browser the page tests drive), and what the tests need on top: ogr2ogr, a real OpenStreetMap extract far from
 # both others the tests use (West Oakland, shipped as OSM XML by python-osmnx-doc; osmium-tool turns it into the
 # .osm.pbf our importer reads), Caddy (the production layout's reverse proxy, deploy/Caddyfile, which the HTTPS and
-# scale-out tests run) and wrk (their load).
+# scale-out tests run), wrk (their load) and logrotate (tests/test_deploy.py rotates with deploy/logrotate).
 RUN_PACKAGES := postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting acl nodejs npm python3-venv chromium \
   fonts-noto-cjk
-TEST_PACKAGES := $(RUN_PACKAGES) gdal-bin python-osmnx-doc osmium-tool caddy wrk
+TEST_PACKAGES := $(RUN_PACKAGES) gdal-bin python-osmnx-doc osmium-tool caddy wrk logrotate
 
 .PHONY: run test test-scale lint system-run system-test venv assets db demo serve clean-db
 
