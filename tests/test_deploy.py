@@ -337,3 +337,29 @@ def test_the_server_command_runs_with_the_settings_file(tmp_path, ready, setting
         f"fail  no backup in {tmp_path / 'nothing'}: run 'geoservice backup create' and enable "
         "geoservice-backup.timer"]
     assert "ok    served at https://map.city.gov.cn" in lines
+
+
+def test_the_database_unit_starts_and_stops_the_embedded_cluster(tmp_path, base_settings):
+    # Type=forking: ExecStart returns once the cluster is up and migrated, leaving postgres running with its pid in
+    # the PIDFile; ExecStop stops it.
+    (pid_file,) = unit_directives(DEPLOY / "geoservice-db.service")["Service"]["PIDFile"]
+    pg_dir = tmp_path / "pg"
+    env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", **read_settings_file(), "GEOSERVICE_PG_DIR": str(pg_dir),
+           "GEOSERVICE_PG_PORT": str(EXPOSED_PORT + 2)}
+    start = subprocess.run(unit_command(DEPLOY / "geoservice-db.service"), env=env, cwd=tmp_path, check=False,
+                           capture_output=True, text=True, timeout=600)
+    assert start.returncode == 0, start.stderr
+    try:
+        pid_path = pg_dir / Path(pid_file).relative_to("/var/lib/geoservice/pg")
+        pid = int(pid_path.read_text().splitlines()[0])
+        assert b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        settings = load_settings(env=env)
+        engine = sa.create_engine(EmbeddedCluster(settings).url(), poolclass=NullPool)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+    finally:
+        stop_line = unit_directives(DEPLOY / "geoservice-db.service")["Service"]["ExecStop"][0]
+        stop = [str(Path(sys.executable).parent / "geoservice") if a == INSTALLED_PROGRAM else a
+                for a in stop_line.split()]
+        subprocess.run(stop, env=env, cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    assert not pid_path.exists()
