@@ -101,12 +101,13 @@ def replica_running(replica, primary, app):
 
 
 def server_port(app, *, method="GET", headers=None, uid=None) -> int:
-    """The port of the server a request's connection reaches (``db.get_connection`` inside that request)."""
-    with app.test_request_context("/api/v1/layers/grids", method=method, headers=headers or {}):
-        from flask import session
-
-        if uid is not None:
-            session["uid"] = uid
+    """The port of the server a request's connection reaches (``db.get_connection`` inside that request); ``uid``:
+    the request carries the signed session cookie of that logged-in user."""
+    headers = dict(headers or {})
+    if uid is not None:
+        cookie = app.session_interface.get_signing_serializer(app).dumps({"uid": uid})
+        headers["Cookie"] = f"{app.config['SESSION_COOKIE_NAME']}={cookie}"
+    with app.test_request_context("/api/v1/layers/grids", method=method, headers=headers):
         return db.get_connection().execute(sa.text("SELECT inet_server_port()")).scalar_one()
 
 
@@ -142,6 +143,17 @@ def test_which_requests_may_read_from_a_replica(method, headers, session, expect
 def test_each_request_connects_to_its_server(app, method, headers, uid, reads_replica):
     expected = REPLICA_PORT if reads_replica else PRIMARY_PORT
     assert server_port(app, method=method, headers=headers, uid=uid) == expected
+
+
+@pytest.mark.usefixtures("replica_running")
+def test_choosing_the_server_adds_no_vary_cookie(app, base_settings, primary):
+    # The same answers' Vary as an app without replicas: nearest does not look at the session, tiles do.
+    alone = create_app(app.config["GEOSERVICE_SETTINGS"].replace(replica_urls=()))
+    for path in ("/api/v1/nearest?lon=113.826&lat=34.026&k=3", "/tiles/points/13/6686/3272.mvt"):
+        with_replica, without = app.test_client().get(path), alone.test_client().get(path)
+        assert with_replica.status_code == without.status_code == 200
+        assert with_replica.headers.get("Vary") == without.headers.get("Vary"), path
+    assert "Cookie" not in app.test_client().get("/api/v1/nearest?lon=113.826&lat=34.026&k=3").headers["Vary"]
 
 
 @pytest.mark.usefixtures("replica_running")

@@ -333,6 +333,12 @@ def test_promoting_the_replica_brings_the_service_back_with_every_committed_writ
     load = Wrk(layout.proxy.url, load_paths(), seconds=8)
     time.sleep(1)
     layout.primary.down()  # fast shutdown: the primary sends its WAL to the connected standby before it exits
+    # No primary: writes are refused with a 503 (Retry-After), the public still reads from the replica.
+    status, headers, body = layout.get("/api/v1/points", who="planner", method="POST", body={
+        "type": "Feature", "geometry": {"type": "Point", "coordinates": [LON, LAT]},
+        "properties": {"name": "无主库时的点", "kind": "rest_station"}})
+    assert (status, json.loads(body)["code"], headers["Retry-After"]) == (503, "DatabaseUnavailable", "5")
+    assert layout.get(PROBE_TILE)[0] == 200
     layout.replica.promote()
     attempts = []
     while True:  # writes fail (503) until the apps' multi-host URL finds the new primary; no app is restarted

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
-from flask import Flask, current_app, g, has_request_context, request, session
+from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy.engine import Connection, Engine
 
 from geoservice import catalogue
@@ -269,11 +269,18 @@ def get_connection() -> Connection:
 
 def _connect_for_request() -> Connection:
     replicas = get_replicas()
-    if replicas and has_request_context() and reads_from_replica(request.method, request.headers, session):
+    if replicas and has_request_context() and _public_read():
         conn = replicas.connect()
         if conn is not None:
             return conn
     return get_engine().connect()
+
+
+def _public_read() -> bool:
+    # The session cookie is decoded apart from the request's own session: touching flask.session marks the answer
+    # "Vary: Cookie", and which server answers changes no answer's meaning.
+    own = current_app.session_interface.open_session(current_app, request)
+    return reads_from_replica(request.method, request.headers, own if own is not None else {})
 
 
 def _close_connection(_exc: BaseException | None = None) -> None:
