@@ -31,6 +31,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -112,11 +113,11 @@ def create(settings: Settings) -> Backup:
 
 def _create(settings: Settings) -> Backup:
     pg_dump = _program(settings, "pg_dump")
+    url = db.database_url(settings)
     folder = _backup_dir(settings)
     created_at, name = _free_name(folder)
     dump, sidecar = folder / f"{name}.dump", folder / f"{name}.json"
     partial_dump, partial_sidecar = folder / f".{name}.dump.partial", folder / f".{name}.json.partial"
-    url = db.database_url(settings)
     engine = db.make_engine(url)
     try:
         with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
@@ -126,8 +127,8 @@ def _create(settings: Settings) -> Backup:
             counts = row_counts(conn)
             database = conn.execute(sa.text("SELECT current_database()")).scalar_one()
             server_version = conn.execute(sa.text("SHOW server_version")).scalar_one()
-            _run([pg_dump, "--format=custom", "--compress=6", f"--snapshot={snapshot}",
-                            f"--file={partial_dump}"], url, what="pg_dump")
+            _run([pg_dump, "--format=custom", "--compress=6", f"--snapshot={snapshot}", f"--file={partial_dump}"],
+                 url, what="pg_dump")
         size, digest = _size_and_sha256(partial_dump)
         made = Backup(name=name, created_at=created_at, schema_revision=revision, size_bytes=size, sha256=digest,
                       row_counts=counts, database=database, server_version=server_version, path=dump)
@@ -279,14 +280,14 @@ def _restore(settings: Settings, name: str, *, into: str | None, replace: bool) 
     if into is not None:
         target = _target_url(settings, into)
         _restore_new(settings, item, target)
-        return _restored_line(item, target, settings)
+        return _restored_line(item, target)
     current_url = db.database_url(settings)
     current = make_url(current_url).database
     scratch = _url_with_database(current_url, f"{current}_restoring")
     _drop_database(settings, scratch)  # left by an interrupted restore: never the data being served
     _restore_new(settings, item, scratch)
     _swap_in(settings, scratch, current)
-    return _restored_line(item, current_url, settings) + f"; the previous data of {current} is gone"
+    return _restored_line(item, current_url) + f"; the previous data of {current} is gone"
 
 
 def find(settings: Settings, name: str) -> Backup:
@@ -353,14 +354,12 @@ def _restore_new(settings: Settings, item: Backup, target: str) -> None:
     try:
         pg_restore = _program(settings, "pg_restore")
         listing = _run([pg_restore, "--list", str(item.path)], None, what="pg_restore")
-        wanted = item.path.with_name(f".{item.name}.restore-list")
-        wanted.write_text("".join(line + "\n" for line in listing.splitlines()
-                                  if not _SKIPPED_ENTRIES.match(line)))
-        try:
+        # The backup folder may be read-only (a copy mounted from elsewhere): the list goes to a temporary file.
+        with tempfile.NamedTemporaryFile("w", suffix=".restore-list", encoding="utf-8") as wanted:
+            wanted.write("".join(line + "\n" for line in listing.splitlines() if not _SKIPPED_ENTRIES.match(line)))
+            wanted.flush()
             _run([pg_restore, "--no-owner", "--no-acl", "--single-transaction", "--exit-on-error",
-                            f"--use-list={wanted}", str(item.path)], target, what="pg_restore")
-        finally:
-            wanted.unlink(missing_ok=True)
+                  f"--use-list={wanted.name}", str(item.path)], target, what="pg_restore")
         engine = db.make_engine(target)
         try:
             with engine.begin() as conn:
@@ -533,7 +532,7 @@ def _embedded_target(settings: Settings, target: str) -> bool:
     return not settings.database_url and _same_server(settings, target)
 
 
-def _restored_line(item: Backup, target: str, settings: Settings) -> str:
+def _restored_line(item: Backup, target: str) -> str:
     engine = db.make_engine(target)
     try:
         with engine.connect() as conn:
