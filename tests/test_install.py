@@ -158,9 +158,9 @@ def test_enabling_the_units_wires_them_to_boot(destdir):
 
 
 def test_caddy_restarts_on_the_installed_caddyfile_and_settings(destdir, tmp_path):
-    (command,) = unit_directives(destdir / "etc/systemd/system/caddy.service.d/geoservice.conf")["Service"][
-        "ExecStart"][1:]
-    argv = command.split()
+    # the drop-in's last ExecStart= is the one systemd runs (an empty one before it clears Debian's)
+    argv = unit_directives(destdir / "etc/systemd/system/caddy.service.d/geoservice.conf")["Service"][
+        "ExecStart"][-1].split()
     assert argv[:2] == [CADDY, "run"] and argv[argv.index("--config") + 1] == "/etc/caddy/Caddyfile"
     argv[argv.index("--config") + 1] = str(destdir / "etc/caddy/Caddyfile")
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"),
@@ -198,7 +198,7 @@ def test_the_geoservice_lines_run_through_the_installed_command(destdir, setting
     for line, run in runs.items():
         assert run.returncode == 0, (line, run.stdout, run.stderr)
     (dump,) = backups.glob("geoservice-*.dump")
-    assert runs["geoservice backup create"].stdout.startswith(dump.name)
+    assert runs["geoservice backup create"].stdout.startswith(dump.stem + "\t")
     checked = runs["geoservice deploy check"].stdout.splitlines()
     assert checked and all(line.startswith(("ok", "warn")) for line in checked), checked
     assert f"ok    served at {PUBLIC}" in checked
