@@ -77,7 +77,7 @@ Settings (environment variable → meaning, default):
     once); one more is refused at once with 503 ``Busy`` and ``Retry-After`` (the pages ask again after it) rather
     than queued, so cheap requests never wait behind analyses.
 ``GEOSERVICE_TRUSTED_PROXIES``
-    How many reverse proxies (nginx, a government gateway) stand in front of the service. Their
+    How many reverse proxies (the Caddy of ``deploy/Caddyfile``, a government gateway) stand in front of the service. Their
     ``X-Forwarded-For``, ``-Proto``, ``-Host`` and ``-Port`` headers are then believed, so the links in OGC API
     answers carry the public ``https://`` address. Default ``0``: the headers are ignored, since any client could
     forge them. The service must be mounted at the root of its host name (the pages use absolute paths).
