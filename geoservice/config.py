@@ -77,10 +77,11 @@ Settings (environment variable → meaning, default):
     once); one more is refused at once with 503 ``Busy`` and ``Retry-After`` (the pages ask again after it) rather
     than queued, so cheap requests never wait behind analyses.
 ``GEOSERVICE_TRUSTED_PROXIES``
-    How many reverse proxies (the Caddy of ``deploy/Caddyfile``, a government gateway) stand in front of the service. Their
-    ``X-Forwarded-For``, ``-Proto``, ``-Host`` and ``-Port`` headers are then believed, so the links in OGC API
-    answers carry the public ``https://`` address. Default ``0``: the headers are ignored, since any client could
-    forge them. The service must be mounted at the root of its host name (the pages use absolute paths).
+    How many reverse proxies (the Caddy of ``deploy/Caddyfile``, a government gateway) stand in front of the
+    service. Their ``X-Forwarded-For``, ``-Proto``, ``-Host`` and ``-Port`` headers are then believed, so the links
+    in OGC API answers carry the public ``https://`` address. Default ``0``: the headers are ignored, since any
+    client could forge them. The service must be mounted at the root of its host name (the pages use absolute
+    paths).
 ``GEOSERVICE_TRUSTED_HOSTS``
     Comma-separated host names (or IPv4 addresses) the service answers to besides ``localhost`` and ``127.0.0.1``,
     e.g. ``map.city.gov.cn``; a leading dot (``.city.gov.cn``) accepts every name under it. A request for any other
@@ -196,6 +197,11 @@ class Settings:
                      "login_window_minutes", "occupancy_stale_minutes", "siting_max_candidates"):
             if not 1 <= getattr(self, name) <= 100_000:
                 raise ConfigError(f"{name} must be between 1 and 100000, got {getattr(self, name)}")
+        self._check_deployment()
+        if not 0 < self.pg_port < 65536:
+            raise ConfigError(f"pg_port must be between 1 and 65535, got {self.pg_port}")
+
+    def _check_deployment(self) -> None:
         if not 0 < self.replica_retry_s <= 3600:
             raise ConfigError(f"replica_retry_s must be between 0 and 3600 seconds, got {self.replica_retry_s}")
         if not 1 <= self.backup_keep <= 10_000:
@@ -203,8 +209,6 @@ class Settings:
         if self.public_url is not None and not re.fullmatch(r"https?://[^/\s?#]+/?", self.public_url):
             raise ConfigError(f"public_url must be a scheme and host such as https://map.city.gov.cn (no path), "
                               f"got {self.public_url!r}")
-        if not 0 < self.pg_port < 65536:
-            raise ConfigError(f"pg_port must be between 1 and 65535, got {self.pg_port}")
 
     def _resolve_metric_crs(self) -> None:
         lon, lat = self.city_center
