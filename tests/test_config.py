@@ -39,10 +39,22 @@ def test_environment_and_file(tmp_path):
     ({"GEOSERVICE_TRUSTED_PROXIES": "-1"}, "trusted_proxies must be between 0 and 10"),
     ({"GEOSERVICE_TRUSTED_PROXIES": "one"}, "GEOSERVICE_TRUSTED_PROXIES has an invalid value"),
     ({"GEOSERVICE_CONFIG": "/nonexistent/geoservice.toml"}, "cannot read GEOSERVICE_CONFIG"),
+    ({"GEOSERVICE_PUBLIC_URL": "map.city.gov.cn"}, "public_url must be a scheme and host"),
+    ({"GEOSERVICE_PUBLIC_URL": "https://map.city.gov.cn/geo"}, "public_url must be a scheme and host"),
+    ({"GEOSERVICE_BACKUP_KEEP": "0"}, "backup_keep must be between 1 and 10000"),
+    ({"GEOSERVICE_REPLICA_RETRY_S": "0"}, "replica_retry_s must be between 0 and 3600"),
 ])
 def test_bad_settings_are_refused(env, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(env=env)
+
+
+def test_replica_urls_are_separated_by_spaces_since_a_url_may_hold_commas():
+    first = "postgresql://geoservice_app:pw@/geoservice?host=db1:5432&host=db2:5432&target_session_attrs=any"
+    second = "postgresql://geoservice_app:pw@db3:5432,db4:5432/geoservice"
+    settings = load_settings(env={"GEOSERVICE_REPLICA_URLS": f" {first}  {second} "})
+    assert settings.replica_urls == (first, second)
+    assert load_settings(env={}).replica_urls == ()
 
 
 def test_unknown_setting_in_file_is_refused(tmp_path):
