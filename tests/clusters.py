@@ -125,6 +125,12 @@ class Replica:
         """The WAL position the replica has applied."""
         return sql(self.cluster, "SELECT pg_last_wal_replay_lsn()::text")[0][0]
 
+    def receive_all(self, primary: EmbeddedCluster) -> None:
+        """Wait until the replica has received (not necessarily applied) everything the primary has written so far."""
+        target = sql(primary, "SELECT pg_current_wal_lsn()::text")[0][0]
+        wait_until(lambda: sql(self.cluster, "SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn",
+                               params=(target,))[0][0], f"the replica to receive up to {target}")
+
     def catch_up(self, primary: EmbeddedCluster) -> None:
         """Wait until the replica has applied everything the primary has written so far."""
         target = sql(primary, "SELECT pg_current_wal_lsn()::text")[0][0]

@@ -8,7 +8,6 @@ A primary (an embedded cluster of this module's own) with the demo city, and a s
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
 import sqlalchemy as sa
@@ -179,20 +178,29 @@ def test_round_robin_over_the_replicas_in_rotation(replica):
 # -- a replica that is down ----------------------------------------------------------------------------------------
 
 @pytest.mark.usefixtures("replica_running")
-def test_a_stopped_replica_is_left_out_and_reads_come_from_the_primary(app, client, replica):
+def test_a_stopped_replica_is_left_out_and_reads_come_from_the_primary(app, replica):
+    # An app of its own whose replica set runs on a clock the test moves.
+    settings = app.config["GEOSERVICE_SETTINGS"]
+    timed = create_app(settings)
+    now = [1000.0]
+    timed.extensions["geoservice.replicas"] = replicas = ReplicaSet(
+        [db.make_engine(url) for url in settings.replica_urls], retry_s=RETRY_S, clock=lambda: now[0])
+    client = timed.test_client()
     before = client.get("/api/v1/layers/grids")
     assert before.status_code == 200
+    assert server_port(timed) == REPLICA_PORT
     replica.stop()
     during = client.get("/api/v1/layers/grids")
     assert during.status_code == 200
     assert during.get_json() == before.get_json()
-    (member,) = app.extensions["geoservice.replicas"]
-    assert not app.extensions["geoservice.replicas"].in_rotation(member)
-    assert server_port(app) == PRIMARY_PORT
+    (member,) = replicas
+    assert not replicas.in_rotation(member)
+    assert server_port(timed) == PRIMARY_PORT
     replica.start()
-    assert server_port(app) == PRIMARY_PORT  # still left out: no connection attempt before retry_s
-    time.sleep(RETRY_S)
-    assert server_port(app) == REPLICA_PORT
+    assert server_port(timed) == PRIMARY_PORT  # still left out: no connection attempt before retry_s
+    now[0] += RETRY_S
+    assert server_port(timed) == REPLICA_PORT
+    replicas.dispose()
 
 
 @pytest.mark.usefixtures("replica_running")
@@ -269,7 +277,7 @@ def replica_version(replica) -> int:
 # -- what /healthz tells about the replicas ------------------------------------------------------------------------
 
 @pytest.mark.usefixtures("replica_running")
-def test_health_reports_each_replica_reachable_caught_up_or_lagging(app, owner, replica):
+def test_health_reports_each_replica_reachable_caught_up_or_lagging(app, owner, primary, replica):
     replicas = app.extensions["geoservice.replicas"]
     report = health.probe(app.extensions["geoservice.engine"], timeout_s=3, replicas=replicas)
     (state,) = report["replicas"]
@@ -284,6 +292,7 @@ def test_health_reports_each_replica_reachable_caught_up_or_lagging(app, owner, 
     replica.pause_replay()
     with owner.begin() as conn:
         conn.execute(sa.text("UPDATE squad SET phone = phone WHERE id = (SELECT min(id) FROM squad)"))
+    replica.receive_all(primary)  # received, not applied: the lag is the replay's
     lagging = health.probe(app.extensions["geoservice.engine"], timeout_s=3, replicas=replicas)["replicas"][0]
     assert lagging["replay_paused"] is True
     assert lagging["data_version"] < lagging_primary_version(owner)
