@@ -68,7 +68,8 @@ def healthz():
     """200 with versions, revisions and estimated row counts (``?counts=exact``: counted); 503 if the DB is down."""
     counts = health.parse_counts(request.args)
     try:
-        report = health.probe(db.get_engine(), timeout_s=_settings().health_timeout, counts=counts)
+        report = health.probe(db.get_engine(), timeout_s=_settings().health_timeout, counts=counts,
+                              replicas=db.get_replicas())
     except health.Unreachable as exc:
         return jsonify({"status": "unavailable", "database": {"reachable": False, "error": str(exc)},
                         "metric_crs": _settings().metric_crs_report()}), 503
