@@ -37,6 +37,11 @@ Settings (environment variable → meaning, default):
     everything goes to the primary.
 ``GEOSERVICE_REPLICA_RETRY_S``
     Seconds a replica that failed to answer is left out before it is tried again. Default ``10``.
+``GEOSERVICE_REPLICA_MAX_LAG_S``
+    Bounded staleness: a replica whose replay lags more than this many seconds behind the primary (its replay paused,
+    held back by a long query, or its WAL receiver cut off from the primary for that long) is left out until it has
+    caught up; the public's reads go to another replica or the primary meanwhile. Each app process measures a
+    replica's lag at most once a second. Default ``30``.
 ``GEOSERVICE_PUBLIC_URL``
     The address people use, e.g. ``https://map.city.gov.cn``: the reverse proxy's site (``deploy/Caddyfile``) and
     what ``geoservice deploy check`` holds the deployment to (it must be ``https://``). Default empty (``make run``
@@ -146,6 +151,7 @@ class Settings:
     app_database_url: str | None = None
     replica_urls: tuple[str, ...] = ()
     replica_retry_s: float = 10.0
+    replica_max_lag_s: float = 30.0
     public_url: str | None = None
     backup_dir: Path = field(default_factory=lambda: Path("var/backups"))
     backup_keep: int = 14
@@ -204,6 +210,8 @@ class Settings:
     def _check_deployment(self) -> None:
         if not 0 < self.replica_retry_s <= 3600:
             raise ConfigError(f"replica_retry_s must be between 0 and 3600 seconds, got {self.replica_retry_s}")
+        if not 0 < self.replica_max_lag_s <= 3600:
+            raise ConfigError(f"replica_max_lag_s must be between 0 and 3600 seconds, got {self.replica_max_lag_s}")
         if not 1 <= self.backup_keep <= 10_000:
             raise ConfigError(f"backup_keep must be between 1 and 10000, got {self.backup_keep}")
         if self.public_url is not None and not re.fullmatch(r"https?://[^/\s?#]+/?", self.public_url):
@@ -265,6 +273,7 @@ ENV_NAMES = {
     "app_database_url": "GEOSERVICE_APP_DATABASE_URL",
     "replica_urls": "GEOSERVICE_REPLICA_URLS",
     "replica_retry_s": "GEOSERVICE_REPLICA_RETRY_S",
+    "replica_max_lag_s": "GEOSERVICE_REPLICA_MAX_LAG_S",
     "public_url": "GEOSERVICE_PUBLIC_URL",
     "backup_dir": "GEOSERVICE_BACKUP_DIR",
     "backup_keep": "GEOSERVICE_BACKUP_KEEP",

@@ -43,6 +43,7 @@ def test_environment_and_file(tmp_path):
     ({"GEOSERVICE_PUBLIC_URL": "https://map.city.gov.cn/geo"}, "public_url must be a scheme and host"),
     ({"GEOSERVICE_BACKUP_KEEP": "0"}, "backup_keep must be between 1 and 10000"),
     ({"GEOSERVICE_REPLICA_RETRY_S": "0"}, "replica_retry_s must be between 0 and 3600"),
+    ({"GEOSERVICE_REPLICA_MAX_LAG_S": "-5"}, "replica_max_lag_s must be between 0 and 3600"),
 ])
 def test_bad_settings_are_refused(env, message):
     with pytest.raises(ConfigError, match=message):
