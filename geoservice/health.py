@@ -6,7 +6,8 @@ planner's statistics (``pg_class.reltuples``, as of the last ANALYZE or autovacu
 every table (a large city: tens of milliseconds per call) and are given only on request (``?counts=exact``).
 
 With read replicas (``geoservice.db.replicas``) it also tells, for each, whether it answers, whether it is in the
-app's rotation, the data version it has applied and how far its replay is behind the primary — in bytes of WAL (the
+app's rotation (and if not, why: ``left_out``, as of this process's last attempt to connect and its last lag
+measure), the data version it has applied and how far its replay is behind the primary — in bytes of WAL (the
 primary's current position less the replica's replayed one) and in seconds (since the last transaction it replayed,
 0 when it has replayed everything it received). One statement per replica, none reading a table but the
 one-row ``data_version``.
@@ -142,7 +143,7 @@ _REPLICA_STATE = sa.text("""
 
 
 def replica_health(replicas: ReplicaSet, replica: Replica, *, timeout_s: float, primary_lsn: str | None) -> dict:
-    """What one replica answers: reachable, in rotation, data version, replay lag (seconds and bytes), paused.
+    """What one replica answers: reachable, in rotation (``left_out``: why not), data version, lag, paused.
 
     Args:
         replicas: the set ``replica`` belongs to (whether it is in the rotation).
@@ -150,7 +151,10 @@ def replica_health(replicas: ReplicaSet, replica: Replica, *, timeout_s: float, 
         timeout_s: statement timeout of its query.
         primary_lsn: the primary's current WAL position (None: lag in bytes not known).
     """
-    report: dict = {"server": replica.server, "in_rotation": replicas.in_rotation(replica)}
+    left_out = replicas.left_out(replica)
+    report: dict = {"server": replica.server, "in_rotation": left_out is None}
+    if left_out is not None:
+        report["left_out"] = left_out
     try:
         with replica.engine.connect() as conn:
             _limit(conn, timeout_s)
