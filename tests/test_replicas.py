@@ -7,7 +7,10 @@ A primary (an embedded cluster of this module's own) with the demo city, and a s
 
 from __future__ import annotations
 
+import logging
+import re
 import shutil
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +20,7 @@ from geoservice.app import create_app
 from geoservice.db.replicas import ReplicaSet, reads_from_replica
 from geoservice.demo import load_city
 from tests.accounts_helpers import add_user
-from tests.clusters import clusters_folder, make_primary, make_replica
+from tests.clusters import clusters_folder, make_primary, make_replica, sql, wait_until
 from tests.conftest import DEMO_METRIC_CRS
 
 PRIMARY_PORT = 56310
@@ -68,9 +71,10 @@ def replica(primary, folder):
 @pytest.fixture(scope="module")
 def app(base_settings, primary, replica):
     """The app on the primary, reading the public's requests from the replica."""
+    # Any lag the tests make is borne (a paused replica stays in the rotation), but in the tests of the bound.
     settings = base_settings.replace(
         database_url=primary.url(), app_database_url=primary.app_url(), replica_urls=(replica.cluster.app_url(),),
-        replica_retry_s=RETRY_S, basemap="none", metric_crs=DEMO_METRIC_CRS)
+        replica_retry_s=RETRY_S, replica_max_lag_s=3600, basemap="none", metric_crs=DEMO_METRIC_CRS)
     app = create_app(settings)
     yield app
     db_replicas = app.extensions["geoservice.replicas"]
@@ -272,6 +276,146 @@ def replica_version(replica) -> int:
     from tests.clusters import sql
 
     return sql(replica.cluster, "SELECT version FROM data_version", database="geoservice")[0][0]
+
+
+# -- bounded staleness: a replica that lags too far is left out ----------------------------------------------------
+
+MAX_LAG_S = 1.0
+
+
+def bounded_app(app):
+    """An app of its own whose replicas are left out past :data:`MAX_LAG_S` of lag, on a clock the test moves: a
+    replica's lag is measured when a read first takes it, then again once the clock has moved a second."""
+    settings = app.config["GEOSERVICE_SETTINGS"].replace(replica_max_lag_s=MAX_LAG_S)
+    bounded = create_app(settings)
+    now = [1000.0]
+    bounded.extensions["geoservice.replicas"] = ReplicaSet(
+        [db.make_engine(url) for url in settings.replica_urls], retry_s=RETRY_S,
+        max_lag_s=settings.replica_max_lag_s, clock=lambda: now[0])
+    return bounded, now
+
+
+def replayed_all_and_last_older_than(replica, seconds: float, *, replayed_all: bool) -> bool:
+    """Asked of the replica as its superuser: whether it has (``replayed_all``) or has not replayed all it received,
+    and the last transaction it replayed was committed more than ``seconds`` ago."""
+    ((done, age),) = sql(replica.cluster, "SELECT pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn(), "
+                                          "extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8")
+    return done is replayed_all and age is not None and age > seconds
+
+
+def commit_and_replay(owner, primary, replica) -> None:
+    """A transaction on the primary, replayed by the replica: the last one it replayed."""
+    with owner.begin() as conn:
+        conn.execute(sa.text("UPDATE squad SET phone = phone WHERE id = (SELECT min(id) FROM squad)"))
+    replica.catch_up(primary)
+
+
+def replica_report(bounded) -> dict:
+    """The replica's entry in the bounded app's /healthz."""
+    body = bounded.test_client().get("/healthz").get_json()
+    assert body["status"] == "ok"
+    (state,) = body["database"]["replicas"]
+    return state
+
+
+@pytest.mark.usefixtures("replica_running")
+def test_a_replica_past_the_max_lag_is_left_out_until_it_catches_up(app, owner, primary, replica, caplog):
+    caplog.set_level(logging.INFO, logger="geoservice.db.replicas")
+    bounded, now = bounded_app(app)
+    (member,) = replicas = bounded.extensions["geoservice.replicas"]
+    commit_and_replay(owner, primary, replica)
+    assert server_port(bounded) == REPLICA_PORT  # measured: caught up
+
+    replica.pause_replay()
+    with owner.begin() as conn:
+        conn.execute(sa.text("UPDATE squad SET phone = phone WHERE id = (SELECT min(id) FROM squad)"))
+    replica.receive_all(primary)
+    # The replica's lag, asked of it independently: it has received a transaction it has not applied, and the last
+    # one it applied is older than the bound (a real wait of at most a second or so).
+    wait_until(lambda: replayed_all_and_last_older_than(replica, MAX_LAG_S, replayed_all=False),
+               "the replica's replay lag to pass the bound", timeout_s=5)
+    assert server_port(bounded) == REPLICA_PORT  # measured less than a second ago: not asked again
+    now[0] += 1
+    for _ in range(3):
+        assert server_port(bounded) == PRIMARY_PORT  # the public's reads, left to the primary
+    assert server_port(bounded, headers={"Authorization": "Bearer x"}) == PRIMARY_PORT
+    reason = replicas.left_out(member)
+    lag = float(re.fullmatch(r"replay lag ([\d.]+) s > 1 s", reason).group(1))
+    assert lag > MAX_LAG_S
+    state = replica_report(bounded)
+    assert (state["in_rotation"], state["left_out"], state["reachable"], state["replay_paused"]) == (
+        False, reason, True, True)
+    assert state["replay_lag_s"] > MAX_LAG_S
+
+    replica.resume_replay()
+    replica.catch_up(primary)
+    assert server_port(bounded) == PRIMARY_PORT  # not measured again within the second
+    now[0] += 1
+    assert server_port(bounded) == REPLICA_PORT
+    assert replicas.left_out(member) is None
+    assert replica_report(bounded)["in_rotation"] is True
+    assert "left_out" not in replica_report(bounded)
+    messages = [r.getMessage() for r in caplog.records if r.name == "geoservice.db.replicas"]
+    assert messages == [
+        f"replica 127.0.0.1:{REPLICA_PORT}/geoservice left out of the rotation: {reason}; reading from the others or "
+        "the primary",
+        f"replica 127.0.0.1:{REPLICA_PORT}/geoservice back in the rotation: caught up ({reason} before)"]
+    replicas.dispose()
+
+
+@pytest.mark.usefixtures("replica_running")
+def test_a_replica_with_nothing_to_replay_has_no_lag_however_old_its_last_transaction(app, owner, primary, replica):
+    bounded, now = bounded_app(app)
+    (member,) = replicas = bounded.extensions["geoservice.replicas"]
+    commit_and_replay(owner, primary, replica)
+    # Nobody writes: the last transaction the replica replayed gets older than the bound, with nothing left to replay.
+    wait_until(lambda: replayed_all_and_last_older_than(replica, MAX_LAG_S, replayed_all=True),
+               "the replica's last replayed transaction to be older than the bound", timeout_s=5)
+    for _ in range(3):
+        assert server_port(bounded) == REPLICA_PORT
+        now[0] += 1
+    assert replicas.left_out(member) is None
+    assert replica_report(bounded)["in_rotation"] is True
+    replicas.dispose()
+
+
+@contextmanager
+def receiver_cut_off(replica):
+    """The replica's WAL receiver pointed at a port nobody listens on: it cannot stream until this ends."""
+    conninfo = sql(replica.cluster, "SHOW primary_conninfo")[0][0]
+    assert f"port={PRIMARY_PORT}" in conninfo
+    sql(replica.cluster, "ALTER SYSTEM SET primary_conninfo = %s",
+        params=(conninfo.replace(f"port={PRIMARY_PORT}", f"port={PRIMARY_PORT - 1}"),))
+    sql(replica.cluster, "SELECT pg_reload_conf()")
+    try:
+        wait_until(lambda: not sql(replica.cluster, "SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'"),
+                   "the WAL receiver to stop streaming")
+        yield
+    finally:
+        sql(replica.cluster, "ALTER SYSTEM SET primary_conninfo = %s", params=(conninfo,))
+        sql(replica.cluster, "SELECT pg_reload_conf()")
+    wait_until(lambda: sql(replica.cluster, "SELECT status FROM pg_stat_wal_receiver") == [("streaming",)],
+               "the WAL receiver to stream again")
+
+
+@pytest.mark.usefixtures("replica_running")
+def test_a_replica_cut_off_from_the_primary_longer_than_the_max_lag_is_left_out(app, replica):
+    bounded, now = bounded_app(app)
+    (member,) = replicas = bounded.extensions["geoservice.replicas"]
+    assert server_port(bounded) == REPLICA_PORT  # measured: streaming (seen through the app's role)
+    with receiver_cut_off(replica):
+        now[0] += 1
+        assert server_port(bounded) == REPLICA_PORT  # not streaming since this measure: no lag known yet
+        now[0] += 1
+        assert server_port(bounded) == REPLICA_PORT  # for 1 s: not past the bound
+        now[0] += 1.5
+        assert server_port(bounded) == PRIMARY_PORT
+        assert replicas.left_out(member) == "WAL receiver not streaming for 2.5 s > 1 s"
+        assert replica_report(bounded)["left_out"] == "WAL receiver not streaming for 2.5 s > 1 s"
+    now[0] += 1
+    assert server_port(bounded) == REPLICA_PORT
+    assert replicas.left_out(member) is None
+    replicas.dispose()
 
 
 # -- what /healthz tells about the replicas ------------------------------------------------------------------------

@@ -207,6 +207,8 @@ def layout(base_settings, demo_city):
                                                             target_session_attrs="read-write"),
         "GEOSERVICE_REPLICA_URLS": replica.cluster.app_url(),
         "GEOSERVICE_REPLICA_RETRY_S": str(RETRY_S),
+        # A paused replica stays in the rotation: the tests tell the servers apart by the version it has stopped at.
+        "GEOSERVICE_REPLICA_MAX_LAG_S": "3600",
         "GEOSERVICE_SECRET_KEY": secrets.token_urlsafe(32),  # one key for every process: sessions hold across them
         "GEOSERVICE_TRUSTED_PROXIES": "1",
         "GEOSERVICE_BASEMAP": "none",

@@ -63,11 +63,15 @@ def make_engine(url: str, **kwargs) -> Engine:
 
 
 def make_replica_set(settings: Settings, **kwargs) -> ReplicaSet:
-    """The read replicas of ``settings.replica_urls`` (none: an empty set), with the engine options ``kwargs``."""
+    """The read replicas of ``settings.replica_urls`` (none: an empty set), with the engine options ``kwargs``.
+
+    A replica is left out of the rotation for ``replica_retry_s`` after failing to connect, and while its replay lags
+    more than ``replica_max_lag_s``.
+    """
     connect_args = {"connect_timeout": CONNECT_TIMEOUT_S, **kwargs.pop("connect_args", {})}
     engines = [make_engine(_with_driver(url), connect_args=dict(connect_args), **kwargs)
                for url in settings.replica_urls]
-    return ReplicaSet(engines, retry_s=settings.replica_retry_s)
+    return ReplicaSet(engines, retry_s=settings.replica_retry_s, max_lag_s=settings.replica_max_lag_s)
 
 
 class MissingExtension(GeoserviceError):
