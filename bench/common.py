@@ -48,7 +48,7 @@ def bench_database(name: str):
         cluster.ensure_database(name)
         url = cluster.url(name)
     engine = db.make_engine(url)
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         db.upgrade(conn)
     return engine
 

@@ -362,8 +362,9 @@ def _restore_new(settings: Settings, item: Backup, target: str) -> None:
                   f"--use-list={wanted.name}", str(item.path)], target, what="pg_restore")
         engine = db.make_engine(target)
         try:
-            with engine.begin() as conn:
-                restored = row_counts(conn)
+            with engine.connect() as conn:
+                with conn.begin():
+                    restored = row_counts(conn)
                 if restored != item.row_counts:
                     differ = sorted(t for t in set(restored) | set(item.row_counts)
                                     if restored.get(t) != item.row_counts.get(t))

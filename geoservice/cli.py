@@ -123,9 +123,10 @@ def db_upgrade(ctx: click.Context) -> None:
 def _upgrade(settings: Settings) -> None:
     engine = db.make_engine(db.database_url(settings))
     try:
-        with engine.begin() as conn:
-            created = db.ensure_extensions(conn)
-            before = db.current_revision(conn)
+        with engine.connect() as conn:
+            with conn.begin():
+                created = db.ensure_extensions(conn)
+                before = db.current_revision(conn)
             granted = db.upgrade(conn)
             after = db.current_revision(conn)
     finally:

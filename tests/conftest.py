@@ -80,9 +80,10 @@ def demo_city() -> City:
 def engine(test_database_url: str, demo_city: City) -> Iterator[Engine]:
     """An engine on the suite's database, migrated and loaded with the demo city."""
     engine = db.make_engine(test_database_url)
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         db.upgrade(conn)
-        load_city(conn, demo_city)
+        with conn.begin():
+            load_city(conn, demo_city)
     yield engine
     engine.dispose()
 

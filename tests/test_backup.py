@@ -370,7 +370,7 @@ def test_an_older_backup_is_migrated_to_this_codes_schema(backups: Settings, mad
     backup.restore(backups, made.name, into=older)
     older_url = with_database(source, older)
     engine = db.make_engine(older_url)
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         config = Config()
         config.set_main_option("script_location", str(db.MIGRATIONS_DIR))
         config.attributes["connection"] = conn

@@ -41,7 +41,7 @@ def own_database(base_settings: Settings, test_database_url: str, demo_city) -> 
         cluster.ensure_database(name)
     url = test_database_url if external else cluster.url(name)
     engine = db.make_engine(url)
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         db.upgrade(conn)
     yield url
     if external:

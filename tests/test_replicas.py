@@ -44,9 +44,10 @@ def primary(base_settings, demo_city, folder):
     cluster = make_primary(base_settings.replace(db_name="geoservice", metric_crs=DEMO_METRIC_CRS),
                            folder / "primary", PRIMARY_PORT)
     engine = db.make_engine(cluster.url())
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         db.upgrade(conn)
-        load_city(conn, demo_city)
+        with conn.begin():
+            load_city(conn, demo_city)
     yield cluster
     engine.dispose()
     cluster.down()

@@ -6,15 +6,21 @@
   database to the head. Bound: no failed request (anything but a 2xx — an empty tile is a 204; no validators are
   sent, so no 304 — or a connection error). The nearest answers given while the migration ran equal a brute force
   in SQL (the planner may switch to the new index mid-load).
-- ``test_what_the_upgrade_blocks``: the upgrade's one transaction is held open and the app role's readers and a
-  writer are tried beside it with a short ``lock_timeout``: which of them would wait for the migration. 0005 holds
-  SHARE on ``point`` (its index builds): readers pass, writers (occupancy taps, edits) wait for as long as the
-  builds take. 0004 (``ALTER TABLE data_version ADD COLUMN``) held ACCESS EXCLUSIVE on ``data_version``, which
-  every versioned answer reads: a database two revisions behind blocks those readers until the whole upgrade
-  commits (every migration of one ``db upgrade`` runs in one transaction).
+- ``test_what_the_upgrade_blocks``: the upgrade runs in a thread and is held at a chosen point by a transaction of
+  the test's, open from before it started; there the app role's readers and a writer are tried beside it with a short
+  ``lock_timeout``: which of them would wait for the migration. 0005 builds its indexes ``CONCURRENTLY``, held here
+  by a tap in flight (the build waits for the writes under way): it holds SHARE UPDATE EXCLUSIVE on ``point``, and
+  readers and new taps pass — with the plain ``CREATE INDEX`` of before, every writer of ``point`` waited for the
+  whole build. 0004 (``ALTER TABLE data_version ADD COLUMN``), held before its commit, holds ACCESS EXCLUSIVE on
+  ``data_version``, which every versioned answer reads; each migration now commits on its own, so those readers wait
+  for 0004's one instant statement, no longer for 0005's index builds behind it.
+- ``test_an_interrupted_index_build_is_finished_by_the_next_upgrade``: ``geoservice db upgrade`` loses its
+  connection in the middle of 0005's first concurrent build; the database stays at 0004 with an INVALID index, and
+  the next ``db upgrade`` drops it and builds it again.
 
-The lock probe is a fact about locks, not a timing: the migration's transaction sits idle while it is probed, so a
-statement not granted its lock within ``lock_timeout`` waits for the migration and nothing else.
+The lock probe is a fact about locks, not a timing: the upgrade is seen waiting for the test's own transaction
+(``pg_locks``) before it is probed, so a statement not granted its lock within ``lock_timeout`` waits for the
+migration and nothing else.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -71,7 +77,7 @@ def index_names(conn: sa.Connection) -> set[str]:
 def at_head_afterwards(engine) -> Iterator[sa.Engine]:
     """The suite's database, brought back to the head (with the app role's grants) whatever the test did."""
     yield engine
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         db.upgrade(conn)
 
 
@@ -189,7 +195,7 @@ def latency_ms(answers: list[Answer]) -> str:
 
 def test_upgrade_under_load(at_head_afterwards, settings, app_database_url):
     engine = at_head_afterwards
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         downgrade(conn, BEFORE_NEWEST)
         assert db.current_revision(conn) == BEFORE_NEWEST
         assert not index_names(conn) & set(NEWEST_INDEXES)
@@ -278,7 +284,7 @@ def test_documented_order_behind_the_proxy(at_head_afterwards, settings, app_dat
     turn, the next once the one before answers /healthz and Caddy's fail_duration has passed. Bound: no failed
     request."""
     engine = at_head_afterwards
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         downgrade(conn, BEFORE_NEWEST)
     app_env = {"DATABASE_URL": settings.database_url, "GEOSERVICE_APP_DATABASE_URL": app_database_url,
                "GEOSERVICE_ANALYSIS_SLOTS": str(TEST_ANALYSIS_SLOTS)}
@@ -333,21 +339,75 @@ READERS = {
 WRITER = ("occupancy tap (point)", "UPDATE point SET occupancy = occupancy WHERE id = (SELECT min(id) FROM point)")
 
 
+DATA_VERSION_READER = "data version (every versioned answer, /healthz)"
+
+
 @contextmanager
-def upgrade_held_open(engine: sa.Engine) -> Iterator[dict[str, str]]:
-    """``db.upgrade`` to the head (grants included, as ``geoservice db upgrade``) in a transaction left open; yields
-    the table locks it holds (table → strongest mode), and commits afterwards."""
+def holding(engine: sa.Engine, statement: str) -> Iterator[None]:
+    """A transaction of the owner's that has run ``statement`` and stays open until the block ends (rolled back)."""
     with engine.connect() as conn:
-        with conn.begin():
-            db.upgrade(conn)
-            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-            with engine.connect() as other:
-                held = dict(other.execute(sa.text(
-                    "SELECT c.relname, string_agg(l.mode, ',' ORDER BY l.mode) FROM pg_locks l "
-                    "JOIN pg_class c ON c.oid = l.relation "
-                    "WHERE l.pid = :pid AND l.granted AND c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace "
-                    "GROUP BY c.relname"), {"pid": pid}).all())
-            yield held
+        conn.execute(sa.text(statement))
+        yield
+        conn.rollback()
+
+
+class UpgradeInBackground:
+    """``db.upgrade`` to the head (grants included, as ``geoservice db upgrade``) in a thread, on a connection whose
+    backend is ``pid``."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.pid: int | None = None
+        self.error: BaseException | None = None
+        self.connected = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                self.pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+                conn.commit()
+                self.connected.set()
+                db.upgrade(conn)
+        except BaseException as exc:  # reported by the test's thread
+            self.error = exc
+        finally:
+            self.connected.set()
+
+    def start(self) -> None:
+        self.thread.start()
+        self.connected.wait(timeout=60)
+
+    def __enter__(self) -> UpgradeInBackground:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.thread.ident is not None:
+            self.thread.join(timeout=120)
+
+    def wait_until_waiting_for(self, what: str, *, deadline_s: float = 60) -> None:
+        """Until the upgrade's backend waits for a lock on table ``what`` (or of type ``what``: ``virtualxid``)."""
+        deadline = time.monotonic() + deadline_s
+        with self.engine.connect() as conn:
+            while True:
+                waiting = conn.execute(sa.text(
+                    "SELECT coalesce(c.relname, l.locktype) FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation "
+                    "WHERE l.pid = :pid AND NOT l.granted"), {"pid": self.pid}).scalar()
+                conn.rollback()
+                if waiting == what:
+                    return
+                assert self.thread.is_alive(), f"the upgrade ended before waiting for {what}: {self.error!r}"
+                assert time.monotonic() < deadline, f"the upgrade did not wait for {what} (waits for {waiting})"
+                time.sleep(0.05)
+
+    def locks_held(self) -> dict[str, str]:
+        """The table locks the upgrade's backend holds (table → modes), alembic_version left out."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(sa.text(
+                "SELECT c.relname, string_agg(l.mode, ',' ORDER BY l.mode) FROM pg_locks l "
+                "JOIN pg_class c ON c.oid = l.relation "
+                "WHERE l.pid = :pid AND l.granted AND c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace "
+                "AND c.relname <> 'alembic_version' GROUP BY c.relname"), {"pid": self.pid}).all())
 
 
 def who_waits(app_engine: sa.Engine) -> dict[str, bool]:
@@ -366,23 +426,104 @@ def who_waits(app_engine: sa.Engine) -> dict[str, bool]:
     return waits
 
 
-@pytest.mark.parametrize("behind, waiting, locks", [
-    # Only 0005 pending, as in the load test: readers pass; writers of point wait for the index builds.
-    ("0004", {WRITER[0]}, {"point": "ShareLock"}),
-    # 0004 and 0005 pending: 0004's ADD COLUMN keeps data_version locked until the index builds have committed.
-    ("0003", {WRITER[0], "data version (every versioned answer, /healthz)"},
-     {"point": "ShareLock", "data_version": "AccessExclusiveLock"}),
+# Where the upgrade is held while the app's statements are tried: what holds it there (a transaction of the test's,
+# open from before the upgrade starts), what the upgrade then waits for, who of the app would wait, what it holds.
+TAP_IN_FLIGHT = "LOCK TABLE point IN ROW EXCLUSIVE MODE"       # the lock an occupancy tap's UPDATE holds
+BEFORE_0004_COMMITS = "LOCK TABLE alembic_version IN SHARE MODE"  # Alembic's version bump, the migration's last write
+INDEX_BUILD = (TAP_IN_FLIGHT, "virtualxid", set(), {"point": "ShareUpdateExclusiveLock"})
+
+
+@pytest.mark.parametrize("behind, stages", [
+    # Only 0005 pending: its concurrent build waits for the writes already under way, and holds only SHARE UPDATE
+    # EXCLUSIVE on point meanwhile: readers and new taps pass (a plain CREATE INDEX held SHARE, and every tap waited
+    # until the upgrade committed).
+    ("0004", [INDEX_BUILD]),
+    # 0004 and 0005 pending: 0004's ADD COLUMN holds ACCESS EXCLUSIVE on data_version until 0004 commits, and its
+    # readers (every versioned answer, /healthz) wait for that one instant migration — so would an edit, whose
+    # trigger moves the version; a tap moves none. Then 0005's build holds nothing on data_version: when the upgrade
+    # was one transaction, those readers waited for the index builds too.
+    ("0003", [(BEFORE_0004_COMMITS, "alembic_version", {DATA_VERSION_READER}, {"data_version": "AccessExclusiveLock"}),
+              INDEX_BUILD]),
 ])
-def test_what_the_upgrade_blocks(at_head_afterwards, app_database_url, behind, waiting, locks):
+def test_what_the_upgrade_blocks(at_head_afterwards, app_database_url, behind, stages):
     engine = at_head_afterwards
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         downgrade(conn, behind)
     app_engine = db.make_engine(app_database_url)
+    seen = []
     try:
-        with upgrade_held_open(engine) as held:
-            waits = who_waits(app_engine)
+        # The holds are released before the upgrade is waited for, whatever happens.
+        with UpgradeInBackground(engine) as upgrade, ExitStack() as holds:
+            releases = [holds.enter_context(ExitStack()) for _ in stages]
+            for release, (statement, *_) in zip(releases, stages, strict=True):
+                release.enter_context(holding(engine, statement))
+            upgrade.start()
+            for release, (_, waits_for, waiting, locks) in zip(releases, stages, strict=True):
+                upgrade.wait_until_waiting_for(waits_for)
+                held, waits = upgrade.locks_held(), who_waits(app_engine)
+                seen.append((waits_for, held, sorted(k for k, v in waits.items() if v)))
+                assert {name for name, waited in waits.items() if waited} == waiting, waits_for
+                assert held == locks, waits_for
+                release.close()
     finally:
         app_engine.dispose()
-    print(f"\nupgrade from {behind}: holds {held}; would wait: {sorted(k for k, v in waits.items() if v)}")
-    assert {name for name, waited in waits.items() if waited} == waiting
-    assert {table: mode for table, mode in held.items() if table != "alembic_version"} == locks
+    print(f"\nupgrade from {behind}: " + "; ".join(f"waiting for {w}, holds {h}, would wait: {a}" for w, h, a in seen))
+    assert upgrade.error is None
+    with engine.connect() as conn:
+        assert db.current_revision(conn) == db.head_revision()
+        assert valid_indexes(conn, NEWEST_INDEXES) == dict.fromkeys(NEWEST_INDEXES, True)
+
+
+def valid_indexes(conn: sa.Connection, names) -> dict[str, bool]:
+    """Index name → whether it is valid (usable by queries), for those of ``names`` that exist."""
+    return dict(conn.execute(sa.text(
+        "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relname = ANY(:names)"), {"names": list(names)}).all())
+
+
+def test_an_interrupted_index_build_is_finished_by_the_next_upgrade(at_head_afterwards, settings):
+    """``geoservice db upgrade`` loses its connection while 0005 builds its first index (here: its backend is
+    terminated while the build waits for a tap in flight): the database stays at 0004 with an INVALID index of that
+    name, which the next ``db upgrade`` drops and builds again."""
+    engine = at_head_afterwards
+    with engine.connect() as conn:
+        downgrade(conn, BEFORE_NEWEST)
+    first, second = NEWEST_INDEXES
+    command = [sys.executable, "-m", "geoservice", "db", "upgrade"]
+    env = {**os.environ, "DATABASE_URL": settings.database_url}
+    with holding(engine, TAP_IN_FLIGHT), engine.connect() as conn:
+        upgrade = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while (pid := conn.execute(sa.text(
+                    "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+                    "WHERE a.datname = current_database() AND l.locktype = 'virtualxid' AND NOT l.granted "
+                    "AND a.query LIKE 'CREATE INDEX CONCURRENTLY%'")).scalar()) is None:
+                conn.rollback()
+                assert upgrade.poll() is None and time.monotonic() < deadline, "the build never waited"
+                time.sleep(0.05)
+            conn.rollback()
+            building = conn.execute(sa.text("SELECT query FROM pg_stat_activity WHERE pid = :pid"),
+                                    {"pid": pid}).scalar_one()
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+            conn.rollback()
+            _, stderr = upgrade.communicate(timeout=60)
+        finally:
+            if upgrade.poll() is None:
+                upgrade.kill()
+    assert first in building
+    assert upgrade.returncode == 1 and stderr.startswith("geoservice: "), stderr
+    with engine.connect() as conn:
+        assert db.current_revision(conn) == BEFORE_NEWEST  # 0005 never committed
+        assert valid_indexes(conn, NEWEST_INDEXES) == {first: False}  # what an interrupted concurrent build leaves
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr
+    assert f"schema at revision {db.head_revision()} (was {BEFORE_NEWEST})" in again.stdout
+    with engine.connect() as conn:
+        assert valid_indexes(conn, NEWEST_INDEXES) == {first: True, second: True}
+        definitions = dict(conn.execute(sa.text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE indexname = ANY(:names)"),
+            {"names": list(NEWEST_INDEXES)}).all())
+    assert definitions[first].endswith("USING gist (kind, geom)")
+    assert definitions[second].endswith("USING gist (geom) WHERE (opening_hours <> ''::text)")

@@ -194,9 +194,10 @@ def layout(base_settings, demo_city):
     primary = make_primary(base_settings.replace(db_name="geoservice", metric_crs=DEMO_METRIC_CRS),
                            folder / "primary", PRIMARY_PORT)
     setup = db.make_engine(primary.url())
-    with setup.begin() as conn:
+    with setup.connect() as conn:
         db.upgrade(conn)
-        load_city(conn, demo_city)
+        with conn.begin():
+            load_city(conn, demo_city)
     setup.dispose()
     replica = make_replica(primary, folder / "replica", REPLICA_PORT)
     hosts = [("127.0.0.1", PRIMARY_PORT), ("127.0.0.1", REPLICA_PORT)]

@@ -128,27 +128,53 @@ def ensure_extensions(connection: Connection) -> tuple[str, ...]:
 
 
 def upgrade(connection: Connection, revision: str = "head") -> bool:
-    """Apply the Alembic migrations up to ``revision`` on ``connection`` (committed by the caller).
+    """Apply the Alembic migrations up to ``revision`` on ``connection``, committing as it goes.
 
-    The extensions come first (:func:`ensure_extensions`): on a fresh external database the first migration would
-    otherwise fail on a type PostGIS defines. At the head, the web app's role is then given exactly its privileges
-    (:func:`grant_app_access`).
+    ``connection`` must have no transaction begun (``engine.connect()``, not ``engine.begin()``): the upgrade
+    manages its own, and commits each step before the next one starts, so that a migration may build an index
+    ``CONCURRENTLY`` (outside any transaction, letting the app's writers through) and a lock one migration takes is
+    released when it commits, not when the last one does. In order, each in a transaction of its own:
+
+    1. the extensions (:func:`ensure_extensions`): on a fresh external database the first migration would otherwise
+       fail on a type PostGIS defines;
+    2. each pending migration (``transaction_per_migration`` in ``migrations/env.py``); one that fails is rolled
+       back and the database stays at the last migration committed, which the next upgrade continues from;
+    3. at the head, the web app's role is given exactly its privileges (:func:`grant_app_access`).
+
+    The connection is left with no transaction begun.
 
     Returns:
         Whether the app role exists here and was granted its privileges.
 
     Raises:
+        ValueError: ``connection`` is inside a transaction (its work would be committed by the first migration).
         MissingExtension: PostGIS or pgRouting is missing and cannot be created by this role.
     """
     from alembic import command
     from alembic.config import Config
 
-    ensure_extensions(connection)
+    if connection.in_transaction():
+        raise ValueError("db.upgrade needs a connection with no transaction begun (engine.connect(), "
+                         "then commit or roll back what the caller did first)")
+    with connection.begin():
+        ensure_extensions(connection)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
-    command.upgrade(config, revision)
-    return revision == "head" and grant_app_access(connection)
+    try:
+        command.upgrade(config, revision)
+    except sa.exc.PendingRollbackError as exc:
+        # A connection lost inside a migration's autocommit block (a concurrent index build): Alembic's cleanup
+        # then fails on the dead connection and would hide the error that says what happened.
+        if isinstance(exc.__context__, sa.exc.DBAPIError):
+            raise exc.__context__ from None
+        raise
+    # With nothing pending, Alembic's read of the current revision is left in a transaction of its own.
+    connection.commit()
+    if revision != "head":
+        return False
+    with connection.begin():
+        return grant_app_access(connection)
 
 
 # -- least privilege: what the web app's role may do ---------------------------------------------------------------

@@ -22,8 +22,16 @@ geography index costs about three times one on the geometry index, and the searc
 afterwards anyway (``geoservice.nearest``). Amenity filters need nothing new: the GIN index on ``amenities`` answers
 a rare amenity (73 of 100,000 points offer umbrellas in the bench city) and the planner sorts those few by
 distance; a common one is met at once in distance order.
+
+The indexes are built ``CONCURRENTLY``, outside the migration's transaction (docs/upgrading.md, "Mind the locks"):
+a plain ``CREATE INDEX`` holds SHARE on ``point`` for the whole build, and every occupancy tap and edit waits for it
+(about a minute per million points). A concurrent build lets them through; it scans the table twice and waits for
+the transactions already writing to ``point`` (and, at its end, for any older snapshot in the database, e.g. a
+running backup) to finish. A build that is interrupted leaves an INVALID index of its name, which PostgreSQL keeps
+up to date but never reads: the next run drops it and builds again (``IF NOT EXISTS`` alone would keep it).
 """
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
@@ -31,18 +39,30 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
+INDEXES = {
+    "point_kind_geom_idx": "ON point USING gist (kind, geom)",
+    "point_hours_geom_idx": "ON point USING gist (geom) WHERE opening_hours <> ''",
+}
+
 
 def upgrade() -> None:
-    op.execute("""
-        CREATE EXTENSION IF NOT EXISTS btree_gist;
-        CREATE INDEX point_kind_geom_idx ON point USING gist (kind, geom);
-        CREATE INDEX point_hours_geom_idx ON point USING gist (geom) WHERE opening_hours <> '';
-    """)
+    # Transactional, committed when the autocommit block opens: the (kind, geom) index needs it.
+    op.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
+    with op.get_context().autocommit_block():
+        for name, definition in INDEXES.items():
+            if _invalid(name):
+                op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+            op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} {definition}")
 
 
 def downgrade() -> None:
     # btree_gist stays: other objects may have come to depend on it, and an unused extension costs nothing.
-    op.execute("""
-        DROP INDEX point_hours_geom_idx;
-        DROP INDEX point_kind_geom_idx;
-    """)
+    with op.get_context().autocommit_block():
+        for name in reversed(INDEXES):
+            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+
+
+def _invalid(name: str) -> bool:
+    """Whether an index ``name`` exists and is INVALID: what a concurrent build that did not finish leaves."""
+    return bool(op.get_bind().execute(sa.text(
+        "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"), {"name": name}).scalar())
