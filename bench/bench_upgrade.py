@@ -1,20 +1,23 @@
 """Who waits while ``geoservice db upgrade`` runs against a serving app: the newest migration (0005) on a big city.
 
-0005 builds two GiST indexes on ``point`` inside the upgrade's transaction (``CREATE INDEX``, not ``CONCURRENTLY``):
-PostgreSQL holds SHARE on the table until the commit, which lets readers through and makes every writer of
-``point`` (an occupancy tap, an edit, an import's swap) wait. This bench measures how long, on generated cities of
-100,000 and 1,000,000 points (databases of its own, made once by ``bench.scale_city``):
+0005 builds two GiST indexes on ``point`` with ``CREATE INDEX CONCURRENTLY``, outside any transaction: PostgreSQL
+holds SHARE UPDATE EXCLUSIVE on the table meanwhile, which lets readers and writers (an occupancy tap, an edit)
+through; the build waits for the writes under way when it starts. Until that change, 0005 built them with a plain
+``CREATE INDEX`` in the upgrade's one transaction, holding SHARE until the commit: every writer of ``point`` waited
+(``BEFORE_CONCURRENTLY`` keeps that run's figures beside the new ones). This bench measures who waits, and how long,
+on generated cities of 100,000 and 1,000,000 points (databases of its own, made once by ``bench.scale_city``):
 
 1. the city's database is brought back to 0004 (the two indexes dropped);
 2. ``geoservice serve`` (gunicorn, 2 workers × 4 threads, as the app role) serves it; two reader threads ask in turn
    nearest (plain and ``kind=toilet``), points/streets tiles at zoom 14, OGC items by bbox and /healthz; one writer
    thread makes an occupancy change every 100 ms (``UPDATE point SET occupancy = occupancy`` on an open kiosk, its
    own transaction: the statement a tap runs, without the HTTP around it);
-3. after ``--settle`` seconds, ``geoservice.db.upgrade`` (what ``geoservice db upgrade`` calls) runs to the head in
-   one transaction on this process's connection, timed; the load goes on for ``--settle`` seconds more.
+3. after ``--settle`` seconds, ``geoservice.db.upgrade`` (what ``geoservice db upgrade`` calls) runs to the head on
+   this process's connection (each migration in a transaction of its own), timed; the load goes on for
+   ``--settle`` seconds more.
 
-Reported per city: the upgrade's time (the locks are held that long), readers' answers before / during / after
-(median and max latency, failures), and the writer's longest wait.
+Reported per city: the upgrade's time, readers' and the writer's answers before / during / after (count, median and
+max latency, failures), and the machine's load average at the start and at the end (2 cores, often shared).
 
 Run: ``.venv/bin/python -m bench.bench_upgrade [--sizes 100000:120,1000000:160] [--settle 5]``. The section goes
 to docs/benchmarks.md.
@@ -40,13 +43,21 @@ from geoservice import db
 from geoservice.config import load_settings
 
 BEFORE = "0004"
+# The same bench before 0005 built its indexes CONCURRENTLY (commit 1697869: plain CREATE INDEX in the upgrade's one
+# transaction), for the comparison the section prints.
+BEFORE_CONCURRENTLY = """\
+| 100,000 | 29,078 | **10.0 s** | 1329, 6 / 450 ms, 0 failed | 3045, 5 / 43 ms, 0 failed | 1794, 5 / 94 ms, 0 failed | \
+47, 5 / 48 ms, 0 failed | **2, 4917 / 5,038 ms, 1 failed** |
+| 1,000,000 | 51,451 | **77.6 s** | 317, 11 / 3,943 ms, 0 failed | 6728, 11 / 234 ms, 0 failed | 881, 5 / 266 ms, \
+0 failed | 45, 9 / 44 ms, 0 failed | **16, 5004 / 5,051 ms, 15 failed** |"""
+BEFORE_CONCURRENTLY_LOAD = "6.20 / 5.06 / 2.81"  # load average (1/5/15 min) at the end of that run
 LOG_DIR = ROOT / "bench" / "out"
 
 
 def downgrade(engine, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(db.MIGRATIONS_DIR))
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, revision)
 
@@ -120,6 +131,11 @@ class Recorder:
             thread.join(timeout=120)
 
 
+def load_average() -> str:
+    with open("/proc/loadavg") as f:
+        return " / ".join(f.read().split()[:3])
+
+
 def summary(rows: list[tuple[float, float, bool]]) -> str:
     if not rows:
         return "none"
@@ -145,7 +161,7 @@ def run_city(points: int, blocks: int, settle_s: float) -> dict:
         recorder.start(recorder.writer, engine, kiosk, int(load_settings().timeout_lookup_s * 1000))
         time.sleep(settle_s)
         started = time.monotonic()
-        with engine.begin() as conn:
+        with engine.connect() as conn:
             db.upgrade(conn)
         ended = time.monotonic()
         time.sleep(settle_s)
@@ -174,34 +190,44 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000:120,1000000:160", help="POINTS:BLOCKS,… (generated cities)")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds of load before and after the upgrade")
     args = parser.parse_args()
+    load_at_start = load_average()
     rows = []
     for size in args.sizes.split(","):
         points, blocks = (int(v) for v in size.split(":"))
         result = run_city(points, blocks, args.settle)
         print(result)
         rows.append(result)
-    with open("/proc/loadavg") as f:
-        load = " / ".join(f.read().split()[:3])
+    load = load_average()
     table = "\n".join(
         f"| {r['points']:,} | {r['streets']:,} | **{r['upgrade_s']:.1f} s** | {r['reads_before']} | "
         f"{r['reads_during']} | {r['reads_after']} | {r['writes_before']} | **{r['writes_during']}** |" for r in rows)
     write_section("Upgrading while serving: who waits for migration 0005 (bench_upgrade)", f"""Machine: {machine()}. \
-Load average (1/5/15 min) at the end: {load}.
+Load average (1/5/15 min) at the start: {load_at_start}; at the end: {load}.
 
 `geoservice.db.upgrade` from 0004 to the head (0005: `point_kind_geom_idx`, `point_hours_geom_idx`, built with \
-`CREATE INDEX` in the upgrade's one transaction) on a generated city while `geoservice serve` (2 workers × 4 threads) \
-answers two reader threads (nearest plain and by kind, points/streets tiles at z14, OGC items by bbox, /healthz, in \
-turn) and one writer makes an occupancy change every 100 ms (the tap's UPDATE, in its own transaction, under the \
-tap's statement timeout, {load_settings().timeout_lookup_s:g} s: a tap that waits longer is answered 503). \
-{args.settle:.0f} s of load before and after. Answers: count, median / max latency, failures.
+`CREATE INDEX CONCURRENTLY`, each migration in its own transaction) on a generated city while `geoservice serve` \
+(2 workers × 4 threads) answers two reader threads (nearest plain and by kind, points/streets tiles at z14, OGC \
+items by bbox, /healthz, in turn) and one writer makes an occupancy change every 100 ms (the tap's UPDATE, in its \
+own transaction, under the tap's statement timeout, {load_settings().timeout_lookup_s:g} s: a tap that waits \
+longer is answered 503). {args.settle:.0f} s of load before and after. Answers: count, median / max latency, failures.
 
-| points | streets | upgrade (locks held) | reads before | reads during | reads after | writes before | writes during |
+| points | streets | upgrade | reads before | reads during | reads after | writes before | writes during |
 |---|---|---|---|---|---|---|---|
 {table}
 
-Readers do not wait (SHARE lets ACCESS SHARE through; their latency during the upgrade is the CPU the index builds \
-take from them on 2 cores). Every writer of `point` waits until the upgrade commits, and fails once its statement \
-timeout is past. See docs/upgrading.md.
+Before, with a plain `CREATE INDEX` in the upgrade's one transaction (commit 1697869; load average at the end \
+{BEFORE_CONCURRENTLY_LOAD}):
+
+| points | streets | upgrade (SHARE on `point` held) | reads before | reads during | reads after | writes before | \
+writes during |
+|---|---|---|---|---|---|---|---|
+{BEFORE_CONCURRENTLY}
+
+Readers never wait (their latency during the upgrade is the CPU the index builds take from them on 2 cores). With \
+the plain build every writer of `point` waited until the upgrade committed, and failed once its statement timeout \
+was past; the concurrent build lets them through (it waits for the writes under way when it starts, not they for \
+it). It does more work (two passes over the table); on this shared 2-core machine the upgrade's time varies from \
+run to run with whatever else runs, by more than the two kinds of build differ (docs/upgrading.md lists the runs).
 
 Reproduce: `.venv/bin/python -m bench.bench_upgrade --sizes {args.sizes} --settle {args.settle:g}`.
 """)
