@@ -13,14 +13,13 @@ A replica that fails to connect is left out of the rotation for ``replica_retry_
 the primary instead: the user sees no error. With every replica left out, everything reads from the primary.
 
 Staleness is bounded: a replica whose replay lags more than ``replica_max_lag_s`` seconds behind is left out too, and
-taken back once it has caught up. Each process measures a replica's lag at most once a second (:data:`LAG_CHECK_S`,
-one statement on the connection a request then reads through, never one per request), on the replica itself: 0 when
-it has replayed everything it has received — an idle primary sends nothing, however old the last transaction it
-replayed — else the time since the last transaction it replayed was committed (since it started, when it has
-replayed none since). A replica whose WAL receiver has not
-been streaming for longer than the bound is left out as well: cut off from the primary, it cannot know how far
-behind it is. (After the primary was idle, the measure over-states the lag by up to that idle time until the
-replica has replayed the first new write; and it counts only the WAL the replica has received.)
+taken back once it has caught up. Each process measures a replica's lag at most once a second (:data:`LAG_CHECK_S`, one
+statement on the connection a request then reads through, never one per request), on the replica itself: 0 when it has
+replayed everything it has received — an idle primary sends nothing, however old the last transaction it replayed — else
+the time since the last transaction it replayed was committed (since it started, when it has replayed none since). A
+replica whose WAL receiver has not been streaming for longer than the bound is left out as well: cut off from the
+primary, it cannot know how far behind it is. (After the primary was idle, the measure over-states the lag by up to that
+idle time until the replica has replayed the first new write; and it counts only the WAL the replica has received.)
 
 Staleness stays consistent: the results cache and the HTTP validators are keyed by the data version read through the
 request's own connection (``geoservice.results_cache``, ``geoservice.http_cache``), so a replica that lags serves the
