@@ -84,6 +84,26 @@ def make_primary(settings: Settings, root: Path, port: int) -> EmbeddedCluster:
     return cluster
 
 
+def make_demo_primary(settings: Settings, root: Path, port: int, city) -> EmbeddedCluster:
+    """:func:`make_primary`, migrated to the head and loaded with ``city`` (the demo city)."""
+    from geoservice import db
+    from geoservice.demo import load_city
+
+    cluster = make_primary(settings, root, port)
+    engine = db.make_engine(cluster.url())
+    try:
+        with engine.connect() as conn:
+            db.upgrade(conn)
+            with conn.begin():
+                load_city(conn, city)
+    except BaseException:
+        cluster.down()  # a fixture that fails in its set-up is not torn down: leave no server behind
+        raise
+    finally:
+        engine.dispose()
+    return cluster
+
+
 @dataclass
 class Replica:
     """A hot standby made from a primary; ``cluster`` gives its URLs, status and ``down()``."""

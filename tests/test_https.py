@@ -111,16 +111,17 @@ def layout(tmp_path_factory, settings, app_database_url, engine):
 
 
 @pytest.fixture(scope="module")
-def https_browser(layout):
-    """Debian's Chromium that resolves the public name to this machine and trusts the layout's certificate."""
-    from playwright.sync_api import sync_playwright
+def https_browser(layout, browser):
+    """Debian's Chromium that resolves the public name to this machine and trusts the layout's certificate.
 
+    Launched by the suite's Playwright (one per process: a second ``sync_playwright`` refuses to start inside the
+    first one's event loop), with flags of its own.
+    """
     args = [*CHROMIUM_ARGS, f"--host-resolver-rules=MAP {PUBLIC_HOST} 127.0.0.1",
             f"--ignore-certificate-errors-spki-list={layout.certificate.spki_sha256}"]
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=args)
-        yield chromium
-        chromium.close()
+    chromium = browser.browser_type.launch(executable_path="/usr/bin/chromium", args=args)
+    yield chromium
+    chromium.close()
 
 
 @pytest.fixture(scope="module")

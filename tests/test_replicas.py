@@ -18,9 +18,8 @@ import sqlalchemy as sa
 from geoservice import db, health
 from geoservice.app import create_app
 from geoservice.db.replicas import ReplicaSet, reads_from_replica
-from geoservice.demo import load_city
 from tests.accounts_helpers import add_user
-from tests.clusters import clusters_folder, make_primary, make_replica, sql, wait_until
+from tests.clusters import clusters_folder, make_demo_primary, make_replica, sql, wait_until
 from tests.conftest import DEMO_METRIC_CRS
 
 PRIMARY_PORT = 56310
@@ -41,15 +40,9 @@ def folder():
 @pytest.fixture(scope="module")
 def primary(base_settings, demo_city, folder):
     """The primary with the demo city; stopped after the module."""
-    cluster = make_primary(base_settings.replace(db_name="geoservice", metric_crs=DEMO_METRIC_CRS),
-                           folder / "primary", PRIMARY_PORT)
-    engine = db.make_engine(cluster.url())
-    with engine.connect() as conn:
-        db.upgrade(conn)
-        with conn.begin():
-            load_city(conn, demo_city)
+    cluster = make_demo_primary(base_settings.replace(db_name="geoservice", metric_crs=DEMO_METRIC_CRS),
+                                folder / "primary", PRIMARY_PORT, demo_city)
     yield cluster
-    engine.dispose()
     cluster.down()
 
 

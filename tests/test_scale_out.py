@@ -41,9 +41,8 @@ import sqlalchemy as sa
 
 from geoservice import db
 from geoservice.citygen import demo_spec
-from geoservice.demo import load_city
 from tests.accounts_helpers import add_user
-from tests.clusters import clusters_folder, libpq_multi_host_url, make_primary, make_replica, sql, wait_until
+from tests.clusters import clusters_folder, libpq_multi_host_url, make_demo_primary, make_replica, sql, wait_until
 from tests.conftest import ARTIFACTS, DEMO_METRIC_CRS, ROOT, wait_for_http
 from tests.proxy import DEPLOY, local_certificate, start_proxy, unit_command
 
@@ -191,15 +190,13 @@ class Layout:
 @pytest.fixture(scope="module")
 def layout(base_settings, demo_city):
     folder = clusters_folder("test-scale-out")
-    primary = make_primary(base_settings.replace(db_name="geoservice", metric_crs=DEMO_METRIC_CRS),
-                           folder / "primary", PRIMARY_PORT)
-    setup = db.make_engine(primary.url())
-    with setup.connect() as conn:
-        db.upgrade(conn)
-        with conn.begin():
-            load_city(conn, demo_city)
-    setup.dispose()
-    replica = make_replica(primary, folder / "replica", REPLICA_PORT)
+    primary = make_demo_primary(base_settings.replace(db_name="geoservice", metric_crs=DEMO_METRIC_CRS),
+                                folder / "primary", PRIMARY_PORT, demo_city)
+    try:
+        replica = make_replica(primary, folder / "replica", REPLICA_PORT)
+    except BaseException:
+        primary.down()
+        raise
     hosts = [("127.0.0.1", PRIMARY_PORT), ("127.0.0.1", REPLICA_PORT)]
     owner_url = libpq_multi_host_url(primary.url(), *hosts, target_session_attrs="read-write")
     env = {
@@ -216,12 +213,12 @@ def layout(base_settings, demo_city):
         "GEOSERVICE_METRIC_CRS": DEMO_METRIC_CRS,
     }
     owner = db.make_engine(owner_url)
-    tokens = {role: add_user(owner, role)[1] for role in ("officer", "planner")}
-    replica.catch_up(primary)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     apps = [AppProcess(port, env, ARTIFACTS) for port in APP_PORTS]
     proxy = None
     try:
+        tokens = {role: add_user(owner, role)[1] for role in ("officer", "planner")}
+        replica.catch_up(primary)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         for app in apps:
             app.start()
         proxy = start_proxy([f"127.0.0.1:{p}" for p in APP_PORTS], https_port=HTTPS_PORT, http_port=HTTP_PORT,
