@@ -47,7 +47,7 @@ from sqlalchemy.engine import Connection, make_url
 from geoservice import db
 from geoservice.config import Settings
 from geoservice.db.embedded import EmbeddedCluster
-from geoservice.errors import GeoserviceError, InvalidParameter, NotFound
+from geoservice.errors import BackupError, InvalidParameter, NotFound
 
 PREFIX = "geoservice-"
 NAME_PATTERN = re.compile(r"geoservice-\d{8}T\d{6}Z")
@@ -61,13 +61,6 @@ ABANDONED_AFTER_S = 24 * 3600
 # administrator created PostGIS for a non-superuser owner), and spatial_ref_sys's own rows are the extension's —
 # geoservice uses only the EPSG codes PostGIS ships (settings refuse any other metric CRS).
 _SKIPPED_ENTRIES = re.compile(r"^\d+; \d+ \d+ (COMMENT - EXTENSION |TABLE DATA public spatial_ref_sys )")
-
-
-class BackupError(GeoserviceError):
-    """A backup could not be made or restored; the message says why and what to do."""
-
-    status = 500
-    code = "BackupError"
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,20 @@ class ConfigError(GeoserviceError):
     code = "ConfigError"
 
 
+class MissingExtension(GeoserviceError):
+    """PostGIS or pgRouting is not in the database and cannot be created by the connecting role (or server)."""
+
+    status = 503
+    code = "MissingExtension"
+
+
+class BackupError(GeoserviceError):
+    """A backup could not be made or restored; the message says why and what to do."""
+
+    status = 500
+    code = "BackupError"
+
+
 class EmbeddedDatabaseError(GeoserviceError):
     """The embedded PostgreSQL cluster could not be created, started or stopped."""
 

@@ -20,7 +20,7 @@ from geoservice import catalogue
 from geoservice.config import Settings
 from geoservice.db.embedded import APP_ROLE, EXTENSIONS, EmbeddedCluster
 from geoservice.db.replicas import CONNECT_TIMEOUT_S, ReplicaSet, reads_from_replica
-from geoservice.errors import GeoserviceError
+from geoservice.errors import MissingExtension
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -72,13 +72,6 @@ def make_replica_set(settings: Settings, **kwargs) -> ReplicaSet:
     engines = [make_engine(_with_driver(url), connect_args=dict(connect_args), **kwargs)
                for url in settings.replica_urls]
     return ReplicaSet(engines, retry_s=settings.replica_retry_s, max_lag_s=settings.replica_max_lag_s)
-
-
-class MissingExtension(GeoserviceError):
-    """PostGIS or pgRouting is not in the database and cannot be created by the connecting role (or server)."""
-
-    status = 503
-    code = "MissingExtension"
 
 
 def ensure_extensions(connection: Connection) -> tuple[str, ...]:
