@@ -41,10 +41,11 @@ import sqlalchemy as sa
 
 from geoservice import db
 from geoservice.citygen import demo_spec
-from tests.accounts_helpers import add_user
+from tests.accounts_helpers import PASSWORD, add_user
 from tests.clusters import clusters_folder, libpq_multi_host_url, make_demo_primary, make_replica, sql, wait_until
 from tests.conftest import ARTIFACTS, DEMO_METRIC_CRS, ROOT, wait_for_http
 from tests.proxy import DEPLOY, local_certificate, start_proxy, unit_command
+from tests.test_login import Browserless
 
 PRIMARY_PORT = 56320
 REPLICA_PORT = 56321
@@ -54,6 +55,7 @@ HTTP_PORT = 56341
 CONNECTIONS = 4
 PAUSE_MS = 10
 RETRY_S = 2
+LOGIN_MAX_FAILURES = 3
 UA = "pytest-scale-out/1.0"
 LON, LAT = demo_spec().center
 
@@ -208,6 +210,7 @@ def layout(base_settings, demo_city):
         # A paused replica stays in the rotation: the tests tell the servers apart by the version it has stopped at.
         "GEOSERVICE_REPLICA_MAX_LAG_S": "3600",
         "GEOSERVICE_SECRET_KEY": secrets.token_urlsafe(32),  # one key for every process: sessions hold across them
+        "GEOSERVICE_LOGIN_MAX_FAILURES": str(LOGIN_MAX_FAILURES),
         "GEOSERVICE_TRUSTED_PROXIES": "1",
         "GEOSERVICE_BASEMAP": "none",
         "GEOSERVICE_METRIC_CRS": DEMO_METRIC_CRS,
@@ -281,6 +284,29 @@ def test_the_public_reads_from_the_replica_and_users_from_the_primary(layout):
     report(f"baseline through Caddy, two app processes: {baseline}")
     assert baseline.requests > 0
     assert baseline.failed == 0
+
+
+def test_a_login_holds_on_either_app_process_and_failed_logins_count_across_them(layout):
+    """Stateless processes: the session made by one is honoured by the other (one key, from the settings), and
+    failed logins are counted in the primary, so the per-account limit is one limit, not one per process."""
+    first, second = (f"http://127.0.0.1:{app.port}" for app in layout.apps)
+    user, _ = add_user(layout.owner, "planner")
+    client = Browserless(first)
+    status, _, _ = client.request("/login", {"username": user.username, "password": PASSWORD,
+                                             "csrf_token": client.login_form()})
+    assert status == 303
+    client.base = second  # the cookie jar ignores ports: the same session cookie goes to the other process
+    assert json.loads(client.request("/api/v1/me")[2])["user"]["username"] == user.username
+
+    guessed, _ = add_user(layout.owner, "planner")
+    statuses = []
+    for attempt in range(LOGIN_MAX_FAILURES + 2):
+        guesser = Browserless((first, second)[attempt % 2])
+        statuses.append(guesser.request("/login", {"username": guessed.username, "password": "wrong password",
+                                                   "csrf_token": guesser.login_form()})[0])
+    assert statuses == [401] * LOGIN_MAX_FAILURES + [429, 429]
+    with layout.owner.begin() as conn:
+        conn.execute(sa.text("DELETE FROM login_failure WHERE username = :u"), {"u": guessed.username})
 
 
 def test_killing_an_app_process_costs_at_most_the_requests_in_flight(layout):
