@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from geoservice.db.replicas import Replica, ReplicaSet
+from geoservice.db.replicas import REPLAY_LAG_S, Replica, ReplicaSet
 from geoservice.errors import InvalidParameter
 from geoservice.models import TABLES
 from geoservice.params import parse_choice
@@ -128,13 +128,10 @@ def probe(engine: Engine, *, timeout_s: float, counts: str = "estimated", replic
     return report
 
 
-_REPLICA_STATE = sa.text("""
+_REPLICA_STATE = sa.text(f"""
     SELECT pg_is_in_recovery() AS in_recovery,
            (SELECT version FROM data_version) AS data_version,
-           CASE WHEN NOT pg_is_in_recovery() THEN NULL
-                WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0.0
-                ELSE round(extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::numeric, 3)
-           END AS replay_lag_s,
+           CASE WHEN pg_is_in_recovery() THEN round(({REPLAY_LAG_S})::numeric, 3) END AS replay_lag_s,
            CASE WHEN pg_is_in_recovery()
                 THEN greatest(pg_wal_lsn_diff(CAST(:primary_lsn AS pg_lsn), pg_last_wal_replay_lsn()), 0)
            END AS replay_lag_bytes,

@@ -57,12 +57,18 @@ CONNECT_TIMEOUT_S = 2
 LAG_CHECK_S = 1.0
 """Seconds between two measures of a replica's replay lag by one process (``ReplicaSet.max_lag_s``)."""
 
-_REPLAY_STATE = sa.text("""
+REPLAY_LAG_S = """
+    CASE WHEN pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0.0
+         -- Nothing replayed since it started: its data is no newer than its start.
+         ELSE extract(epoch FROM now() - coalesce(pg_last_xact_replay_timestamp(), pg_postmaster_start_time()))
+    END"""
+"""SQL: a server in recovery's replay lag in seconds — 0 when it has replayed all it received (a replica of an idle
+primary is not behind, however old its last transaction), else the age of the last transaction it replayed. The one
+measure of lag: the rotation (:class:`ReplicaSet`) and ``/healthz`` (``geoservice.health``) both use it."""
+
+_REPLAY_STATE = sa.text(f"""
     SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0.0  -- promoted: it is a primary now
-                WHEN pg_last_wal_receive_lsn() IS NULL OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn()
-                THEN 0.0
-                -- Nothing replayed since it started: its data is no newer than its start.
-                ELSE extract(epoch FROM now() - coalesce(pg_last_xact_replay_timestamp(), pg_postmaster_start_time()))
+                ELSE {REPLAY_LAG_S}
            END AS lag_s,
            NOT pg_is_in_recovery() OR EXISTS (
                -- The app's role sees a receiver's pid but not its status (that takes pg_read_all_stats); a receiver
