@@ -116,7 +116,7 @@ def _create(settings: Settings) -> Backup:
         with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
             # pg_dump reads the snapshot this transaction exported: the revision and counts are the dump's.
             snapshot = conn.execute(sa.text("SELECT pg_export_snapshot()")).scalar_one()
-            revision = _schema_revision(conn)
+            revision = db.current_revision(conn)  # None before the first migration (no version table)
             counts = row_counts(conn)
             database = conn.execute(sa.text("SELECT current_database()")).scalar_one()
             server_version = conn.execute(sa.text("SHOW server_version")).scalar_one()
@@ -148,12 +148,6 @@ def row_counts(conn: Connection) -> dict[str, int]:
         "ORDER BY c.relname")).scalars().all()
     quote = conn.dialect.identifier_preparer.quote
     return {t: conn.execute(sa.text(f"SELECT count(*) FROM public.{quote(t)}")).scalar_one() for t in tables}
-
-
-def _schema_revision(conn: Connection) -> str | None:
-    if conn.execute(sa.text("SELECT to_regclass('public.alembic_version')")).scalar_one() is None:
-        return None
-    return db.current_revision(conn)
 
 
 def _free_name(folder: Path) -> tuple[datetime, str]:
